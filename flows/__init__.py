@@ -1,0 +1,1 @@
+"""Prefect flows that order the phases; each task calls one library function."""

@@ -1,0 +1,3 @@
+from pg2edge.cli import main
+
+raise SystemExit(main())

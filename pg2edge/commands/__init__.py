@@ -1,0 +1,36 @@
+"""CLI command modules: each has ``register(subparsers)`` and a handler; no business logic."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_command(
+    sub: Any, name: str, *, help: str, example: str, handler: Handler, description: str | None = None
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with a worked example (every command has one)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"Example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """--source and --config, shared by every command that talks to PostgreSQL."""
+    parser.add_argument("--source", metavar="DSN",
+                        help="source PostgreSQL DSN (default: $PG2EDGE_SOURCE or [source] dsn in pg2edge.toml)")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default: ./pg2edge.toml if present)")
+
+
+def add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    parser.add_argument("--format", choices=formats, default=formats[0], help=f"output format (default: {formats[0]})")
+    parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")

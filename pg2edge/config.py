@@ -1,0 +1,176 @@
+"""The one configuration model: ``pg2edge.toml``, then environment, then flags.
+
+Every section forbids unknown keys, so a typo is an error that names the key
+instead of a setting silently ignored. Later phases add their own section
+here; commands receive a validated :class:`Config`, never a raw dict.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pg2edge.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "pg2edge.toml"
+ENV_SOURCE = "PG2EDGE_SOURCE"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from '90', '90s', '5m', '1.5h', '2d' or '250ms'; ValueError names the text."""
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"duration {text!r} is negative")
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"duration {text!r} is not a number with an optional unit ms|s|m|h|d (e.g. '5m')")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    dsn: str | None = None
+
+
+class TargetConfig(_Section):
+    path: str | None = None
+
+
+class VerdictRules(_Section):
+    """Read/write ratio thresholds: ratio >= excellent, >= good, >= maybe, else keep."""
+
+    excellent: float = 1000.0
+    good: float = 10.0
+    maybe: float = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "VerdictRules":
+        if not (self.excellent >= self.good >= self.maybe > 0):
+            raise ValueError(
+                "analyze.verdicts must satisfy excellent >= good >= maybe > 0 "
+                f"(got excellent={self.excellent}, good={self.good}, maybe={self.maybe})"
+            )
+        return self
+
+
+TargetProfile = Literal["sqlite", "turso", "d1", "litefs"]
+
+
+class AnalyzeConfig(_Section):
+    window: float = 0.0
+    target_profile: TargetProfile = "sqlite"
+    verdicts: VerdictRules = Field(default_factory=VerdictRules)
+    schemas: list[str] = Field(default_factory=lambda: ["public"])
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class TranslateConfig(_Section):
+    numeric: Literal["text", "integer", "real"] = "text"
+    timestamps: Literal["iso", "unix", "unix_ms"] = "iso"
+    foreign_keys: Literal["keep", "drop"] = "keep"
+    strict_tables: bool = False
+    fts5: bool = False
+    cast: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    tables: list[str] = Field(default_factory=list)
+    analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
+    translate: TranslateConfig = Field(default_factory=TranslateConfig)
+
+    def require_source(self) -> str:
+        """The source DSN, or a ConfigError that says every way to give one."""
+        if not self.source.dsn:
+            raise ConfigError(
+                f"no source database: pass --source DSN, set {ENV_SOURCE}, "
+                f"or set [source] dsn in {DEFAULT_CONFIG_FILE}"
+            )
+        return self.source.dsn
+
+
+def _format_error(origin: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{origin}: unknown key '{where}'")
+        else:
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"{origin}: {where}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read ``path`` (or ./pg2edge.toml when present), apply env then ``overrides``.
+
+    ``overrides`` is a nested dict of values given as flags; None values are
+    ignored so an absent flag never erases a file setting.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    origin = "configuration"
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        origin = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if env.get(ENV_SOURCE):
+        data = _deep_merge(data, {"source": {"dsn": env[ENV_SOURCE]}})
+    if overrides:
+        data = _deep_merge(data, _drop_none(overrides))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(origin, exc)) from None
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out

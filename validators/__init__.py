@@ -1,0 +1,1 @@
+"""Phase 3: counts, sampled deep-compare, checksum diff, repair."""
