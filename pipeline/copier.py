@@ -1,0 +1,200 @@
+"""Parallel table copy for the snapshot: COPY in worker processes, one apsw writer.
+
+Each worker process imports the exported snapshot (``REPEATABLE READ`` +
+``SET TRANSACTION SNAPSHOT``), streams one table at a time with
+``COPY ... TO STDOUT`` (text format, decoded by psycopg's C parser), encodes
+each row with the table's codec and sends bounded batches to the writer.
+The writer (the calling process) inserts them with apsw in large
+transactions. Queues are bounded, so memory stays flat whatever the table
+size. A table is marked done by the caller's ``on_table_done`` inside the
+same SQLite transaction as its last rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from translators.quoting import quote_ident
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 5_000
+COMMIT_ROWS = 100_000
+QUEUE_BATCHES_PER_JOB = 4
+
+RowEncoder = Callable[[Sequence[str | None]], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    """One table to copy: source relation and columns, target table and an encoder factory.
+
+    ``encoder_factory`` must be picklable (a module-level function or a
+    functools.partial of one); it is called in the worker to build the row
+    encoder, so codecs are never pickled per row.
+    """
+
+    source_schema: str
+    source_table: str
+    source_columns: tuple[str, ...]
+    target_table: str
+    target_columns: tuple[str, ...]
+    encoder_factory: Callable[[], RowEncoder]
+    estimated_rows: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.source_schema}.{self.source_table}"
+
+
+@dataclass
+class CopyResult:
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+class CopyWorkerError(RuntimeError):
+    """A copy worker failed; the message names the table and the cause."""
+
+
+def _copy_sql(spec: CopySpec) -> bytes:
+    from psycopg import sql
+
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.source_columns)
+    stmt = sql.SQL("COPY (SELECT {} FROM ONLY {}.{}) TO STDOUT").format(
+        cols, sql.Identifier(spec.source_schema), sql.Identifier(spec.source_table))
+    return stmt.as_bytes(None)
+
+
+def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
+    """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(dsn, autocommit=False, application_name="pg2edge snapshot")
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if snapshot:
+                cur.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+    except Exception as exc:  # reported to the coordinator by name
+        out.put(("error", "(connect)", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        while True:
+            spec: CopySpec | None = tasks.get()
+            if spec is None:
+                break
+            encode = spec.encoder_factory()
+            batch: list[tuple[Any, ...]] = []
+            count = 0
+            with conn.cursor() as cur, cur.copy(_copy_sql(spec)) as copy:
+                for row in copy.rows():
+                    batch.append(encode(row))
+                    if len(batch) >= BATCH_ROWS:
+                        out.put(("rows", spec.label, batch))
+                        count += len(batch)
+                        batch = []
+            if batch:
+                out.put(("rows", spec.label, batch))
+                count += len(batch)
+            out.put(("done", spec.label, count))
+    except Exception as exc:
+        label = spec.label if "spec" in locals() and spec is not None else "(unknown)"
+        out.put(("error", label, f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def insert_sql(spec: CopySpec) -> str:
+    cols = ", ".join(quote_ident(c) for c in spec.target_columns)
+    marks = ", ".join("?" for _ in spec.target_columns)
+    return f"INSERT INTO {quote_ident(spec.target_table)} ({cols}) VALUES ({marks})"
+
+
+def copy_tables(
+    *,
+    dsn: str,
+    snapshot: str | None,
+    specs: Sequence[CopySpec],
+    db: apsw.Connection,
+    jobs: int = 2,
+    on_table_done: Callable[[apsw.Connection, CopySpec, int], None] | None = None,
+    on_progress: Callable[[CopySpec, int], None] | None = None,
+) -> CopyResult:
+    """Copy every spec into ``db``; returns rows per table. Raises CopyWorkerError naming the table."""
+    started = time.monotonic()
+    result = CopyResult()
+    if not specs:
+        return result
+    ctx = mp.get_context("spawn")
+    jobs = max(1, min(jobs, len(specs)))
+    tasks = ctx.Queue()
+    out = ctx.Queue(maxsize=QUEUE_BATCHES_PER_JOB * jobs)
+    # Biggest tables first, so the slowest one starts early.
+    for spec in sorted(specs, key=lambda s: -s.estimated_rows):
+        tasks.put(spec)
+    for _ in range(jobs):
+        tasks.put(None)
+    procs = [ctx.Process(target=_worker, args=(dsn, snapshot, tasks, out), daemon=True) for _ in range(jobs)]
+    for proc in procs:
+        proc.start()
+    by_label = {s.label: s for s in specs}
+    sql_by_label = {s.label: insert_sql(s) for s in specs}
+    pending = {s.label for s in specs}
+    in_txn = 0
+    try:
+        db.execute("BEGIN")
+        while pending:
+            try:
+                kind, label, payload = out.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    raise CopyWorkerError(f"a copy worker died (exit {dead[0].exitcode}) while copying "
+                                          f"{', '.join(sorted(pending))}") from None
+                continue
+            if kind == "error":
+                raise CopyWorkerError(f"copying {label} failed: {payload}")
+            spec = by_label[label]
+            if kind == "rows":
+                db.executemany(sql_by_label[label], payload)
+                in_txn += len(payload)
+                result.rows[label] = result.rows.get(label, 0) + len(payload)
+                if on_progress:
+                    on_progress(spec, len(payload))
+                if in_txn >= COMMIT_ROWS:
+                    db.execute("COMMIT")
+                    db.execute("BEGIN")
+                    in_txn = 0
+            elif kind == "done":
+                result.rows.setdefault(label, 0)
+                if on_table_done:
+                    on_table_done(db, spec, int(payload))
+                db.execute("COMMIT")
+                db.execute("BEGIN")
+                in_txn = 0
+                pending.discard(label)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        for proc in procs:
+            proc.kill()
+        raise
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+    result.seconds = time.monotonic() - started
+    return result
