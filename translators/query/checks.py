@@ -126,7 +126,7 @@ def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
     """Checks that need the column types: numeric read as REAL, enum ordering."""
 
     def numeric_as_real(node: exp.Expression) -> Finding | None:
-        if isinstance(node, exp.Column) and isinstance(node.parent, columns.NUMERIC_CONTEXTS):
+        if isinstance(node, exp.Column) and columns.in_numeric_context(node):
             pg_type = columns.column_type(node, column_types)
             if pg_type and columns.is_numeric_type(pg_type):
                 return Finding(Level.INFO, "numeric_as_real", node.sql(dialect="postgres"),
@@ -141,7 +141,15 @@ def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
                                f"{pg_type} is stored as its label: SQLite orders/compares it by label text, not by enum position")
         return None
 
-    return (numeric_as_real, enum_order)
+    def text_collation(node: exp.Expression) -> Finding | None:
+        if isinstance(node, exp.Column) and isinstance(node.parent, exp.Ordered):
+            pg_type = columns.column_type(node, column_types)
+            if pg_type and pg_type.lower().startswith(("text", "character", "varchar", "citext")):
+                return Finding(Level.INFO, "text_collation", node.sql(dialect="postgres"),
+                               "SQLite orders text by code point (BINARY); PostgreSQL by the database collation")
+        return None
+
+    return (numeric_as_real, enum_order, text_collation)
 
 
 _COMPARISONS = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)

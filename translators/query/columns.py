@@ -19,6 +19,8 @@ NUMERIC_CONTEXTS: tuple[type[exp.Expression], ...] = (
     exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Ordered, exp.Round, exp.Abs,
     exp.Least, exp.Greatest, exp.Ceil, exp.Floor,
 )
+INTEGER_TYPES = frozenset({exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT,
+                           exp.DataType.Type.TINYINT})
 ORDER_CONTEXTS: tuple[type[exp.Expression], ...] = (
     exp.Ordered, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.Min, exp.Max,
 )
@@ -28,6 +30,14 @@ _BUILTIN_PREFIXES = (
     "date", "time", "interval", "json", "bytea", "inet", "cidr", "macaddr", "oid", "xml",
     "tsvector", "tsquery", "bit", "point", "line", "box", "polygon", "circle", "path", "lseg",
 )
+
+
+def in_numeric_context(column: exp.Column) -> bool:
+    """Compared, computed, aggregated, ordered, or cast to an integer (PostgreSQL rounds, so read as REAL first)."""
+    parent = column.parent
+    if isinstance(parent, exp.Cast):
+        return parent.to.this in INTEGER_TYPES
+    return isinstance(parent, NUMERIC_CONTEXTS)
 
 
 def is_numeric_type(pg_type: str) -> bool:
@@ -78,7 +88,7 @@ def numeric_columns_to_real(column_types: ColumnTypes) -> Rewrite:
     """Build the rewrite: a numeric column compared, computed, aggregated or ordered -> ``CAST(col AS REAL)``."""
 
     def rewrite(node: exp.Expression) -> exp.Expression:
-        if not isinstance(node, exp.Column) or not isinstance(node.parent, NUMERIC_CONTEXTS):
+        if not isinstance(node, exp.Column) or not in_numeric_context(node):
             return node
         pg_type = column_type(node, column_types)
         if pg_type is None or not is_numeric_type(pg_type):

@@ -64,7 +64,11 @@ def pg_cast_to_storage(node: exp.Expression) -> exp.Expression:
         return node
     kind, value = node.to.this, node.this.copy()
     if kind in (T.DECIMAL, T.DOUBLE, T.FLOAT, T.BIGDECIMAL, T.MONEY):
-        return exp.Cast(this=value, to=exp.DataType.build("REAL"))
+        real = exp.Cast(this=value, to=exp.DataType.build("REAL"))
+        params = node.to.expressions
+        if kind == T.DECIMAL and len(params) == 2:  # numeric(p, s) rounds to s digits
+            return call("round", real, params[1].this.copy() if isinstance(params[1], exp.DataTypeParam) else params[1].copy())
+        return real
     if kind in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT, T.MEDIUMINT):
         return _cast_to_integer(value)
     if kind in (T.TEXT, T.VARCHAR, T.CHAR, T.NVARCHAR, T.NCHAR, T.NAME):
