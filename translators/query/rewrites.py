@@ -40,9 +40,11 @@ def dollar_parameter_to_numbered(node: exp.Expression) -> exp.Expression:
 
 def _cast_to_integer(value: exp.Expression) -> exp.Expression:
     # PostgreSQL rounds a fractional value cast to an integer; SQLite truncates.
-    fractional = isinstance(value, (exp.Div, exp.Avg, exp.Mul)) or (
-        isinstance(value, exp.Literal) and not value.is_string and not value.is_int) or (
-        isinstance(value, exp.Cast) and value.to.this in (T.DOUBLE, T.FLOAT, T.DECIMAL))
+    inner = value.unnest()
+    fractional = isinstance(inner, (exp.Div, exp.Avg, exp.Mul)) or (
+        isinstance(inner, exp.Literal) and not inner.is_string and not inner.is_int) or (
+        isinstance(inner, exp.Cast) and inner.to.this in (T.DOUBLE, T.FLOAT, T.DECIMAL)) or (
+        isinstance(inner, exp.Anonymous) and str(inner.this).lower() == "round")
     return as_integer(call("round", value) if fractional else value)
 
 
@@ -66,8 +68,9 @@ def pg_cast_to_storage(node: exp.Expression) -> exp.Expression:
     if kind in (T.DECIMAL, T.DOUBLE, T.FLOAT, T.BIGDECIMAL, T.MONEY):
         real = exp.Cast(this=value, to=exp.DataType.build("REAL"))
         params = node.to.expressions
-        if kind == T.DECIMAL and len(params) == 2:  # numeric(p, s) rounds to s digits
-            return call("round", real, params[1].this.copy() if isinstance(params[1], exp.DataTypeParam) else params[1].copy())
+        if kind == T.DECIMAL and params:  # numeric(p[, s]) rounds to s digits (default 0)
+            scale = params[1] if len(params) == 2 else number(0)
+            return call("round", real, scale.this.copy() if isinstance(scale, exp.DataTypeParam) else scale.copy())
         return real
     if kind in (T.INT, T.BIGINT, T.SMALLINT, T.TINYINT, T.MEDIUMINT):
         return _cast_to_integer(value)
