@@ -41,7 +41,9 @@ def dollar_parameter_to_numbered(node: exp.Expression) -> exp.Expression:
 def _cast_to_integer(value: exp.Expression) -> exp.Expression:
     # PostgreSQL rounds a fractional value cast to an integer; SQLite truncates.
     inner = value.unnest()
-    fractional = isinstance(inner, (exp.Div, exp.Avg, exp.Mul)) or (
+    while isinstance(inner, (exp.Neg, exp.Paren)):
+        inner = inner.this
+    fractional = isinstance(inner, (exp.Div, exp.Avg, exp.Mul, exp.Sum)) or (
         isinstance(inner, exp.Literal) and not inner.is_string and not inner.is_int) or (
         isinstance(inner, exp.Cast) and inner.to.this in (T.DOUBLE, T.FLOAT, T.DECIMAL)) or (
         isinstance(inner, exp.Anonymous) and str(inner.this).lower() == "round")
@@ -240,10 +242,10 @@ def distinct_on_to_row_number(node: exp.Expression) -> exp.Expression:
 REWRITES: tuple[Rewrite, ...] = (
     escape_string_to_literal,
     dollar_parameter_to_numbered,
+    temporal.interval_arithmetic_to_datetime,
     temporal.temporal_cast_to_text,
     pg_cast_to_storage,
     temporal.at_time_zone_utc_to_value,
-    temporal.interval_arithmetic_to_datetime,
     temporal.extract_to_strftime,
     temporal.date_trunc_to_datetime,
     ilike_to_like,

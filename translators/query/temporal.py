@@ -81,13 +81,23 @@ def interval_arithmetic_to_datetime(node: exp.Expression) -> exp.Expression:
     if mods is not None:
         base, previous = _as_datetime_base(left.copy())
         return call("datetime", base, *previous, *[string(m) for m in mods])
-    is_date = isinstance(left, exp.CurrentDate) or (
-        isinstance(left, exp.Anonymous) and str(left.this).lower() == "date")
-    if is_date and isinstance(right, exp.Literal) and not right.is_string and right.is_int:
-        days = int(right.this) * (-1 if isinstance(node, exp.Sub) else 1)
-        base = string("now") if isinstance(left, exp.CurrentDate) else left.expressions[0].copy()
-        return call("date", base, string(f"{'+' if days >= 0 else ''}{days} days"))
+    if isinstance(right, exp.Literal) and not right.is_string and right.is_int:
+        base = _date_operand(left)
+        if base is not None:
+            days = int(right.this) * (-1 if isinstance(node, exp.Sub) else 1)
+            return call("date", base, string(f"{'+' if days >= 0 else ''}{days} days"))
     return node
+
+
+def _date_operand(node: exp.Expression) -> exp.Expression | None:
+    """The value of a date expression (``current_date``, ``x::date``, ``date(x)``), else None."""
+    if isinstance(node, exp.CurrentDate):
+        return string("now")
+    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE):
+        return node.this.copy()
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "date" and node.expressions:
+        return node.expressions[0].copy()
+    return None
 
 
 def at_time_zone_utc_to_value(node: exp.Expression) -> exp.Expression:
