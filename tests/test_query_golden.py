@@ -320,6 +320,18 @@ def test_params() -> None:
          'SELECT * FROM t WHERE a = :a'),
     ])
 
+def test_writes() -> None:
+    check([
+        ("INSERT INTO t (id, active) VALUES (1, true) ON CONFLICT (id) DO UPDATE SET active = EXCLUDED.active RETURNING id",
+         "INSERT INTO t (id, active) VALUES (1, 1) ON CONFLICT(id) DO UPDATE SET active = EXCLUDED.active RETURNING id"),
+        ("DELETE FROM t WHERE ts < now() - interval '1 day'",
+         "DELETE FROM t WHERE ts < DATETIME('now', '-1 days')"),
+        ("UPDATE t SET ts = now(), name = lpad(name, 2, '_') WHERE id = $1",
+         "UPDATE t SET ts = CURRENT_TIMESTAMP, name = CASE WHEN LENGTH(name) >= 2 THEN SUBSTR(name, 1, 2) "
+         "ELSE SUBSTR(REPLACE(HEX(ZEROBLOB(2)), '00', '_'), 1, 2 - LENGTH(name)) || name END WHERE id = ?1"),
+    ])
+
+
 # --- every golden output must be valid SQLite: prepare and run it on empty tables ---------
 
 _COLUMNS = ("id", "ts", "x", "a", "b", "c", "d", "s", "name", "tags", "attributes", "active", "ends", "starts",
@@ -333,13 +345,13 @@ def _db() -> apsw.Connection:
         _DB = apsw.Connection(":memory:")
         cols = ", ".join(_COLUMNS)
         for table in ("t", "orders", "products"):
-            _DB.execute(f"CREATE TABLE {table} ({cols})")
+            _DB.execute(f"CREATE TABLE {table} ({cols}, UNIQUE (id))")
     return _DB
 
 
 def assert_runs(sql: str) -> None:
     db = _db()
-    with db:  # rolled back below: statements may write
+    with db:  # writes land in throwaway in-memory tables
         cursor = db.cursor()
         params: dict[str, str] | list[str]
         names = [n for n in ("ids", "a") if f":{n}" in sql]

@@ -37,6 +37,7 @@ CASES: dict[Callable[[exp.Expression], exp.Expression], tuple[str, str]] = {
     rewrites.string_agg_distinct_default_separator: ("string_agg(DISTINCT s, ',')", "GROUP_CONCAT(DISTINCT s)"),
     rewrites.boolean_to_integer: ("true", "1"),
 }
+UPSERT = ("INSERT INTO t (a) VALUES (1) ON CONFLICT (a) DO NOTHING", "INSERT INTO t (a) VALUES (1) ON CONFLICT(a) DO NOTHING")
 DISTINCT_ON = ("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a, b",
                "SELECT a, b FROM (SELECT a AS a, b AS b, ROW_NUMBER() OVER (PARTITION BY a ORDER BY a NULLS LAST, "
                "b NULLS LAST) AS _row_number FROM t) AS _distinct_on WHERE _row_number = 1 ORDER BY a NULLS LAST, b NULLS LAST")
@@ -47,7 +48,7 @@ def _parse(sql: str) -> exp.Expression:
 
 
 def test_every_registered_rewrite_has_a_case() -> None:
-    covered = set(CASES) | {rewrites.distinct_on_to_row_number}
+    covered = set(CASES) | {rewrites.distinct_on_to_row_number, rewrites.conflict_keys_to_columns}
     assert set(REWRITES) == covered
     assert len(set(REWRITES)) == len(REWRITES)
 
@@ -63,7 +64,8 @@ def test_rewrite_applies_without_mutating_input(rewrite: Callable[[exp.Expressio
     assert node.sql(dialect="postgres") == before
 
 
-@pytest.mark.parametrize("rewrite", [*CASES, rewrites.distinct_on_to_row_number], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("rewrite", [*CASES, rewrites.distinct_on_to_row_number, rewrites.conflict_keys_to_columns],
+                         ids=lambda f: f.__name__)
 @pytest.mark.parametrize("other", ["x", "1", "'text'", "a + b", "SELECT a FROM t ORDER BY a", "x = y"])
 def test_rewrite_returns_input_when_it_does_not_apply(rewrite: Callable[[exp.Expression], exp.Expression],
                                                       other: str) -> None:
@@ -76,6 +78,15 @@ def test_distinct_on_rewrite() -> None:
     out = rewrites.distinct_on_to_row_number(node)
     assert out.sql(dialect="sqlite") == DISTINCT_ON[1]
     assert node.sql(dialect="postgres") == _parse(DISTINCT_ON[0]).sql(dialect="postgres")
+
+
+def test_conflict_keys_rewrite() -> None:
+    node = _parse(UPSERT[0])
+    conflict = node.args["conflict"]
+    out = rewrites.conflict_keys_to_columns(conflict)
+    assert out is not conflict
+    node.set("conflict", out)
+    assert node.sql(dialect="sqlite") == UPSERT[1]
 
 
 def test_interval_rewrite_leaves_unknown_units_alone() -> None:
@@ -115,3 +126,16 @@ def test_numeric_columns_rewrite_needs_a_known_numeric_column() -> None:
 ])
 def test_format_timestamp(text: str, stored: str | None) -> None:
     assert temporal.format_timestamp(text) == stored
+
+
+def test_docs_list_every_rewrite_and_finding_code() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "translate-query.md").read_text()
+    for rewrite in REWRITES:
+        assert f"`{rewrite.__name__}`" in doc, rewrite.__name__
+    source = (Path(rewrites.__file__).parent / "checks.py").read_text()
+    import re
+
+    for code in set(re.findall(r'Level\.\w+, "(\w+)"', source)):
+        assert f"`{code}`" in doc, code

@@ -63,10 +63,9 @@ def rewrite_distinct_on(select: exp.Select) -> exp.Expression:
     inner_projections.append(exp.alias_(window, ROW_NUMBER))
     inner.set("expressions", inner_projections)
 
-    outer = exp.select(*(outer_projections or [exp.Star()])).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(SUBQUERY))))
-    if star:
-        outer = exp.select(exp.Star()).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(SUBQUERY))))
-    outer = outer.where(exp.EQ(this=exp.column(ROW_NUMBER), expression=exp.Literal.number(1)))
+    source = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(SUBQUERY)))
+    projections = [exp.Star()] if star or not outer_projections else outer_projections
+    outer = exp.select(*projections).from_(source).where(exp.EQ(this=exp.column(ROW_NUMBER), expression=exp.Literal.number(1)))
     if outer_order:
         outer.set("order", exp.Order(expressions=outer_order))
     if limit is not None:

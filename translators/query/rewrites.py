@@ -229,6 +229,17 @@ def json_functions_to_sqlite(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def conflict_keys_to_columns(node: exp.Expression) -> exp.Expression:
+    """``ON CONFLICT (a)`` keys as plain columns: sqlglot would print ``a NULLS LAST``, which SQLite rejects."""
+    if isinstance(node, exp.OnConflict):
+        keys = node.args.get("conflict_keys") or []
+        if any(isinstance(k, exp.Ordered) for k in keys):
+            out = node.copy()
+            out.set("conflict_keys", [k.this.copy() if isinstance(k, exp.Ordered) else k.copy() for k in keys])
+            return out
+    return node
+
+
 def distinct_on_to_row_number(node: exp.Expression) -> exp.Expression:
     """``SELECT DISTINCT ON (k) ... ORDER BY k, t`` -> ``ROW_NUMBER() OVER (PARTITION BY k ORDER BY k, t) = 1`` in a subquery, keeping the final ORDER BY/LIMIT."""
     distinct = node.args.get("distinct") if isinstance(node, exp.Select) else None
@@ -258,5 +269,6 @@ REWRITES: tuple[Rewrite, ...] = (
     least_greatest_to_min_max,
     string_agg_distinct_default_separator,
     distinct_on_to_row_number,
+    conflict_keys_to_columns,
     boolean_to_integer,
 )
