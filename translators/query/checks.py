@@ -104,7 +104,7 @@ def distinct_on_star(node: exp.Expression) -> Finding | None:
     if distinct is not None and distinct.args.get("on") and any(
             isinstance(p, exp.Star) or (isinstance(p, exp.Column) and p.is_star) for p in node.expressions):
         return _finding(Level.WARN, "distinct_on_star", node,
-                        "DISTINCT ON with * : the rewritten query also returns the helper column _row_number")
+                        "DISTINCT ON with *: the rewritten query also returns its helper columns (_row_number, _orderN)")
     return None
 
 
