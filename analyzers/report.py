@@ -1,0 +1,107 @@
+"""Render an AnalysisReport: rich table (default), JSON, Markdown, HTML."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+from analyzers.model import AnalysisReport, TableReport
+
+FORMATS = ("table", "json", "markdown", "html")
+VERDICT_STYLE = {"excellent": "bold green", "good": "green", "maybe": "yellow", "keep": "red", "idle": "dim"}
+
+
+def ratio_text(t: TableReport) -> str:
+    ratio = t.ratio
+    if ratio is None:
+        return "-"
+    if math.isinf(ratio):
+        return "inf (no writes)"
+    return f"{ratio:,.2f}:1" if ratio < 100 else f"{ratio:,.0f}:1"
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _issues(t: TableReport) -> str:
+    codes = [b.code for b in t.blockers] + [f"({w.code})" for w in t.warnings]
+    return ", ".join(dict.fromkeys(codes))
+
+
+def rich_table(report: AnalysisReport) -> Table:
+    scope = f"{report.window_seconds:g} s window" if report.window_seconds else f"since {report.stats_reset or 'start'}"
+    table = Table(title=f"pg2edge analyze: {report.database} ({scope}, target {report.target_profile})")
+    for col in ("table", "reads", "writes", "ratio", "reads/day", "rows", "size", "verdict", "blockers (warnings)"):
+        table.add_column(col, justify="right" if col in ("reads", "writes", "ratio", "reads/day", "rows", "size")
+                         else "left")
+    for t in report.tables:
+        table.add_row(t.qualified, f"{t.reads:,}", f"{t.writes:,}", ratio_text(t), f"{t.reads_per_day:,.0f}",
+                      f"{t.rows:,}", human_bytes(t.bytes), f"[{VERDICT_STYLE[t.verdict]}]{t.verdict}[/]", _issues(t))
+    return table
+
+
+def _summary_lines(report: AnalysisReport) -> list[str]:
+    s = report.summary
+    share = "n/a" if s.read_share is None else f"{s.read_share:.1%}"
+    return [
+        f"Reads are {share} of all table traffic (> 80%: {'yes' if s.read_heavy else 'no'}).",
+        f"Candidate data: {human_bytes(s.candidate_bytes)} of {human_bytes(s.total_bytes)} "
+        f"(< 50 GB: {'yes' if s.fits_dataset_limit else 'no'}).",
+        "Verdicts: " + ", ".join(f"{k} {v}" for k, v in s.verdicts.items() if v),
+        f"Recommendation: {s.recommendation}",
+        *s.notes,
+    ]
+
+
+def as_text(report: AnalysisReport, *, width: int = 150, color: bool = False) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None)
+    console.print(rich_table(report))
+    for t in report.tables:
+        for issue in t.blockers:
+            console.print(f"[red]blocker[/] {issue.code}: {issue.message}", highlight=False)
+    for line in _summary_lines(report):
+        console.print(line, highlight=False)
+    return buf.getvalue()
+
+
+def as_markdown(report: AnalysisReport) -> str:
+    lines = [f"# pg2edge analyze: {report.database}", "",
+             f"Generated {report.generated_at}; statistics reset {report.stats_reset or 'n/a'}; "
+             f"window {report.window_seconds:g} s; target profile {report.target_profile}.", "",
+             "| table | reads | writes | ratio | verdict | rows | size | blockers | warnings |",
+             "|---|---:|---:|---:|---|---:|---:|---|---|"]
+    for t in report.tables:
+        lines.append(f"| {t.qualified} | {t.reads:,} | {t.writes:,} | {ratio_text(t)} | {t.verdict} | {t.rows:,} | "
+                     f"{human_bytes(t.bytes)} | {', '.join(b.code for b in t.blockers)} | "
+                     f"{', '.join(w.code for w in t.warnings)} |")
+    lines += ["", "## Summary", ""] + [f"- {line}" for line in _summary_lines(report)]
+    details = [f"- **{t.qualified}** `{i.code}`: {i.message}" for t in report.tables for i in t.blockers]
+    if details:
+        lines += ["", "## Blockers", "", *details]
+    return "\n".join(lines) + "\n"
+
+
+def render(report: AnalysisReport, fmt: str) -> str:
+    """The report as text in ``fmt`` (table, json, markdown or html)."""
+    if fmt == "json":
+        return json.dumps(report.as_dict(), indent=2) + "\n"
+    if fmt == "markdown":
+        return as_markdown(report)
+    if fmt == "html":
+        from analyzers.html import as_html
+
+        return as_html(report)
+    if fmt == "table":
+        return as_text(report)
+    raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
