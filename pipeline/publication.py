@@ -66,7 +66,7 @@ class Selection:
 
 
 _TABLES = """
-SELECT n.nspname, c.relname, c.relkind = 'p', parent.nspname || '.' || parent.relname,
+SELECT n.nspname, c.relname, c.relkind = 'p', parent.nspname || '.' || pc.relname,
        c.relpersistence = 'u',
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
        c.relreplident
