@@ -107,34 +107,61 @@ def test_slot_advances_only_to_the_acknowledged_lsn(pg_dsn: str) -> None:
     assert isinstance(again, Transaction) and again.commit_lsn == second.commit_lsn
 
 
+def keyless_rig(dsn: str, tmp_path: Path) -> tuple[ReplicationStream, CdcSource, Applier]:
+    setup_source(dsn, "CREATE TABLE audit (id int PRIMARY KEY, msg text)")
+    start = create_slot(dsn, "s")
+    db = open_replica(tmp_path / "r.db")
+    db.execute("CREATE TABLE audit (id TEXT, msg TEXT)")  # keyless: a double apply would show
+    applier = Applier(db, {("public", "audit"): TableMapping(target="audit")})
+    stream = ReplicationStream(dsn, slot="s", publications=["p"], start_lsn=start, status_interval=1,
+                               reconnect_timeout=120)
+    stream.start()
+    return stream, CdcSource(stream), applier
+
+
+def assert_audit_equal(dsn: str, applier: Applier, rows: int) -> None:
+    cols = ["id", "msg"]
+    assert sqlite_rows(applier.conn, "audit", cols) == pg_rows(dsn, "audit", cols)
+    assert applier.conn.execute("SELECT count(*), count(DISTINCT id) FROM audit").fetchone() == (rows, rows)
+
+
+def test_dropped_connection_mid_transaction_reconnects_without_double_apply(pg_dsn: str, tmp_path: Path) -> None:
+    stream, src, applier = keyless_rig(pg_dsn, tmp_path)
+    run(pg_dsn, "INSERT INTO audit SELECT g, 'first ' || g FROM generate_series(1, 100) g")
+    sync(src, applier, pg_dsn)
+    run(pg_dsn, "INSERT INTO audit SELECT g, 'big ' || g FROM generate_series(101, 20100) g")
+    for _ in range(50):  # half-receive the big transaction, then lose the connection
+        frame = stream.read(timeout=5)
+        assert frame is not None
+        src.assembler.feed(pgoutput.decode(frame.payload), lsn=frame.wal_start)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 's'")
+    run(pg_dsn, "INSERT INTO audit VALUES (0, 'after the drop')")
+    sync(src, applier, pg_dsn, timeout=60)
+    assert stream.generation == 1
+    assert_audit_equal(pg_dsn, applier, 20101)
+    stream.close()
+
+
 @pytest.mark.slow
 def test_reconnects_after_postgres_restart_and_catches_up(pg_server: PgServer, pg_dsn: str,
                                                           tmp_path: Path) -> None:
     if pg_server.cluster is None:
         pytest.skip("needs the private cluster to restart PostgreSQL")
-    setup_source(pg_dsn, "CREATE TABLE audit (id int PRIMARY KEY, msg text)")
-    start = create_slot(pg_dsn, "s")
-    db = open_replica(tmp_path / "r.db")
-    db.execute("CREATE TABLE audit (id TEXT, msg TEXT)")  # keyless: a double apply would show
-    applier = Applier(db, {("public", "audit"): TableMapping(target="audit")})
-    stream = ReplicationStream(pg_dsn, slot="s", publications=["p"], start_lsn=start, status_interval=1)
-    stream.start()
-    src = CdcSource(stream)
-    run(pg_dsn, "INSERT INTO audit SELECT g, 'first ' || g FROM generate_series(1, 100) g")
-    sync(src, applier, pg_dsn)
-    run(pg_dsn, "INSERT INTO audit SELECT g, 'big ' || g FROM generate_series(101, 20100) g")
-    for _ in range(50):  # half-receive the big transaction, then lose the server
-        frame = stream.read(timeout=5)
-        assert frame is not None
-        src.assembler.feed(pgoutput.decode(frame.payload), lsn=frame.wal_start)
-    restarter = threading.Thread(target=pg_server.cluster.restart)
-    restarter.start()
+    cluster = pg_server.cluster
+    stream, src, applier = keyless_rig(pg_dsn, tmp_path)
+    run(pg_dsn, "INSERT INTO audit SELECT g, 'first ' || g FROM generate_series(1, 20000) g")
+    restarter = threading.Thread(target=cluster.restart)
+    restarter.start()  # while the stream is busy with the big transaction
+    while restarter.is_alive():  # the daemon keeps applying and acknowledging meanwhile
+        batch = src.batch(max_wait=0.2)
+        if batch:
+            res = applier.apply(batch)
+            assert res.position is not None
+            src.ack(res.position.end_lsn)
     restarter.join()
     run(pg_dsn, "INSERT INTO audit VALUES (0, 'after restart')")
     sync(src, applier, pg_dsn, timeout=120)
     assert stream.generation >= 1
-    cols = ["id", "msg"]
-    assert sqlite_rows(db, "audit", cols) == pg_rows(pg_dsn, "audit", cols)
-    assert db.execute("SELECT count(*), count(DISTINCT id) FROM audit").fetchone() == (20101, 20101)
+    assert_audit_equal(pg_dsn, applier, 20001)
     stream.close()
-    db.close()
