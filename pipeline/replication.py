@@ -22,11 +22,12 @@ import psycopg
 from psycopg import pq
 
 from pg2edge.dsn import connect, describe
+from pg2edge.errors import PrivilegeError, SourceError
 from pipeline.errors import ProtocolError, ReplicationError, SlotTimeoutError
 from pipeline.lsn import format_lsn, parse_lsn
 
 __all__ = [
-    "ReplicationStream", "SlotSnapshot", "SystemIdentity", "XLogData", "create_slot",
+    "ReplicationStream", "SlotSnapshot", "SlotStatus", "slot_status", "SystemIdentity", "XLogData", "create_slot",
     "create_slot_with_snapshot", "drop_slot", "format_lsn", "identify_system", "parse_lsn",
 ]
 
@@ -193,6 +194,27 @@ def drop_slot(dsn: str, slot: str, *, missing_ok: bool = True) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotStatus:
+    slot: str
+    active: bool
+    confirmed_flush_lsn: int
+    retained_wal_bytes: int  # WAL the server keeps for this slot (from its restart_lsn)
+
+
+def slot_status(dsn: str, slot: str) -> SlotStatus | None:
+    """The slot's acknowledged position and the WAL it pins on the source, or None if absent."""
+    with connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT active, confirmed_flush_lsn::text, "
+            "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+    if row is None:
+        return None
+    return SlotStatus(slot=slot, active=bool(row[0]), confirmed_flush_lsn=parse_lsn(row[1] or "0/0"),
+                      retained_wal_bytes=int(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
 class XLogData:
     """One 'w' frame: the WAL position of its payload (one pgoutput message)."""
 
@@ -285,7 +307,9 @@ class ReplicationStream:
                         f"replication slot {self.slot!r} at {describe(self.dsn)} unreachable for "
                         f"{self.reconnect_timeout:g}s: {type(exc).__name__}") from None
                 log.debug("reconnect of slot %s failed (%s); retry in %.1fs", self.slot, type(exc).__name__, delay)
-            except Exception as exc:  # pg2edge.errors.SourceError from connect()
+            except PrivilegeError:
+                raise
+            except SourceError as exc:  # connect() failed: server still down
                 if time.monotonic() + delay > deadline:
                     raise ReplicationError(f"cannot reconnect replication slot {self.slot!r}: {exc}") from None
             time.sleep(delay)

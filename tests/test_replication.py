@@ -13,9 +13,8 @@ from pipeline import pgoutput
 from pipeline.applier import Applier, TableMapping, open_replica
 from pipeline.errors import ReplicationError, SlotTimeoutError
 from pipeline.events import Transaction
-from pipeline.lsn import parse_lsn
 from pipeline.replication import (ReplicationStream, create_slot, create_slot_with_snapshot, drop_slot,
-                                  identify_system)
+                                  identify_system, slot_status)
 from pipeline.source import CdcSource
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 from tests.support.postgres import PgServer
@@ -35,11 +34,9 @@ def run(dsn: str, *stmts: str) -> None:
 
 
 def confirmed_flush(dsn: str, slot: str = "s") -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-                           (slot,)).fetchone()
-    assert row is not None
-    return parse_lsn(row[0])
+    status = slot_status(dsn, slot)
+    assert status is not None
+    return status.confirmed_flush_lsn
 
 
 def test_identify_system_names_the_cluster(pg_dsn: str) -> None:
@@ -96,6 +93,8 @@ def test_slot_advances_only_to_the_acknowledged_lsn(pg_dsn: str) -> None:
         assert isinstance(first, Transaction) and isinstance(second, Transaction)
         src.next(timeout=1.0)  # idle: several status updates and keepalives go by
         assert confirmed_flush(pg_dsn) == start  # received, not acknowledged
+        pinned = slot_status(pg_dsn, "s")
+        assert pinned is not None and pinned.active and pinned.retained_wal_bytes > 0
         src.ack(first.end_lsn)
         deadline = time.monotonic() + 5
         while confirmed_flush(pg_dsn) != first.end_lsn and time.monotonic() < deadline:
