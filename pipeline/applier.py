@@ -244,6 +244,10 @@ class Applier:
     def _update(self, tgt: _Target, mapping: TableMapping, ev: ChangeEvent) -> None:
         after, before = ev.after, ev.before
         assert after is not None
+        if before is not None and any(v is UNCHANGED_TOAST for v in after.values()):
+            # REPLICA IDENTITY FULL sends the whole old row: take unchanged TOAST values from it
+            after = {c: before[c] if v is UNCHANGED_TOAST and c in before and before[c] is not UNCHANGED_TOAST
+                     else v for c, v in after.items()}
         if not tgt.pk:  # REPLICA IDENTITY FULL without a key: replace one matching row
             if before is None:
                 raise ApplyError(f"update on keyless {tgt.table} without the old row (needs REPLICA IDENTITY FULL)")

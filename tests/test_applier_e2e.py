@@ -189,3 +189,31 @@ def test_300k_row_transaction_streams_and_applies(rig: Rig) -> None:
     with psycopg.connect(rig.dsn) as conn:
         row = conn.execute("SELECT name FROM items WHERE id = 299999").fetchone()
     assert rig.db.execute("SELECT name FROM items WHERE id = '299999'").fetchone() == row
+
+
+def test_keyless_table_with_replica_identity_full(pg_dsn: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes (who text, body text)")
+    db = open_replica(tmp_path / "r.db")
+    db.execute("CREATE TABLE notes (who TEXT, body TEXT)")
+    result = setup_publication(pg_dsn, publication="p", allow_replica_identity_full=True, replica=db)
+    assert [t.qualified for t in result.selection.needs_full] == ["public.notes"]
+    start = create_slot(pg_dsn, "s")
+    applier = Applier(db, {("public", "notes"): TableMapping(target="notes")})
+    stream = ReplicationStream(pg_dsn, slot="s", publications=["p"], start_lsn=start)
+    stream.start()
+    src = CdcSource(stream)
+    stmts = ["INSERT INTO notes VALUES ('ann', 'x'), ('ann', 'x'), ('bob', NULL)",
+             f"INSERT INTO notes SELECT 'big', ({BIG})",
+             "UPDATE notes SET who = 'bea' WHERE who = 'bob'",
+             "UPDATE notes SET who = 'huge' WHERE who = 'big'",  # body: unchanged TOAST in the new tuple
+             "DELETE FROM notes WHERE ctid = (SELECT min(ctid) FROM notes WHERE who = 'ann')"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for stmt in stmts:
+            conn.execute(stmt)
+    sync(src, applier, pg_dsn)
+    cols = ["who", "body"]
+    assert sqlite_rows(db, "notes", cols) == pg_rows(pg_dsn, "notes", cols)
+    assert db.execute("SELECT who, length(body) FROM notes WHERE who = 'huge'").fetchall() == [("huge", 9600)]
+    stream.close()
+    db.close()
