@@ -52,6 +52,11 @@ class Assembler:
             raise ProtocolError(f"change for relation id {relid} before its Relation message")
         return meta.rel
 
+    @property
+    def open_transaction(self) -> bool:
+        """True while a transaction has begun and not yet committed."""
+        return self._open is not None
+
     def reset(self) -> None:
         if self._open is not None:
             log.debug("dropping partial transaction %s", self._open.begin.xid)

@@ -21,6 +21,8 @@ class CdcSource:
         self.assembler = Assembler()
         self._generation = stream.generation
         self.last_heartbeat: Heartbeat | None = None
+        self._delivered_end = 0  # end LSN of the last transaction handed out
+        self._acked = stream.flushed_lsn
 
     def next(self, *, timeout: float) -> Transaction | Heartbeat | None:
         """The next Transaction or Heartbeat, or None after ``timeout`` seconds."""
@@ -33,6 +35,10 @@ class CdcSource:
             if frame is None:
                 return None
             item = self.assembler.feed(pgoutput.decode(frame.payload), lsn=frame.wal_start)
+            if isinstance(item, Transaction):
+                self._delivered_end = max(self._delivered_end, item.end_lsn)
+            elif isinstance(item, Heartbeat):
+                self.last_heartbeat = item
             if item is not None:
                 return item
 
@@ -51,14 +57,29 @@ class CdcSource:
             if item is None:
                 break
             if isinstance(item, Heartbeat):
-                self.last_heartbeat = item
                 continue
             out.append(item)
             events += len(item.events)
         return out
 
     def ack(self, lsn: int) -> None:
+        """The sink durably committed everything up to ``lsn`` (a commit's end LSN)."""
+        self._acked = max(self._acked, lsn)
         self.stream.ack(lsn)
+
+    def ack_heartbeat(self) -> int | None:
+        """Acknowledge the last heartbeat's LSN if every transaction before it is acknowledged.
+
+        Lets an idle publication release WAL (DESIGN: the source stays safe):
+        a heartbeat is decoded after every commit that precedes it, so once all
+        handed-out transactions are acknowledged nothing below it is pending.
+        Returns the LSN acknowledged, or None.
+        """
+        hb = self.last_heartbeat
+        if hb is None or self.assembler.open_transaction or self._delivered_end > self._acked or hb.lsn <= self._acked:
+            return None
+        self.ack(hb.lsn)
+        return hb.lsn
 
     def close(self) -> None:
         self.stream.close()

@@ -13,7 +13,7 @@ from pipeline import state
 from pipeline.applier import Applier, TableMapping, open_replica
 from pipeline.errors import ApplyError
 from pipeline.publication import setup_publication
-from pipeline.replication import ReplicationStream, create_slot
+from pipeline.replication import ReplicationStream, create_slot, slot_status
 from pipeline.source import CdcSource
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 
@@ -117,11 +117,8 @@ def test_restart_without_ack_applies_nothing_twice(rig: Rig) -> None:
     assert rig.db.execute("SELECT count(*) FROM audit").fetchone() == (5,)
     rig.source.close()  # "crash": nothing was acknowledged to PostgreSQL
 
-    with psycopg.connect(rig.dsn) as conn:
-        confirmed = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                                 "WHERE slot_name = 's'").fetchone()
-    from pipeline.lsn import parse_lsn
-    assert confirmed is not None and parse_lsn(confirmed[0]) <= rig.slot_lsn  # the slot did not advance
+    slot = slot_status(rig.dsn, "s")
+    assert slot is not None and slot.confirmed_flush_lsn <= rig.slot_lsn  # the slot did not advance
 
     rig.source = rig.open_source(rig.slot_lsn)  # the server resends all five transactions
     rig.run("INSERT INTO audit VALUES (6, 'after restart')")
