@@ -328,8 +328,13 @@ class ReplicationStream:
         written = max(self.received_lsn, self.flushed_lsn)
         msg = _STATUS.pack(b"r", written, self.flushed_lsn, self.flushed_lsn, _pg_now_us(), int(reply))
         pg = self._conn.pgconn
-        pg.put_copy_data(msg)
-        pg.flush()
+        try:
+            pg.put_copy_data(msg)
+            pg.flush()
+        except psycopg.OperationalError as exc:
+            # the connection is gone; the next read() reconnects and restarts from flushed_lsn
+            log.warning("status update for slot %s not sent (%s); will reconnect", self.slot, type(exc).__name__)
+            return
         self._last_status = time.monotonic()
 
     # -- reading ----------------------------------------------------------
