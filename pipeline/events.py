@@ -1,0 +1,133 @@
+"""Change events: a Debezium-compatible envelope and whole source transactions.
+
+JSON envelope of one row change (``ChangeEvent.to_json()``)::
+
+    {"op": "u",                          # c insert, u update, d delete, t truncate, r snapshot read
+     "before": {"id": "1"} | null,       # key columns only unless REPLICA IDENTITY FULL
+     "after": {"id": "1", "body": {"__toast__": "unchanged"}} | null,
+     "source": {"lsn": 22073000,         # LSN of this change
+                "commit_lsn": 22073000,  # LSN of its transaction's commit (the resume position)
+                "txId": 731, "ts_ms": 1700000000000,  # commit time, Unix ms
+                "schema": "public", "table": "t", "snapshot": false},
+     "key": {"id": "1"}}                 # primary-key (replica identity) columns -> values
+
+Values are PostgreSQL's text output (or null). A TOASTed column an UPDATE did
+not change is not sent by PostgreSQL; it is the ``UNCHANGED_TOAST`` sentinel in
+Python and ``{"__toast__": "unchanged"}`` in JSON — never null, so a consumer
+must keep the value it already has.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.pgoutput import UNCHANGED_TOAST, Relation, Value
+
+__all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Op", "Row", "SourceInfo", "Transaction", "TOAST_JSON"]
+
+Row = Mapping[str, Value]
+TOAST_JSON: dict[str, str] = {"__toast__": "unchanged"}
+
+
+class Op(str, enum.Enum):
+    CREATE = "c"
+    UPDATE = "u"
+    DELETE = "d"
+    TRUNCATE = "t"
+    READ = "r"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    lsn: int
+    commit_lsn: int
+    tx_id: int | None
+    ts_ms: int
+    schema: str
+    table: str
+    snapshot: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lsn": self.lsn, "commit_lsn": self.commit_lsn, "txId": self.tx_id, "ts_ms": self.ts_ms,
+                "schema": self.schema, "table": self.table, "snapshot": self.snapshot}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SourceInfo":
+        return cls(lsn=int(data["lsn"]), commit_lsn=int(data.get("commit_lsn", data["lsn"])),
+                   tx_id=data.get("txId"), ts_ms=int(data["ts_ms"]), schema=str(data["schema"]),
+                   table=str(data["table"]), snapshot=bool(data.get("snapshot", False)))
+
+
+def _row_to_json(row: Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: (TOAST_JSON if v is UNCHANGED_TOAST else v) for k, v in row.items()}
+
+
+def _row_from_json(row: Mapping[str, Any] | None) -> dict[str, Value] | None:
+    if row is None:
+        return None
+    out: dict[str, Value] = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            if v != TOAST_JSON:
+                raise ValueError(f"column {k!r}: unexpected object {v!r} in a change event row")
+            out[k] = UNCHANGED_TOAST
+        elif v is None or isinstance(v, str):
+            out[k] = v
+        else:
+            raise ValueError(f"column {k!r}: expected PostgreSQL text or null, got {type(v).__name__}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row change (or one table's TRUNCATE) in the Debezium-style envelope."""
+
+    op: Op
+    before: Row | None
+    after: Row | None
+    source: SourceInfo
+    key: Mapping[str, Value] = field(default_factory=dict)
+
+    @property
+    def table(self) -> tuple[str, str]:
+        return (self.source.schema, self.source.table)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op.value, "before": _row_to_json(self.before), "after": _row_to_json(self.after),
+                "source": self.source.to_dict(), "key": _row_to_json(self.key)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ChangeEvent":
+        return cls(op=Op(data["op"]), before=_row_from_json(data.get("before")),
+                   after=_row_from_json(data.get("after")), source=SourceInfo.from_dict(data["source"]),
+                   key=_row_from_json(data.get("key")) or {})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ChangeEvent":
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One committed source transaction: its events in source order.
+
+    ``relations`` are the table descriptions PostgreSQL sent inside this
+    transaction (first use after connect, or after a schema change); the
+    applier compares them with what it knows to detect schema drift.
+    """
+
+    xid: int
+    commit_lsn: int
+    end_lsn: int
+    commit_ts: int  # Unix milliseconds
+    events: tuple[ChangeEvent, ...]
+    relations: tuple[Relation, ...] = ()

@@ -1,0 +1,177 @@
+"""The replica's own state table, ``_pg2edge_state``, inside each SQLite file.
+
+One row per (scope, name) with a JSON value:
+
+=============  ==================  =============================================
+scope          name                value
+=============  ==================  =============================================
+source         identity            {"system_identifier", "database"}
+source         stream              {"slot", "publication"}
+position       applied             {"commit_lsn", "end_lsn", "xid", "kafka": {...}|null}
+table          <schema>.<table>    TableState (snapshot progress, pause, columns)
+source_change  <n>                 {"description", "sql", "undo_sql"}
+cutover        <name>              free-form record of the cutover phase
+=============  ==================  =============================================
+
+Writers never begin or commit: they take the caller's open transaction (and
+refuse to run outside one) so state is committed with the data it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import apsw
+
+from pipeline.errors import StateError
+from pipeline.sourcechanges import SourceChange
+from translators.quoting import quote_ident
+
+STATE_TABLE = "_pg2edge_state"
+_T = quote_ident(STATE_TABLE)
+
+DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NULL, "
+       "value TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (scope, name)) WITHOUT ROWID")
+
+
+def ensure_state_table(conn: apsw.Connection) -> None:
+    conn.execute(DDL)
+
+
+def _require_txn(conn: apsw.Connection, what: str) -> None:
+    if not conn.in_transaction:
+        raise StateError(f"{what} must be written inside the caller's SQLite transaction (with the data)")
+
+
+def write_record(conn: apsw.Connection, scope: str, name: str, value: Any) -> None:
+    """Upsert one state record (inside the caller's transaction)."""
+    _require_txn(conn, f"state record {scope}/{name}")
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    conn.execute(f"INSERT INTO {_T} (scope, name, value, updated_at) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                 (scope, name, json.dumps(value, sort_keys=True), now))
+
+
+def read_record(conn: apsw.Connection, scope: str, name: str) -> Any | None:
+    try:
+        row = conn.execute(f"SELECT value FROM {_T} WHERE scope = ? AND name = ?", (scope, name)).fetchone()
+    except apsw.SQLError:
+        return None  # no state table yet
+    return None if row is None else json.loads(row[0])
+
+
+def read_scope(conn: apsw.Connection, scope: str) -> dict[str, Any]:
+    try:
+        rows = conn.execute(f"SELECT name, value FROM {_T} WHERE scope = ? ORDER BY name", (scope,)).fetchall()
+    except apsw.SQLError:
+        return {}
+    return {name: json.loads(value) for name, value in rows}
+
+
+# -- source identity ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SourceIdentity:
+    system_identifier: str
+    database: str
+
+
+def write_source(conn: apsw.Connection, identity: SourceIdentity) -> None:
+    write_record(conn, "source", "identity", asdict(identity))
+
+
+def read_source(conn: apsw.Connection) -> SourceIdentity | None:
+    data = read_record(conn, "source", "identity")
+    return None if data is None else SourceIdentity(**data)
+
+
+def check_source(conn: apsw.Connection, identity: SourceIdentity) -> None:
+    """Refuse a replica that was filled from a different PostgreSQL cluster or database."""
+    known = read_source(conn)
+    if known is not None and known != identity:
+        raise StateError(
+            f"this replica belongs to database {known.database!r} of cluster {known.system_identifier}, "
+            f"not {identity.database!r} of cluster {identity.system_identifier}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    slot: str
+    publication: str
+
+
+def write_stream(conn: apsw.Connection, info: StreamInfo) -> None:
+    write_record(conn, "source", "stream", asdict(info))
+
+
+def read_stream(conn: apsw.Connection) -> StreamInfo | None:
+    data = read_record(conn, "source", "stream")
+    return None if data is None else StreamInfo(**data)
+
+
+# -- position -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Last applied source commit: skip anything at or below ``commit_lsn``; resume at ``end_lsn``."""
+
+    commit_lsn: int
+    end_lsn: int
+    xid: int | None = None
+    kafka: dict[str, int] | None = None
+
+
+def write_position(conn: apsw.Connection, position: Position) -> None:
+    write_record(conn, "position", "applied", asdict(position))
+
+
+def read_position(conn: apsw.Connection) -> Position | None:
+    data = read_record(conn, "position", "applied")
+    return None if data is None else Position(**data)
+
+
+# -- per-table state ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TableState:
+    """Per source table: snapshot progress, stream pause, and the last known column types."""
+
+    table: str  # "schema.table"
+    snapshot: str = "pending"  # pending | copying | done
+    snapshot_lsn: int | None = None
+    rows_copied: int = 0
+    paused: bool = False
+    pause_reason: str | None = None
+    paused_at_lsn: int | None = None
+    columns: list[list[Any]] = field(default_factory=list)  # [[name, type_oid, type_modifier], ...]
+
+
+def write_table(conn: apsw.Connection, state: TableState) -> None:
+    write_record(conn, "table", state.table, asdict(state))
+
+
+def read_table(conn: apsw.Connection, table: str) -> TableState | None:
+    data = read_record(conn, "table", table)
+    return None if data is None else TableState(**data)
+
+
+def read_tables(conn: apsw.Connection) -> dict[str, TableState]:
+    return {name: TableState(**data) for name, data in read_scope(conn, "table").items()}
+
+
+# -- source changes (for teardown) --------------------------------------------------
+def record_source_changes(conn: apsw.Connection, changes: Sequence[SourceChange]) -> None:
+    """Append source changes (publication, slot, replica identity) so teardown can undo them."""
+    start = len(read_scope(conn, "source_change"))
+    for i, change in enumerate(changes, start=start):
+        write_record(conn, "source_change", f"{i:06d}", asdict(change))
+
+
+def read_source_changes(conn: apsw.Connection) -> list[SourceChange]:
+    return [SourceChange(**data) for _, data in sorted(read_scope(conn, "source_change").items())]
+
+
+def clear_source_changes(conn: apsw.Connection) -> None:
+    _require_txn(conn, "clearing source changes")
+    conn.execute(f"DELETE FROM {_T} WHERE scope = 'source_change'")
