@@ -163,11 +163,20 @@ def read_snapshot(conn: psycopg.Connection[Any], schemas: list[str]) -> Snapshot
                     stats_age_seconds=float(info[2] or 0.0))
 
 
-def max_row_bytes(conn: psycopg.Connection[Any], facts: TableFacts, *, sample_percent: float = 5.0) -> int:
-    """Largest row seen in a TABLESAMPLE of the table (for per-row limits such as D1's 1 MB)."""
+def max_row_bytes(conn: psycopg.Connection[Any], facts: TableFacts, *, sample_percent: float = 5.0,
+                  full_scan_rows: int = 100_000) -> int:
+    """Largest row of the table (for per-row limits such as D1's 1 MB).
+
+    Tables up to ``full_scan_rows`` rows are read whole; bigger ones through a
+    TABLESAMPLE of ``sample_percent`` of their pages, so the figure is a lower bound.
+    """
     from psycopg import sql
 
-    query = sql.SQL("SELECT coalesce(max(pg_column_size(t.*)), 0) FROM {}.{} TABLESAMPLE SYSTEM (%s) t").format(
-        sql.Identifier(facts.schema), sql.Identifier(facts.name))
-    row = conn.execute(query, (sample_percent,)).fetchone()
+    source = sql.SQL("{}.{} AS t").format(sql.Identifier(facts.schema), sql.Identifier(facts.name))
+    params: tuple[float, ...] = ()
+    if facts.live_rows > full_scan_rows:
+        source = sql.SQL("{} TABLESAMPLE SYSTEM (%s)").format(source)
+        params = (sample_percent,)
+    row = conn.execute(sql.SQL("SELECT coalesce(max(pg_column_size(t.*)), 0) FROM {}").format(source),
+                       params).fetchone()
     return int(row[0]) if row else 0

@@ -49,8 +49,9 @@ def as_html(report: AnalysisReport) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(t.qualified)}</td><td>{t.reads:,}</td><td>{t.writes:,}</td>"
         f"<td>{html.escape(ratio_text(t))}</td><td class='v-{t.verdict}'>{t.verdict}</td><td>{t.rows:,}</td>"
-        f"<td>{human_bytes(t.bytes)}</td><td>{html.escape(', '.join(b.code for b in t.blockers))}</td>"
-        f"<td>{html.escape(', '.join(w.code for w in t.warnings))}</td></tr>"
+        f"<td style='white-space:nowrap'>{human_bytes(t.bytes)}</td>"
+        f"<td>{html.escape(', '.join(dict.fromkeys(b.code for b in t.blockers)))}</td>"
+        f"<td>{html.escape(', '.join(dict.fromkeys(w.code for w in t.warnings)))}</td></tr>"
         for t in report.tables)
     legend = "".join(f'<span class="chip" style="background:{c}"></span>{v} ' for v, c in COLORS.items())
     summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(report))

@@ -83,8 +83,8 @@ def as_markdown(report: AnalysisReport) -> str:
              "|---|---:|---:|---:|---|---:|---:|---|---|"]
     for t in report.tables:
         lines.append(f"| {t.qualified} | {t.reads:,} | {t.writes:,} | {ratio_text(t)} | {t.verdict} | {t.rows:,} | "
-                     f"{human_bytes(t.bytes)} | {', '.join(b.code for b in t.blockers)} | "
-                     f"{', '.join(w.code for w in t.warnings)} |")
+                     f"{human_bytes(t.bytes)} | {', '.join(dict.fromkeys(b.code for b in t.blockers))} | "
+                     f"{', '.join(dict.fromkeys(w.code for w in t.warnings))} |")
     lines += ["", "## Summary", ""] + [f"- {line}" for line in _summary_lines(report)]
     details = [f"- **{t.qualified}** `{i.code}`: {i.message}" for t in report.tables for i in t.blockers]
     if details:
