@@ -63,15 +63,19 @@ def _summary_lines(report: AnalysisReport) -> list[str]:
     ]
 
 
-def as_text(report: AnalysisReport, *, width: int = 150, color: bool = False) -> str:
-    buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None)
+def print_report(report: AnalysisReport, console: Console) -> None:
+    """The terminal view: the table, each blocker in full, then the summary."""
     console.print(rich_table(report))
     for t in report.tables:
         for issue in t.blockers:
             console.print(f"[red]blocker[/] {issue.code}: {issue.message}", highlight=False)
     for line in _summary_lines(report):
         console.print(line, highlight=False)
+
+
+def as_text(report: AnalysisReport, *, width: int = 150) -> str:
+    buf = io.StringIO()
+    print_report(report, Console(file=buf, width=width, color_system=None))
     return buf.getvalue()
 
 

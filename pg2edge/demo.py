@@ -33,11 +33,12 @@ class DemoContext:
 
 
 def _phase_analyze(ctx: DemoContext) -> None:
-    from analyzers import analyze, render
+    from analyzers import analyze
+    from analyzers.report import print_report
 
     report = analyze(ctx.dsn, config=ctx.config.analyze)
     ctx.results["analyze"] = report
-    ctx.console.print(render(report, "table"))
+    print_report(report, ctx.console)
 
 
 Phase = tuple[str, Callable[[DemoContext], None]]

@@ -10,6 +10,7 @@ extra scans; foreign-key checks add a few reads to the referenced tables.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +88,12 @@ def _key_space(conn: psycopg.Connection[Any], table: str) -> int:
     return max(1, int(row[0]) if row else 1)
 
 
-def run(dsn: str, *, scale: float = 1.0, tables: list[str] | None = None) -> dict[str, dict[str, int]]:
+def run(dsn: str, *, scale: float = 1.0, tables: list[str] | None = None,
+        wait_for_stats: bool = True) -> dict[str, dict[str, int]]:
     """Run one round of the workload; returns the planned reads and writes per table.
 
-    The connection is closed at the end, which flushes its statistics so the
-    analyzer sees them at once.
+    The connection is closed at the end, which flushes its statistics; with
+    ``wait_for_stats`` this returns once they are visible to other sessions.
     """
     chosen = tables or list(PROFILE)
     planned: dict[str, dict[str, int]] = {}
@@ -112,4 +114,20 @@ def run(dsn: str, *, scale: float = 1.0, tables: list[str] | None = None) -> dic
             reads = load.reads(scale)
             conn.execute(READ_SQL[table], {"n": reads, "k": keys[table], "pid": first[0] if first else None})
             planned[table] = {"reads": reads, "writes": writes}
+    if wait_for_stats:
+        last = chosen[-1]
+        _wait_visible(dsn, last, planned[last]["reads"])
     return planned
+
+
+def _wait_visible(dsn: str, table: str, reads: int, timeout: float = 10.0) -> None:
+    """Wait until another session sees ``reads`` scans on ``table`` (the backend flushes at exit)."""
+    deadline = time.monotonic() + timeout
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                               "WHERE relname = %s", (table,)).fetchone()
+            if row and row[0] >= reads:
+                return
+            time.sleep(0.05)

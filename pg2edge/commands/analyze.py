@@ -37,9 +37,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.format == "table" and not args.output:
         from rich.console import Console
 
-        from analyzers.report import as_text
+        from analyzers.report import print_report
 
-        sys.stdout.write(as_text(report, color=sys.stdout.isatty(), width=Console().width))
+        print_report(report, Console())
         return 0
     text = render(report, args.format)
     if args.output:
