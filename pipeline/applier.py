@@ -115,7 +115,9 @@ class Applier:
             for txn in todo:
                 self._apply_txn(txn, tables, result)
             final = todo[-1]
-            result.position = state.Position(commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid)
+            result.position = state.Position(
+                commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid, kafka=pos.kafka if pos else None,
+                commit_ts_ms=final.commit_ts, watermark_lsn=max(final.end_lsn, (pos.watermark_lsn or 0) if pos else 0))
             state.write_position(self.conn, result.position)
             self.conn.execute("COMMIT")
         except BaseException:

@@ -49,6 +49,7 @@ class CopySpec:
     target_columns: tuple[str, ...]
     encoder_factory: Callable[[], RowEncoder]
     estimated_rows: int = 0
+    partitioned: bool = False  # read through the root (no ONLY) so every partition is included
 
     @property
     def label(self) -> str:
@@ -73,8 +74,9 @@ def _copy_sql(spec: CopySpec) -> bytes:
     from psycopg import sql
 
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.source_columns)
-    stmt = sql.SQL("COPY (SELECT {} FROM ONLY {}.{}) TO STDOUT").format(
-        cols, sql.Identifier(spec.source_schema), sql.Identifier(spec.source_table))
+    only = sql.SQL("" if spec.partitioned else "ONLY ")
+    stmt = sql.SQL("COPY (SELECT {} FROM {}{}.{}) TO STDOUT").format(
+        cols, only, sql.Identifier(spec.source_schema), sql.Identifier(spec.source_table))
     return stmt.as_bytes(None)
 
 

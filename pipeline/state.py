@@ -121,6 +121,13 @@ class Position:
     end_lsn: int
     xid: int | None = None
     kafka: dict[str, int] | None = None
+    commit_ts_ms: int | None = None  # source commit time of the last applied transaction
+    watermark_lsn: int | None = None  # every source change below this LSN is applied (heartbeats)
+
+    @property
+    def visible_lsn(self) -> int:
+        """The highest source LSN a reader of the replica is known to have seen."""
+        return max(self.end_lsn, self.watermark_lsn or 0)
 
 
 def write_position(conn: apsw.Connection, position: Position) -> None:

@@ -34,3 +34,20 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 def add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     parser.add_argument("--format", choices=formats, default=formats[0], help=f"output format (default: {formats[0]})")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+
+
+def add_target_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--target", metavar="FILE.db", required=required,
+                        help="the SQLite replica file (default: [target] path in pg2edge.toml)"
+                        if not required else "the SQLite replica file")
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    """--tables, --jobs and the replica-identity flag shared by snapshot and sync."""
+    parser.add_argument("--tables", metavar="LIST",
+                        help="comma-separated names or globs, e.g. 'orders,product*' (default: every "
+                             "replicable table of schema public; the rest are listed with the reason)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel copy workers (default 2)")
+    parser.add_argument("--allow-replica-identity-full", action="store_true",
+                        help="set REPLICA IDENTITY FULL on selected tables without a primary key "
+                             "(a change on the source, undone by teardown) instead of refusing them")

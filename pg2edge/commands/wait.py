@@ -1,0 +1,26 @@
+"""`pg2edge wait`: block until the replica has applied a source LSN (read-your-writes)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pg2edge.commands import add_command, add_target_option
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "wait", help="wait until the replica has applied a source LSN (take pg_current_wal_lsn() after commit)",
+        example="pg2edge wait --target shop.db --lsn 0/16B3748 --timeout 5", handler=_run)
+    add_target_option(parser)
+    parser.add_argument("--lsn", required=True, help="the source LSN to wait for, e.g. 0/16B3748")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after (default 30); exit 1")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.lsn import format_lsn
+    from pipeline.status import wait_for_lsn
+
+    pos = wait_for_lsn(args.target, args.lsn, timeout=args.timeout)
+    print(f"replica at {format_lsn(pos.visible_lsn)} >= {args.lsn}")
+    return 0

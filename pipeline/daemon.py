@@ -1,0 +1,174 @@
+"""The continuous sync daemon: snapshot if needed, then stream changes into the replica.
+
+Order of a cycle: take whole transactions from the slot, apply them in one
+SQLite transaction (data + position), then acknowledge their end LSN to
+PostgreSQL. Heartbeats (``pg_logical_emit_message``) every
+``heartbeat_interval`` seconds keep an idle publication from pinning WAL and
+move the replica's watermark, which ``wait_for_lsn`` and ``--until-caught-up``
+read. SIGTERM/SIGINT finish the current batch, acknowledge it and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pg2edge import dsn as dsnlib
+from pg2edge.config import TranslateConfig
+from pipeline import state
+from pipeline.applier import Applier, TableMapping, open_replica
+from pipeline.lsn import format_lsn, parse_lsn
+from pipeline.replication import ReplicationStream, slot_status
+from pipeline.snapshot import SnapshotReport, prepare_tables, published_tables, run_snapshot
+from pipeline.source import CdcSource
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "pg2edge.heartbeat"
+RETAINED_WAL_WARN_BYTES = 1024**3
+
+
+@dataclass
+class SyncReport:
+    snapshot: SnapshotReport | None = None
+    transactions: int = 0
+    rows: int = 0
+    position: state.Position | None = None
+    stopped_by: str = "caught up"
+    findings: list[str] = field(default_factory=list)
+    retained_wal_bytes: int | None = None
+
+
+def emit_heartbeat(dsn: str) -> int:
+    """A non-transactional logical message; returns its LSN."""
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text", (HEARTBEAT_PREFIX,)).fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+def current_wal_lsn(dsn: str) -> int:
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+def build_mappings(dsn: str, db: Any, publication: str, options: TranslateConfig) -> dict[tuple[str, str], TableMapping]:
+    """Source (schema, table) -> target table and codec encoder, for every published table."""
+    from translators.codec import row_codec
+    from translators.naming import sqlite_table_name
+
+    model = prepare_tables(dsn, db, published_tables(dsn, publication), options=options, say=log.info)
+    out = {}
+    for table in model.values():
+        codec = row_codec(table, options=options)
+        out[(table.schema, table.name)] = TableMapping(
+            target=sqlite_table_name(table.schema, table.name), encode=codec.encode_text,
+            column_type=getattr(codec, "sqlite_type_for_relation_column", None))
+    return out
+
+
+class _StopFlag:
+    def __init__(self, event: threading.Event | None) -> None:
+        self.event = event or threading.Event()
+        self.reason = ""
+
+    def install(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, _frame: Any) -> None:
+            self.reason = signal.Signals(signum).name
+            self.event.set()
+
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None, jobs: int = 2,
+             options: TranslateConfig | None = None, until_caught_up: bool = False,
+             heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,
+             allow_replica_identity_full: bool = False, stop: threading.Event | None = None,
+             say: Callable[[str], None] = print, max_wait: float = 0.2,
+             on_batch: Callable[[Any], None] | None = None) -> SyncReport:
+    """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
+    options = options or TranslateConfig()
+    report = SyncReport()
+    report.snapshot = run_snapshot(dsn=dsn, target=target, tables=tables, jobs=jobs, options=options,
+                                   allow_replica_identity_full=allow_replica_identity_full, say=say)
+    if not report.snapshot.already_complete:
+        say(f"snapshot: {report.snapshot.rows} rows in {len(report.snapshot.tables)} tables "
+            f"({report.snapshot.seconds:.1f} s); streaming from {format_lsn(report.snapshot.consistent_lsn)}")
+    db = open_replica(target)
+    flag = _StopFlag(stop)
+    restore = flag.install()
+    try:
+        names = state.read_stream(db)
+        pos = state.read_position(db)
+        assert names is not None and pos is not None
+        applier = Applier(db, build_mappings(dsn, db, names.publication, options))
+        goal = current_wal_lsn(dsn) if until_caught_up else None
+        stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
+        source = CdcSource(stream)
+        last_beat = 0.0
+        last_slot_check = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_beat >= heartbeat_interval:
+                    emit_heartbeat(dsn)
+                    last_beat = now
+                batch = source.batch(max_wait=max_wait)
+                if batch:
+                    result = applier.apply(batch)
+                    if result.position is not None:
+                        source.ack(result.position.end_lsn)
+                    report.transactions += result.applied
+                    report.rows += result.rows
+                    report.findings += [str(f) for f in result.findings]
+                    for finding in result.findings:
+                        say(f"finding: {finding}")
+                    if on_batch:
+                        on_batch(result)
+                beat = source.ack_heartbeat()
+                if beat is not None:
+                    current = state.read_position(db)
+                    if current is not None and beat > (current.watermark_lsn or 0):
+                        with db:
+                            state.write_position(db, replace(current, watermark_lsn=beat))
+                if now - last_slot_check >= 10.0:
+                    last_slot_check = now
+                    status = slot_status(dsn, names.slot)
+                    if status is not None:
+                        report.retained_wal_bytes = status.retained_wal_bytes
+                        if status.retained_wal_bytes > retained_wal_warn_bytes:
+                            log.warning("slot %s retains %d bytes of WAL on the source (threshold %d)",
+                                        names.slot, status.retained_wal_bytes, retained_wal_warn_bytes)
+                current = state.read_position(db)
+                if goal is not None and current is not None and current.visible_lsn >= goal:
+                    report.stopped_by = "caught up"
+                    break
+                if flag.event.is_set():
+                    report.stopped_by = flag.reason or "stop requested"
+                    break
+        finally:
+            source.close()
+        report.position = state.read_position(db)
+        return report
+    finally:
+        restore()
+        db.close()

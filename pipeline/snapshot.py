@@ -1,0 +1,216 @@
+"""The initial snapshot: publication, slot + exported snapshot, parallel copy, resumable.
+
+Steps (each source change printed and recorded for ``teardown``):
+
+1. Check the replica belongs to this source; create the publication (once).
+2. Translate the schema and create the replica tables (``translators``).
+3. A detached keeper (:mod:`pipeline.keeper`) creates the pgoutput slot with an
+   exported snapshot and holds it. Workers import it and copy each table
+   (:mod:`pipeline.copier`); a table is marked done in the same SQLite
+   transaction as its last rows.
+4. The slot's consistent LSN becomes the replica's position: streaming starts
+   there, so nothing is lost or applied twice.
+
+A rerun after a crash imports the same snapshot while its keeper still holds
+it and skips finished tables. When the snapshot is gone it says so, drops the
+slot, empties the tables and starts a clean new snapshot.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import psycopg
+
+from pg2edge import dsn as dsnlib
+from pg2edge.config import TranslateConfig
+from pipeline import keeper, state
+from pipeline.applier import open_replica
+from pipeline.copier import CopySpec, copy_tables
+from pipeline.publication import setup_publication, slot_change
+from pipeline.replication import drop_slot, identify_system
+from translators.quoting import quote_ident
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class SnapshotReport:
+    slot: str
+    publication: str
+    consistent_lsn: int
+    tables: dict[str, int] = field(default_factory=dict)  # rows copied now, per source table
+    skipped_done: list[str] = field(default_factory=list)
+    not_replicated: list[tuple[str, str]] = field(default_factory=list)
+    restarted: bool = False
+    already_complete: bool = False
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+def stream_names(db: apsw.Connection, *, slot: str | None, publication: str | None) -> state.StreamInfo:
+    """The replica's slot and publication: recorded ones, else the given names, else new ones."""
+    known = state.read_stream(db)
+    if known:
+        return known
+    suffix = secrets.token_hex(4)
+    return state.StreamInfo(slot=slot or f"pg2edge_{suffix}", publication=publication or f"pg2edge_{suffix}")
+
+
+def published_tables(dsn: str, publication: str) -> list[tuple[str, str]]:
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
+                            "ORDER BY 1, 2", (publication,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _snapshot_alive(dsn: str, snapshot: str) -> bool:
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[str | None]], tuple[Any, ...]]:
+    from translators.codec import row_codec
+
+    return row_codec(table, options=options).encode_row_text
+
+
+def _estimated_rows(dsn: str, tables: Sequence[tuple[str, str]]) -> dict[str, int]:
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace").fetchall()
+    return {name: int(n) for name, n in rows if name in {f"{s}.{t}" for s, t in tables}}
+
+
+def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, str]], *,
+                   options: TranslateConfig, say: Say) -> dict[str, Any]:
+    """Introspect the published tables, create the missing replica tables; returns qualified -> Table."""
+    from translators.ddl import apply_ddl, plan_ddl
+    from translators.introspect import introspect
+
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        schema = introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
+    model = {t.qualified: t for t in schema.tables}
+    plan = plan_ddl(schema, options=options)
+    for finding in plan.findings:
+        say(f"schema finding: {finding}")
+    existing = {r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    if not any(name for name in existing if not name.startswith(("_pg2edge", "sqlite_"))):
+        apply_ddl(db, plan)
+    return model
+
+
+def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None,
+                 jobs: int = 2, options: TranslateConfig | None = None, slot: str | None = None,
+                 publication: str | None = None, allow_replica_identity_full: bool = False,
+                 say: Say = print, on_progress: Callable[[CopySpec, int], None] | None = None,
+                 slot_timeout: float = 60.0) -> SnapshotReport:
+    """Take (or resume) the initial snapshot of ``dsn`` into the replica file ``target``."""
+    started = time.monotonic()
+    options = options or TranslateConfig()
+    target = str(target)
+    db = open_replica(target)
+    try:
+        ident = identify_system(dsn)
+        identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
+        state.check_source(db, identity)
+        names = stream_names(db, slot=slot, publication=publication)
+        run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+        if run and run.get("status") == "done":
+            return SnapshotReport(slot=names.slot, publication=names.publication,
+                                  consistent_lsn=int(run["consistent_lsn"]), already_complete=True)
+        report = SnapshotReport(slot=names.slot, publication=names.publication, consistent_lsn=0)
+        if state.read_stream(db) is None:
+            result = setup_publication(dsn, publication=names.publication, tables=tables,
+                                       allow_replica_identity_full=allow_replica_identity_full, replica=db)
+            for change in result.changes:
+                say(f"source change: {change.description} (undo: {change.undo_sql})")
+            report.not_replicated = list(result.selection.skipped)
+            with db:
+                state.write_source(db, identity)
+                state.write_stream(db, names)
+        published = published_tables(dsn, names.publication)
+        model = prepare_tables(dsn, db, published, options=options, say=say)
+        from translators.naming import sqlite_table_name
+
+        target_of = {q: sqlite_table_name(t.schema, t.name) for q, t in model.items()}
+        resume = bool(run) and _snapshot_alive(dsn, str(run["snapshot"]))
+        if run and not resume:
+            say(f"the exported snapshot {run['snapshot']} of the interrupted snapshot run is gone: "
+                "starting a clean new snapshot (replica tables emptied, slot recreated)")
+            report.restarted = True
+            drop_slot(dsn, names.slot, missing_ok=True)
+            with db:
+                for q in model:
+                    db.execute(f"DELETE FROM {quote_ident(target_of[q])}")
+                    state.write_table(db, state.TableState(table=q))
+        if resume:
+            kept = keeper.KeptSnapshot(slot=names.slot, consistent_lsn=int(run["consistent_lsn"]),
+                                       snapshot=str(run["snapshot"]), pid=int(run.get("keeper_pid") or 0))
+            say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
+        else:
+            kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
+            with dsnlib.connect(dsn, autocommit=True) as conn:
+                change = slot_change(conn, names.slot)
+            say(f"source change: {change.description} (undo: {change.undo_sql})")
+            with db:
+                state.record_source_changes(db, [change])
+                state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
+                    "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "copying",
+                    "keeper_pid": kept.pid})
+        report.consistent_lsn = kept.consistent_lsn
+        done = {name for name, ts in state.read_tables(db).items() if ts.snapshot == "done"}
+        estimates = _estimated_rows(dsn, published)
+        specs: list[CopySpec] = []
+        with db:
+            for q, table in model.items():
+                if q in done:
+                    report.skipped_done.append(q)
+                    continue
+                from translators.codec import row_codec
+
+                codec = row_codec(table, options=options)
+                db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy
+                state.write_table(db, state.TableState(table=q, snapshot="copying", snapshot_lsn=kept.consistent_lsn))
+                specs.append(CopySpec(
+                    source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
+                    target_table=target_of[q], target_columns=tuple(codec.columns),
+                    encoder_factory=functools.partial(_make_encoder, table, options),
+                    estimated_rows=estimates.get(q, 0), partitioned=bool(getattr(table, "partitioned", False))))
+
+        def table_done(conn: apsw.Connection, spec: CopySpec, rows: int) -> None:
+            state.write_table(conn, state.TableState(table=spec.label, snapshot="done",
+                                                     snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
+
+        result = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
+                             on_table_done=table_done, on_progress=on_progress)
+        report.tables = dict(result.rows)
+        with db:
+            state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
+            state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
+                "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "done",
+                "keeper_pid": kept.pid})
+        keeper.stop_keeper(kept.pid)
+        report.seconds = time.monotonic() - started
+        return report
+    finally:
+        db.close()

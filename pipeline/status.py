@@ -1,0 +1,115 @@
+"""Replica status (applied LSN, lag, retained WAL) and read-your-writes waits.
+
+An application that wrote to PostgreSQL takes ``pg_current_wal_lsn()`` after
+its commit and calls :func:`wait_for_lsn` (or ``pg2edge wait``): the LSN is
+the session token, like D1 bookmarks or LiteFS positions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from pg2edge.errors import Pg2EdgeError, TargetError
+from pipeline import state
+from pipeline.lsn import format_lsn, parse_lsn
+
+
+class WaitTimeout(Pg2EdgeError):
+    """The replica did not reach the LSN in time."""
+
+    exit_code = 1
+
+
+@dataclass
+class ReplicaStatus:
+    target: str
+    source_database: str | None
+    slot: str | None
+    publication: str | None
+    snapshot: str | None
+    applied_lsn: str | None
+    visible_lsn: str | None
+    last_commit_at_ms: int | None
+    source_lsn: str | None = None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    retained_wal_bytes: int | None = None
+    paused_tables: list[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _open_readonly(target: str | Path) -> apsw.Connection:
+    if not Path(target).is_file():
+        raise TargetError(f"replica {target} does not exist")
+    conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)
+    return conn
+
+
+def read_position(target: str | Path) -> state.Position | None:
+    conn = _open_readonly(target)
+    try:
+        return state.read_position(conn)
+    finally:
+        conn.close()
+
+
+def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaStatus:
+    """What the replica has applied; with ``source``, the lag and the slot's retained WAL."""
+    conn = _open_readonly(target)
+    try:
+        pos = state.read_position(conn)
+        stream = state.read_stream(conn)
+        ident = state.read_source(conn)
+        run = state.read_record(conn, "snapshot", "run")
+        paused = [name for name, t in state.read_tables(conn).items() if t.paused]
+    finally:
+        conn.close()
+    status = ReplicaStatus(
+        target=str(target), source_database=ident.database if ident else None,
+        slot=stream.slot if stream else None, publication=stream.publication if stream else None,
+        snapshot=run.get("status") if run else None,
+        applied_lsn=format_lsn(pos.end_lsn) if pos else None,
+        visible_lsn=format_lsn(pos.visible_lsn) if pos else None,
+        last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused)
+    if source and pos:
+        from pipeline.daemon import current_wal_lsn
+        from pipeline.replication import slot_status
+
+        now_lsn = current_wal_lsn(source)
+        status.source_lsn = format_lsn(now_lsn)
+        status.lag_bytes = max(0, now_lsn - pos.visible_lsn)
+        if status.lag_bytes == 0:
+            status.lag_seconds = 0.0
+        elif pos.commit_ts_ms:
+            status.lag_seconds = max(0.0, time.time() - pos.commit_ts_ms / 1000.0)
+        if stream:
+            slot = slot_status(source, stream.slot)
+            status.retained_wal_bytes = slot.retained_wal_bytes if slot else None
+    return status
+
+
+def wait_for_lsn(target: str | Path, lsn: str | int, *, timeout: float = 30.0, poll: float = 0.01) -> state.Position:
+    """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs."""
+    wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn
+    deadline = time.monotonic() + timeout
+    conn = _open_readonly(target)
+    try:
+        while True:
+            pos = state.read_position(conn)
+            if pos is not None and pos.visible_lsn >= wanted:
+                return pos
+            if time.monotonic() >= deadline:
+                seen = format_lsn(pos.visible_lsn) if pos else "nothing"
+                raise WaitTimeout(f"replica {target} reached {seen}, not {format_lsn(wanted)}, within {timeout:g} s "
+                                  "(is `pg2edge sync` running?)")
+            time.sleep(poll)
+    finally:
+        conn.close()

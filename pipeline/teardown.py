@@ -1,0 +1,30 @@
+"""Undo every change pg2edge made on the source for one replica (slot, publication, identities)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import keeper, state
+from pipeline.applier import open_replica
+from pipeline.sourcechanges import teardown as undo_changes
+
+
+def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
+    """Drop the slot and publication this replica created; returns what was undone.
+
+    The replica file keeps its data; its state forgets the stream, so the
+    next ``snapshot`` starts afresh.
+    """
+    db = open_replica(target)
+    try:
+        run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+        keeper.stop_keeper(int(run.get("keeper_pid") or 0) if run else None)
+        changes = state.read_source_changes(db)
+        done = undo_changes(dsn, changes)
+        with db:
+            state.clear_source_changes(db)
+            db.execute(f"DELETE FROM {state._T} WHERE (scope = 'source' AND name = 'stream') "
+                       "OR scope IN ('snapshot', 'position', 'table')")
+        return done
+    finally:
+        db.close()
