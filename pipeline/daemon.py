@@ -21,6 +21,7 @@ from typing import Any
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
+from pg2edge.errors import Pg2EdgeError
 from pipeline import state
 from pipeline.applier import Applier, TableMapping, open_replica
 from pipeline.lsn import format_lsn, parse_lsn
@@ -45,12 +46,31 @@ class SyncReport:
     retained_wal_bytes: int | None = None
 
 
-def emit_heartbeat(dsn: str) -> int:
-    """A non-transactional logical message; returns its LSN."""
-    with dsnlib.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text", (HEARTBEAT_PREFIX,)).fetchone()
-    assert row is not None
-    return parse_lsn(row[0])
+class Heartbeater:
+    """Emits heartbeat messages on one kept connection; a lost connection is reopened next time."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+
+    def beat(self) -> int | None:
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = dsnlib.connect(self.dsn, autocommit=True)
+            row = self._conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text",
+                                     (HEARTBEAT_PREFIX,)).fetchone()
+            return parse_lsn(row[0]) if row else None
+        except (psycopg.OperationalError, Pg2EdgeError) as exc:
+            log.warning("heartbeat not sent (%s); retrying at the next interval", exc)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def current_wal_lsn(dsn: str) -> int:
@@ -104,7 +124,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
              heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,
              allow_replica_identity_full: bool = False, stop: threading.Event | None = None,
              say: Callable[[str], None] = print, max_wait: float = 0.2,
-             on_batch: Callable[[Any], None] | None = None) -> SyncReport:
+             on_batch: Callable[[Any], None] | None = None, metrics: Any = None) -> SyncReport:
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
     report = SyncReport()
@@ -124,17 +144,21 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         goal = current_wal_lsn(dsn) if until_caught_up else None
         stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
         source = CdcSource(stream)
+        heart = Heartbeater(dsn)
         last_beat = 0.0
         last_slot_check = 0.0
         try:
             while True:
                 now = time.monotonic()
                 if now - last_beat >= heartbeat_interval:
-                    emit_heartbeat(dsn)
+                    heart.beat()
                     last_beat = now
                 batch = source.batch(max_wait=max_wait)
                 if batch:
+                    t0 = time.perf_counter()
                     result = applier.apply(batch)
+                    if metrics is not None:
+                        metrics.record_batch(batch, time.perf_counter() - t0)
                     if result.position is not None:
                         source.ack(result.position.end_lsn)
                     report.transactions += result.applied
@@ -155,10 +179,18 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                     status = slot_status(dsn, names.slot)
                     if status is not None:
                         report.retained_wal_bytes = status.retained_wal_bytes
+                        if metrics is not None:
+                            metrics.retained_wal.set(status.retained_wal_bytes)
                         if status.retained_wal_bytes > retained_wal_warn_bytes:
                             log.warning("slot %s retains %d bytes of WAL on the source (threshold %d)",
                                         names.slot, status.retained_wal_bytes, retained_wal_warn_bytes)
                 current = state.read_position(db)
+                if metrics is not None and current is not None:
+                    if current.commit_ts_ms:
+                        metrics.lag_seconds.set(max(0.0, time.time() - current.commit_ts_ms / 1000.0)
+                                                if current.watermark_lsn is None or
+                                                current.watermark_lsn <= current.end_lsn else 0.0)
+                    metrics.lag_bytes.set(max(0, stream.server_wal_end - current.visible_lsn))
                 if goal is not None and current is not None and current.visible_lsn >= goal:
                     report.stopped_by = "caught up"
                     break
@@ -166,6 +198,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                     report.stopped_by = flag.reason or "stop requested"
                     break
         finally:
+            heart.close()
             source.close()
         report.position = state.read_position(db)
         return report

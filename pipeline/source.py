@@ -44,19 +44,24 @@ class CdcSource:
 
     def batch(self, *, max_transactions: int = 1000, max_events: int = 50_000,
               max_wait: float = 1.0) -> list[Transaction]:
-        """Whole transactions received within ``max_wait`` seconds (never splits one).
+        """Whole transactions: waits up to ``max_wait`` for the first, then takes what is ready.
 
-        A transaction still arriving at the deadline stays in the assembler and
-        comes whole in a later batch. Heartbeats update ``last_heartbeat``.
+        Never splits a transaction; a transaction still arriving stays in the
+        assembler and comes whole in a later batch. Under load batches grow by
+        themselves; when idle the first commit is returned at once (low lag).
+        Heartbeats update ``last_heartbeat``.
         """
         out: list[Transaction] = []
         events = 0
         deadline = time.monotonic() + max_wait
         while len(out) < max_transactions and events < max_events:
-            item = self.next(timeout=max(deadline - time.monotonic(), 0.0))
+            wait = max(deadline - time.monotonic(), 0.0) if not out else 0.0
+            item = self.next(timeout=wait)
             if item is None:
                 break
             if isinstance(item, Heartbeat):
+                if out:
+                    break
                 continue
             out.append(item)
             events += len(item.events)

@@ -31,7 +31,13 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.lsn import format_lsn
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
-    report = run_sync(dsn=config.require_source(), target=args.target, tables=args.tables, jobs=args.jobs,
+    metrics = None
+    if args.metrics_port:
+        from pipeline.metrics import Metrics
+
+        metrics = Metrics()
+        metrics.serve(args.metrics_port)
+    report = run_sync(metrics=metrics, dsn=config.require_source(), target=args.target, tables=args.tables, jobs=args.jobs,
                       options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
                       allow_replica_identity_full=args.allow_replica_identity_full)
