@@ -188,3 +188,15 @@ def test_missing_connect_privilege_is_named(pg_server, pg_dsn: str, run_cli) -> 
     finally:
         with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_verdict_thresholds_come_from_the_config_file(shop_dsn: str, run_cli, tmp_path) -> None:
+    (tmp_path / "pg2edge.toml").write_text("[analyze.verdicts]\nexcellent = 50000\ngood = 20\nmaybe = 1\n")
+    result = run_cli("analyze", "--source", shop_dsn, "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    verdicts = {t["table"]: t["verdict"] for t in json.loads(result.stdout)["tables"]}
+    assert verdicts["categories"] == "excellent"  # 100000:1
+    assert verdicts["products"] == "good"  # 10000:1 is below 50000 now
+    assert verdicts["user_preferences"] == "maybe"  # 10:1 is below 20
+    assert verdicts["orders"] == "maybe"  # 1:1 reaches maybe = 1
+    assert verdicts["audit_logs"] == "keep"
