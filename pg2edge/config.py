@@ -106,6 +106,12 @@ class Config(_Section):
             )
         return self.source.dsn
 
+    def require_target(self) -> str:
+        """The replica file, or a ConfigError that says how to give one."""
+        if not self.target.path:
+            raise ConfigError(f"no replica file: pass --target FILE.db or set [target] path in {DEFAULT_CONFIG_FILE}")
+        return self.target.path
+
 
 def _format_error(origin: str, exc: ValidationError) -> str:
     lines = []

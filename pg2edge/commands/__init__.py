@@ -36,10 +36,9 @@ def add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
 
 
-def add_target_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument("--target", metavar="FILE.db", required=required,
-                        help="the SQLite replica file (default: [target] path in pg2edge.toml)"
-                        if not required else "the SQLite replica file")
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="FILE.db",
+                        help="the SQLite replica file (default: [target] path in pg2edge.toml)")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

@@ -28,13 +28,13 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.progress import table_progress
     from pipeline.snapshot import run_snapshot
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}})
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     with table_progress(enabled=not args.no_progress and sys.stderr.isatty()) as advance:
-        report = run_snapshot(dsn=config.require_source(), target=args.target, tables=args.tables, jobs=args.jobs,
+        report = run_snapshot(dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
                               options=config.translate, allow_replica_identity_full=args.allow_replica_identity_full,
                               on_progress=advance)
     if report.already_complete:
-        print(f"{args.target}: snapshot already complete; run `pg2edge sync` to stream changes")
+        print(f"{config.require_target()}: snapshot already complete; run `pg2edge sync` to stream changes")
         return 0
     for table, reason in report.not_replicated:
         print(f"not replicated: {table}: {reason}")

@@ -19,9 +19,12 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pg2edge.config import load_config
+
+    target = load_config(None, overrides={"target": {"path": args.target}}).require_target()
     from pipeline.status import replica_status
 
-    status = replica_status(args.target, source=args.source)
+    status = replica_status(target, source=args.source)
     if args.format == "json":
         print(json.dumps(status.as_dict(), indent=2))
         return 0

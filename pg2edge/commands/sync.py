@@ -30,14 +30,14 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.daemon import run_sync
     from pipeline.lsn import format_lsn
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}})
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     metrics = None
     if args.metrics_port:
         from pipeline.metrics import Metrics
 
         metrics = Metrics()
         metrics.serve(args.metrics_port)
-    report = run_sync(metrics=metrics, dsn=config.require_source(), target=args.target, tables=args.tables, jobs=args.jobs,
+    report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
                       options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
                       allow_replica_identity_full=args.allow_replica_identity_full)

@@ -18,9 +18,12 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pg2edge.config import load_config
+
+    target = load_config(None, overrides={"target": {"path": args.target}}).require_target()
     from pipeline.lsn import format_lsn
     from pipeline.status import wait_for_lsn
 
-    pos = wait_for_lsn(args.target, args.lsn, timeout=args.timeout)
+    pos = wait_for_lsn(target, args.lsn, timeout=args.timeout)
     print(f"replica at {format_lsn(pos.visible_lsn)} >= {args.lsn}")
     return 0
