@@ -148,7 +148,10 @@ def _array(column: Column, options: TranslateConfig) -> TypeRule:
                      typmod=column.typmod, enum_labels=column.enum_labels)
     rule = rule_for(element, options=options)
     delim = ";" if column.element_type == "box" else ","
-    enc = arrays.ArrayEncoder(rule.text, rule.python, rule.render, delim)
+    text, python = rule.text, rule.python
+    if rule.render == arrays.RAW and element.type_name == "numeric":
+        text, python = scalars.numeric_json_text, scalars.numeric_json_python
+    enc = arrays.ArrayEncoder(text, python, rule.render, delim)
     return TypeRule("TEXT", enc.text, enc.python, check=_json_check, faithful=rule.faithful and rule.copied,
                     finding=rule.finding, code=rule.code, level=rule.level)
 

@@ -65,6 +65,18 @@ def numeric_text(text: str) -> str:
     return text
 
 
+def numeric_json_text(text: str) -> str:
+    """numeric as a JSON number (array elements): NaN/Infinity have no JSON number -> Inexact (a JSON string)."""
+    if text in _SPECIAL_NUMERIC:
+        raise Inexact("numeric-special", f"numeric {text} has no JSON number form; stored as a JSON string",
+                      '"' + text + '"')
+    return text
+
+
+def numeric_json_python(value: Any) -> str:
+    return numeric_json_text(decimal_text(value) if isinstance(value, Decimal) else str(value))
+
+
 def numeric_python(value: Any) -> str:
     return decimal_text(value) if isinstance(value, Decimal) else numeric_text(str(value))
 

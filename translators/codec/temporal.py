@@ -58,6 +58,8 @@ def date_python(value: Any) -> str:
 
 # -- time / timetz --------------------------------------------------------------------------------------
 def time_text(text: str) -> str:
+    if text.startswith("24:"):
+        raise Inexact("time-2400", "24:00:00 is not a time SQLite's time functions read; stored as TEXT", text)
     return text
 
 
