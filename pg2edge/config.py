@@ -88,6 +88,9 @@ class TranslateConfig(_Section):
     strict_tables: bool = False
     fts5: bool = False
     cast: dict[str, str] = Field(default_factory=dict)
+    # A value SQLite cannot hold exactly: "record" stores the documented substitute and
+    # records a named finding; "raise" stops with CodecError naming table.column and value.
+    inexact: Literal["record", "raise"] = "record"
 
 
 class Config(_Section):
