@@ -50,6 +50,7 @@ class TableMapping:
     target: str
     encode: Encoder = _identity
     column_type: Callable[[Column], str] | None = None
+    skip: Callable[[str], bool] | None = None  # columns the codec does not copy (e.g. tsvector)
 
 
 @dataclass(slots=True)
@@ -143,12 +144,20 @@ class Applier:
     def _relation(self, rel: Relation, txn: Transaction, tables: dict[str, state.TableState],
                   result: ApplyResult) -> None:
         name = f"{rel.schema}.{rel.name}"
+        if (rel.schema, rel.name) not in self.mappings:
+            # PostgreSQL also describes a partition whose rows it publishes through the root
+            # (publish_via_partition_root); only a row event for an unmapped table is an error.
+            log.debug("relation %s has no replica table; ignored unless it carries rows", name)
+            return
         ts = tables.get(name) or state.TableState(table=name)
         if ts.paused:
             return
         mapping = self._mapping(rel.schema, rel.name)
         target = self._target(mapping.target)
-        d = drift.compare(rel, ts.columns, target.columns)
+        present = list(target.columns)
+        if mapping.skip:  # not copied by design: never "added" to the replica
+            present += [c.name for c in rel.columns if mapping.skip(c.name)]
+        d = drift.compare(rel, ts.columns, present)
         for f in d.findings:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
         result.findings.extend(d.findings)
@@ -187,6 +196,10 @@ class Applier:
     def _event(self, ev: ChangeEvent) -> None:
         mapping = self._mapping(ev.source.schema, ev.source.table)
         tgt = self._target(mapping.target)
+        if mapping.skip:
+            skip = mapping.skip
+            ev = replace(ev, before=None if ev.before is None else {c: v for c, v in ev.before.items() if not skip(c)},
+                         after=None if ev.after is None else {c: v for c, v in ev.after.items() if not skip(c)})
         try:
             if ev.op in (Op.CREATE, Op.READ):
                 assert ev.after is not None

@@ -80,18 +80,48 @@ def current_wal_lsn(dsn: str) -> int:
     return parse_lsn(row[0])
 
 
+class _TableEncoder:
+    """A table's codec that rebuilds itself when the source gained a column (ADD COLUMN while streaming)."""
+
+    def __init__(self, dsn: str, table: Any, options: TranslateConfig) -> None:
+        from translators.codec import row_codec
+
+        self.dsn, self.table, self.options = dsn, table, options
+        self.codec = row_codec(table, options=options)
+
+    def _refresh(self) -> None:
+        from translators.codec import row_codec
+        from translators.introspect import introspect
+
+        with dsnlib.connect(self.dsn, autocommit=True) as conn:
+            schema = introspect(conn, schemas=[self.table.schema], tables=[self.table.name])
+        self.table = schema.table(self.table.qualified)
+        self.codec = row_codec(self.table, options=self.options)
+
+    def encode(self, column: str, text: str | None) -> Any:
+        if column not in self.codec.rules:
+            self._refresh()
+        return self.codec.encode_text(column, text)
+
+    def skip(self, column: str) -> bool:
+        """A column the codec does not copy (its rule says so); unknown columns are new, not skipped."""
+        return column in self.codec.skipped
+
+    def column_type(self, column: Any) -> str:
+        return self.codec.sqlite_type_for_relation_column(column)
+
+
 def build_mappings(dsn: str, db: Any, publication: str, options: TranslateConfig) -> dict[tuple[str, str], TableMapping]:
     """Source (schema, table) -> target table and codec encoder, for every published table."""
-    from translators.codec import row_codec
     from translators.naming import sqlite_table_name
 
     model = prepare_tables(dsn, db, published_tables(dsn, publication), options=options, say=log.info)
     out = {}
     for table in model.values():
-        codec = row_codec(table, options=options)
+        enc = _TableEncoder(dsn, table, options)
         out[(table.schema, table.name)] = TableMapping(
-            target=sqlite_table_name(table.schema, table.name), encode=codec.encode_text,
-            column_type=getattr(codec, "sqlite_type_for_relation_column", None))
+            target=sqlite_table_name(table.schema, table.name), encode=enc.encode, column_type=enc.column_type,
+            skip=enc.skip)
     return out
 
 
