@@ -116,3 +116,39 @@ def test_freeze_names_a_missing_table(src: str) -> None:
         freeze(src, ["products", "nope"])
     with psycopg.connect(src) as conn:
         assert frozen_tables(conn) == []  # nothing half-done
+
+
+def test_cutover_cli_freezes_published_tables_and_unfreezes(src: str, sqlite_path: Path, run_cli) -> None:
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute("CREATE PUBLICATION edge_pub FOR TABLE products, orders")
+    db = open_replica(sqlite_path)
+    with db:
+        state.write_stream(db, state.StreamInfo(slot="edge_slot", publication="edge_pub"))
+    db.close()
+
+    done = run_cli("cutover", "freeze", "--source", src, "--target", str(sqlite_path))
+    assert done.returncode == 0, done.stderr
+    assert "changed: freeze table public.orders" in done.stdout and "public.products" in done.stdout
+    assert 'DROP TRIGGER IF EXISTS "pg2edge_frozen" ON "public"."orders";' in done.stdout
+    assert "pg2edge cutover unfreeze" in done.stdout
+    assert "password" not in done.stdout + done.stderr
+    assert all(isinstance(e, psycopg.errors.ReadOnlySqlTransaction) for e in write_errors(src, "orders"))
+    assert write_errors(src, '"Shop"."Odd ""name"""') == [None, None, None, None]
+
+    again = run_cli("cutover", "freeze", "--source", src, "--target", str(sqlite_path))
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+
+    done = run_cli("cutover", "unfreeze", "--source", src, "--target", str(sqlite_path))
+    assert done.returncode == 0, done.stderr
+    assert "changed: unfreeze table public.orders" in done.stdout
+    assert write_errors(src, "orders") == [None, None, None, None]
+
+    backup = run_cli("cutover", "backup", "--target", str(sqlite_path), "--output", str(sqlite_path) + ".bak")
+    assert backup.returncode == 0 and "backed up" in backup.stdout
+    assert Path(str(sqlite_path) + ".bak").is_file()
+
+
+def test_cutover_cli_names_a_missing_table(src: str, sqlite_path: Path, run_cli) -> None:
+    done = run_cli("cutover", "freeze", "--source", src, "--target", str(sqlite_path), "--tables", "products,nope")
+    assert done.returncode == 2
+    assert "no such table public.nope" in done.stderr

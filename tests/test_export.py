@@ -159,3 +159,15 @@ def test_literals_round_trip(value: object) -> None:
 def test_export_of_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="nope.db does not exist"):
         export_d1(tmp_path / "nope.db", tmp_path / "x.sql")
+
+
+def test_export_cli_writes_both_formats(replica: Path, tmp_path: Path, run_cli) -> None:
+    done = run_cli("export", "--target", str(replica), "--format", "turso", "--output", str(tmp_path / "t.db"))
+    assert done.returncode == 0, done.stderr
+    assert "4 tables" in done.stdout and "_pg2edge_state" in done.stdout
+    assert dump(tmp_path / "t.db", USER_TABLES) == dump(replica, USER_TABLES)
+    done = run_cli("export", "--target", str(replica), "--format", "d1", "--output", str(tmp_path / "d.sql"))
+    assert done.returncode == 0, done.stderr
+    assert "statements" in done.stdout and (tmp_path / "d.sql").stat().st_size > 100_000
+    again = run_cli("export", "--target", str(replica), "--format", "d1", "--output", str(tmp_path / "d.sql"))
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr

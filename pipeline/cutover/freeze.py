@@ -215,6 +215,29 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
     return FreezeResult(tables=names, changes=changes, lsn=lsn)
 
 
+def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
+    """The tables the replica's publication publishes (the default set to freeze)."""
+    from pipeline import state
+    from pipeline.applier import open_replica
+
+    if not Path(replica).is_file():
+        raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
+    db = open_replica(replica)
+    try:
+        stream = state.read_stream(db)
+    finally:
+        db.close()
+    if stream is None:
+        raise FreezeError(f"replica {replica} records no publication (never synced, or torn down); pass --tables")
+    with connect(dsn) as conn:
+        rows = conn.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
+                            "ORDER BY 1, 2", (stream.publication,)).fetchall()
+    if not rows:
+        raise FreezeError(f"publication {stream.publication} of replica {replica} publishes no table on the "
+                          "source (dropped?); pass --tables")
+    return [(r[0], r[1]) for r in rows]
+
+
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
     from pipeline import state
     from pipeline.applier import open_replica
@@ -251,5 +274,5 @@ def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChan
         db.close()
 
 
-__all__ = ["FreezeResult", "freeze", "frozen_tables", "parse_tables", "plan_freeze",
+__all__ = ["FreezeResult", "freeze", "frozen_tables", "published_tables", "parse_tables", "plan_freeze",
            "plan_unfreeze", "unfreeze"]
