@@ -7,6 +7,8 @@ from pathlib import Path
 
 import apsw
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import state
 from pipeline.exports import D1_STATEMENT_LIMIT, ExportError, RowTooLargeError, export_d1, export_turso
@@ -171,3 +173,20 @@ def test_export_cli_writes_both_formats(replica: Path, tmp_path: Path, run_cli) 
     assert "statements" in done.stdout and (tmp_path / "d.sql").stat().st_size > 100_000
     again = run_cli("export", "--target", str(replica), "--format", "d1", "--output", str(tmp_path / "d.sql"))
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                 st.floats(allow_nan=False), st.text(), st.binary()))
+def test_literals_round_trip_any_value(value: object) -> None:
+    db = apsw.Connection(":memory:")
+    assert db.execute(f"SELECT {sql_literal(value)}").fetchone()[0] == value
+
+
+def test_d1_refuses_names_d1_reserves(tmp_path: Path) -> None:
+    path = tmp_path / "cf.db"
+    db = apsw.Connection(str(path))
+    db.execute("CREATE TABLE _cf_things (id INTEGER PRIMARY KEY)")
+    db.close()
+    with pytest.raises(ExportError, match="_cf_things"):
+        export_d1(path, tmp_path / "x.sql")

@@ -71,6 +71,9 @@ class _Stats:
 
 
 def _write_script(db: apsw.Connection, schema: Schema, out: TextIO, stats: _Stats) -> None:
+    reserved = [t.name for t in schema.tables if t.name.lower().startswith("_cf_")]
+    if reserved:
+        raise ExportError(f"D1 reserves names starting with _cf_; rename table(s) {', '.join(reserved)} first")
     out.write("-- pg2edge export for Cloudflare D1: wrangler d1 execute DB --file THIS_FILE\n")
     if schema.cyclic:  # rows of tables that reference each other (or themselves) may precede their parents
         stats.emit(out, "PRAGMA defer_foreign_keys = on", what="the deferred foreign-key pragma")
