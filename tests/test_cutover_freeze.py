@@ -152,3 +152,20 @@ def test_cutover_cli_names_a_missing_table(src: str, sqlite_path: Path, run_cli)
     done = run_cli("cutover", "freeze", "--source", src, "--target", str(sqlite_path), "--tables", "products,nope")
     assert done.returncode == 2
     assert "no such table public.nope" in done.stderr
+
+
+def test_freezing_a_partitioned_table_freezes_its_partitions(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id int, v text) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (100)")
+        conn.execute("CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (100) TO (200)")
+    result = freeze(pg_dsn, ["events"])
+    assert result.changes[-1].description.startswith("freeze table public.events_b")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for stmt in ("INSERT INTO events VALUES (1, 'a')", "INSERT INTO events_a VALUES (2, 'a')",
+                     "TRUNCATE events_b"):
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute(stmt)  # type: ignore[arg-type]
+    unfreeze(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO events_a VALUES (2, 'a')")

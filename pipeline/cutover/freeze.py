@@ -90,6 +90,19 @@ def _check_exist(conn: psycopg.Connection[Any], tables: Sequence[TableName]) -> 
         raise FreezeError(f"cannot freeze: no such table {', '.join(missing)}")
 
 
+def _with_partitions(conn: psycopg.Connection[Any], tables: Sequence[TableName]) -> list[TableName]:
+    """Add the partitions of partitioned tables: a write straight into a partition must be refused too."""
+    out: list[TableName] = []
+    for schema, name in tables:
+        out.append((schema, name))
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.level > 0 ORDER BY t.level, 1, 2",
+            (sql.Identifier(schema, name).as_string(conn),)).fetchall()
+        out += [(r[0], r[1]) for r in rows]
+    return list(dict.fromkeys(out))
+
+
 def frozen_tables(conn: psycopg.Connection[Any]) -> list[TableName]:
     """Every table that carries the pg2edge freeze trigger."""
     rows = conn.execute(
@@ -129,6 +142,7 @@ def plan_freeze(conn: psycopg.Connection[Any], tables: Sequence[str | TableName]
     if not wanted:
         raise FreezeError("no tables to freeze")
     _check_exist(conn, wanted)
+    wanted = _with_partitions(conn, wanted)
     frozen = set(frozen_tables(conn))
     changes = [] if _function_exists(conn) else [_create_function(conn)]
     changes += [_trigger(conn, t) for t in wanted if t not in frozen]

@@ -20,8 +20,7 @@ import apsw
 from pipeline.exports.errors import ExportError, RowTooLargeError
 from pipeline.exports.literals import sql_literal
 from pipeline.exports.result import ExportResult
-from pipeline.exports.schema import Schema, Table, open_readonly, read_schema
-from pipeline.exports.turso import _check_output
+from pipeline.exports.schema import Schema, Table, check_output, open_readonly, read_schema
 from translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def export_d1(target: str | Path, output: str | Path, *, overwrite: bool = False
     exceeds ``max_statement_bytes`` (D1 cannot load it through a script).
     """
     target, output = Path(target), Path(output)
-    _check_output(target, output, overwrite)
+    check_output(target, output, overwrite)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     db = open_readonly(target)
     stats = _Stats(limit=max_statement_bytes)

@@ -38,6 +38,16 @@ class Schema:
     excluded: list[str]  # internal tables left out
 
 
+def check_output(target: Path, output: Path, overwrite: bool) -> None:
+    """Refuse to overwrite the replica itself, an existing file (unless asked) or write into a missing directory."""
+    if output.resolve() == target.resolve():
+        raise ExportError(f"the export would overwrite the replica itself ({target}); choose another --output")
+    if output.exists() and not overwrite:
+        raise ExportError(f"{output} already exists; remove it or pass --force to replace it")
+    if not output.parent.is_dir():
+        raise ExportError(f"directory {output.parent} does not exist")
+
+
 def open_readonly(path: str | Path) -> apsw.Connection:
     if not Path(path).is_file():
         raise ExportError(f"replica file {path} does not exist")

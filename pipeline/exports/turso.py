@@ -10,19 +10,10 @@ import apsw
 
 from pipeline.exports.errors import ExportError
 from pipeline.exports.result import ExportResult
-from pipeline.exports.schema import open_readonly, read_schema
+from pipeline.exports.schema import check_output, open_readonly, read_schema
 from translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
-
-
-def _check_output(target: Path, output: Path, overwrite: bool) -> None:
-    if output.resolve() == target.resolve():
-        raise ExportError(f"the export would overwrite the replica itself ({target}); choose another --output")
-    if output.exists() and not overwrite:
-        raise ExportError(f"{output} already exists; remove it or pass --force to replace it")
-    if not output.parent.is_dir():
-        raise ExportError(f"directory {output.parent} does not exist")
 
 
 def export_turso(target: str | Path, output: str | Path, *, overwrite: bool = False) -> ExportResult:
@@ -32,7 +23,7 @@ def export_turso(target: str | Path, output: str | Path, *, overwrite: bool = Fa
     sync daemon may keep writing meanwhile; the copy is consistent.
     """
     target, output = Path(target), Path(output)
-    _check_output(target, output, overwrite)
+    check_output(target, output, overwrite)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     src = open_readonly(target)
