@@ -1,0 +1,125 @@
+"""`pg2edge cutover ACTION`: the cutover actions, one sub-command each.
+
+Each action is one ``_add_<action>(actions)`` function that registers its
+parser and handler; adding an action (check, drain, promote, rollback) is one
+more such function listed in ``ACTIONS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from pg2edge.commands import add_command, add_source_options, add_target_option
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "cutover", help="cut over to the edge replica: freeze writes on the source, back up, undo",
+        example="pg2edge cutover freeze --source postgresql://app@db/shop --target shop.db",
+        handler=_no_action)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for add in ACTIONS:
+        add(actions)
+
+
+def _no_action(args: argparse.Namespace) -> int:  # argparse requires an ACTION before this can run
+    return 2
+
+
+def _source_and_target(parser: argparse.ArgumentParser) -> None:
+    add_source_options(parser)
+    add_target_option(parser)
+
+
+def _source(args: argparse.Namespace) -> str:
+    from pg2edge.config import load_config
+
+    return load_config(args.config, overrides={"source": {"dsn": args.source}}).require_source()
+
+
+def _tables(value: str | None) -> list[str] | None:
+    return [t.strip() for t in value.split(",") if t.strip()] if value else None
+
+
+def _print_changes(result: Any, *, nothing: str) -> None:
+    if not result.changes:
+        print(nothing)
+        return
+    for change in result.changes:
+        print(f"changed: {change.description}")
+    print(f"WAL LSN after the change: {result.lsn}")
+    print("undo SQL (run on the source, in this order):")
+    for change in reversed(result.changes):
+        print(f"  {change.undo_sql};")
+
+
+# -- freeze ---------------------------------------------------------------------------
+def _add_freeze(actions: Any) -> None:
+    parser = add_command(
+        actions, "freeze", help="make the moved tables read-only on the source (a trigger refuses writes)",
+        example="pg2edge cutover freeze --source postgresql://app@db/shop --target shop.db --tables products",
+        handler=_freeze)
+    _source_and_target(parser)
+    parser.add_argument("--tables", metavar="LIST",
+                        help="comma-separated schema.table names (default: the tables the replica's publication "
+                             "publishes)")
+
+
+def _freeze(args: argparse.Namespace) -> int:
+    from pipeline.cutover.freeze import freeze, published_tables
+
+    dsn = _source(args)
+    tables = _tables(args.tables) or published_tables(dsn, replica=args.target)
+    result = freeze(dsn, tables, replica=args.target)
+    _print_changes(result, nothing=f"already frozen: {', '.join(result.tables)}; nothing changed")
+    print("undo: pg2edge cutover unfreeze (or pg2edge cutover rollback)")
+    return 0
+
+
+# -- unfreeze -------------------------------------------------------------------------
+def _add_unfreeze(actions: Any) -> None:
+    parser = add_command(
+        actions, "unfreeze", help="allow writes again on tables a freeze made read-only",
+        example="pg2edge cutover unfreeze --source postgresql://app@db/shop --target shop.db",
+        handler=_unfreeze)
+    _source_and_target(parser)
+    parser.add_argument("--tables", metavar="LIST",
+                        help="comma-separated schema.table names (default: the tables this replica froze)")
+
+
+def _unfreeze(args: argparse.Namespace) -> int:
+    from pipeline.cutover.freeze import unfreeze
+
+    result = unfreeze(_source(args), replica=args.target, tables=_tables(args.tables))
+    _print_changes(result, nothing="no table is frozen; nothing changed")
+    if result.changes:
+        print("undo: pg2edge cutover freeze")
+    return 0
+
+
+# -- backup ---------------------------------------------------------------------------
+def _add_backup(actions: Any) -> None:
+    parser = add_command(
+        actions, "backup", help="copy the replica to a backup file while it stays online",
+        example="pg2edge cutover backup --target shop.db --output /backups/shop-before-cutover.db",
+        handler=_backup)
+    add_target_option(parser)
+    parser.add_argument("--output", metavar="FILE",
+                        help="backup file (default: <target>.backup-<UTC timestamp>.db next to the replica)")
+    # accepted for symmetry with the other actions; a backup never touches the source
+    parser.add_argument("--source", metavar="DSN", help=argparse.SUPPRESS)
+    parser.add_argument("--config", metavar="FILE", help=argparse.SUPPRESS)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from pipeline.cutover.backup import backup_replica
+
+    out = backup_replica(args.target, args.output)
+    print(f"backed up {args.target} to {out}")
+    print(f"undo: delete {out}; restore: stop the sync daemon and copy {out} over {args.target}")
+    return 0
+
+
+ACTIONS: list[Callable[[Any], None]] = [_add_freeze, _add_unfreeze, _add_backup]
