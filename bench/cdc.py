@@ -39,7 +39,7 @@ def drain(dsn: str, target: Path, changes: int) -> float:
     inserts = changes * 6 // 10
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, inserts, 1000):  # 1,000-row transactions
-            conn.execute("INSERT INTO backlog SELECT g, 'v' || g, 0 FROM generate_series(%s, %s) g",
+            conn.execute("INSERT INTO backlog SELECT g, 'v' || g, 0 FROM generate_series(%s::bigint, %s::bigint) g",
                          (start + 1, min(start + 1000, inserts)))
         updates = changes * 3 // 10
         for start in range(0, updates, 1000):

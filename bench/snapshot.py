@@ -27,9 +27,9 @@ from pipeline.snapshot import run_snapshot
 
 TABLE_SQL = """CREATE TABLE bench (id int8 PRIMARY KEY, name text NOT NULL, price numeric(12,2),
     created timestamptz, attrs jsonb, active bool, ref uuid, blob bytea)"""
-FILL_SQL = """INSERT INTO bench SELECT g, 'name ' || g, (g % 100000) / 100.0,
+FILL_SQL = """INSERT INTO bench SELECT g, 'name ' || g, (g %% 100000) / 100.0,
     timestamptz '2024-01-01 00:00:00+00' + make_interval(secs => g), jsonb_build_object('a', g, 'b', 'x'),
-    g % 2 = 0, md5(g::text)::uuid, decode(md5(g::text), 'hex') FROM generate_series(1, %s) g"""
+    g %% 2 = 0, md5(g::text)::uuid, decode(md5(g::text), 'hex') FROM generate_series(1, %s) g"""
 
 
 def peak_rss_mb() -> tuple[float, float]:
