@@ -17,15 +17,19 @@ import pytest
 import sqlglot
 
 from tests.query_corpus import CORPUS, CorpusQuery
-from tests.support.shop_sqlite import copy_shop
+from pipeline.snapshot import run_snapshot
+from tests.support.pgtypes import column_types
 from translators.findings import Level
 from translators.query import translate_sql
 
 
 @pytest.fixture(scope="module")
 def shop_copy(shop_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, str]]]:
+    """The SQLite copy made by the real snapshot path (value codec included)."""
     path = tmp_path_factory.mktemp("corpus") / "shop.db"
-    return path, copy_shop(shop_dsn, path)
+    run_snapshot(dsn=shop_dsn, target=path, say=lambda _: None)
+    with psycopg.connect(shop_dsn) as conn:
+        return path, column_types(conn)
 
 
 def normalize(value: Any) -> Any:
