@@ -1,0 +1,41 @@
+"""`pg2edge translate schema|query` as a real process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apsw
+
+
+def test_schema_sql_target_and_dry_run(shop_dsn: str, run_cli: Any, tmp_path: Any) -> None:
+    out = run_cli("translate", "schema", "--source", shop_dsn, "--tables", "categories,products")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.index('CREATE TABLE "categories"') < out.stdout.index('CREATE TABLE "products"')
+    assert "orders" not in out.stdout
+    target = tmp_path / "r.db"
+    dry = run_cli("translate", "schema", "--source", shop_dsn, "--target", str(target), "--dry-run")
+    assert dry.returncode == 0 and not target.exists()
+    done = run_cli("translate", "schema", "--source", shop_dsn, "--target", str(target))
+    assert done.returncode == 0, done.stderr
+    names = {r[0] for r in apsw.Connection(str(target)).execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    assert {"orders", "products", "audit_logs"} <= names
+
+
+def test_schema_drizzle_and_json(shop_dsn: str, run_cli: Any) -> None:
+    ts = run_cli("translate", "schema", "--source", shop_dsn, "--format", "drizzle")
+    assert ts.returncode == 0, ts.stderr
+    assert 'from "drizzle-orm/sqlite-core"' in ts.stdout
+    assert 'export const products = sqliteTable("products"' in ts.stdout
+    assert 'categoryId: integer("category_id").notNull().references(() => categories.id)' in ts.stdout
+    doc = json.loads(run_cli("translate", "schema", "--source", shop_dsn, "--format", "json").stdout)
+    assert {t["name"] for t in doc["tables"]} >= {"orders"} and doc["statements"]
+
+
+def test_schema_errors_and_query(pg_dsn: str, run_cli: Any) -> None:
+    bad = run_cli("translate", "schema", "--source", "postgresql://nobody:secret@127.0.0.1:1/x")
+    assert bad.returncode == 2 and "secret" not in bad.stderr
+    query = run_cli("translate", "query", "SELECT now()")
+    assert query.returncode == 0 and "CURRENT_TIMESTAMP" in query.stdout
+    strict = run_cli("translate", "query", "--strict", "SELECT * FROM t WHERE a ~* 'x'")
+    assert strict.returncode == 1
