@@ -70,6 +70,21 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise SourceError(f"invalid source DSN ({redact(dsn)}): {scrub(str(exc), dsn)}") from None
 
 
+def with_options(dsn: str, options: str) -> str:
+    """The DSN with libpq ``options`` set to ``options`` (callers merge existing ones first)."""
+    params = conninfo.conninfo_to_dict(dsn)
+    params["options"] = options
+    return conninfo.make_conninfo("", **params)
+
+
+def codec_dsn(dsn: str) -> str:
+    """The DSN with the value codec's session settings added to any options it already has."""
+    from translators.codec.base import session_options
+
+    existing = str(conninfo.conninfo_to_dict(dsn).get("options") or "")
+    return with_options(dsn, session_options(existing))
+
+
 def database_name(conn: psycopg.Connection[Any]) -> str:
     """The name of the database a connection is attached to."""
     return conn.info.dbname

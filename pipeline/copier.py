@@ -84,8 +84,10 @@ def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
     """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
     import psycopg
 
+    from pg2edge.dsn import codec_dsn
+
     try:
-        conn = psycopg.connect(dsn, autocommit=False, application_name="pg2edge snapshot")
+        conn = psycopg.connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if snapshot:

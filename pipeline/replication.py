@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import pq
 
-from pg2edge.dsn import connect, describe
+from pg2edge.dsn import codec_dsn, connect, describe
 from pg2edge.errors import PrivilegeError, SourceError
 from pipeline.errors import ProtocolError, ReplicationError, SlotTimeoutError
 from pipeline.lsn import format_lsn, parse_lsn
@@ -61,8 +61,12 @@ def _ident(text: str) -> str:
 
 
 def open_replication_connection(dsn: str) -> psycopg.Connection[Any]:
-    """A ``replication=database`` connection (autocommit, simple protocol)."""
-    return connect(dsn, autocommit=True, replication="database")
+    """A ``replication=database`` connection (autocommit, simple protocol).
+
+    Opened with the value codec's session settings, so pgoutput's text values
+    are in the format the codec reads whatever the server's defaults are.
+    """
+    return connect(codec_dsn(dsn), autocommit=True, replication="database")
 
 
 def _run(conn: psycopg.Connection[Any], command: str, *, timeout: float | None = None) -> list[list[str | None]]:

@@ -171,3 +171,24 @@ def test_columns_the_codec_does_not_copy_are_left_out_of_the_stream(pg_dsn: str,
     assert [r[1] for r in db.execute("PRAGMA table_info(articles)")] == ["id", "body"]
     assert db.execute("SELECT id, body FROM articles ORDER BY id").fetchall() == [(1, "changed"), (2, "more")]
     db.close()
+
+
+def test_server_date_and_interval_styles_do_not_change_stored_values(pg_dsn: str, sqlite_path) -> None:
+    from psycopg import conninfo, sql
+
+    dbname = conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for setting, value in (("DateStyle", "SQL, DMY"), ("TimeZone", "Asia/Kolkata"),
+                               ("IntervalStyle", "sql_standard"), ("extra_float_digits", "-2")):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(dbname), sql.Identifier(setting), sql.Literal(value)))
+    _sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, at timestamptz, d date, iv interval, f float8)",
+         "INSERT INTO t VALUES (1, '2024-01-02 03:04:05.5+00', '2024-03-05', '1 day 02:00:00', 0.1)")
+    run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
+    _sql(pg_dsn, "INSERT INTO t VALUES (2, '2024-12-31 23:00:00-05', '1999-12-31', '-3 mons', 1e-7)")
+    run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
+    db = apsw.Connection(str(sqlite_path))
+    rows = db.execute("SELECT id, at, d, f FROM t ORDER BY id").fetchall()
+    db.close()
+    assert rows == [(1, "2024-01-02 03:04:05.5", "2024-03-05", 0.1),
+                    (2, "2025-01-01 04:00:00", "1999-12-31", 1e-7)]

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from pg2edge.config import TranslateConfig
+from pg2edge.dsn import codec_dsn
 from translators.quoting import quote_ident
 
 
@@ -27,7 +28,7 @@ def source_rows(dsn: str, table: Any, options: TranslateConfig) -> tuple[list[st
     stmt = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
         cols, sql.Identifier(table.schema), sql.Identifier(table.name))
     out = []
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur, cur.copy(stmt) as copy:
+    with psycopg.connect(codec_dsn(dsn)) as conn, conn.cursor() as cur, cur.copy(stmt) as copy:
         for row in copy.rows():
             out.append(codec.encode_row_text(row))
     return list(codec.columns), sorted(out, key=_key)

@@ -7,6 +7,24 @@ from typing import Any
 from pg2edge.errors import Pg2EdgeError
 
 
+# The text format the codec reads: every connection whose values reach the codec (COPY
+# workers, the replication stream, the validator) is opened with these session settings,
+# whatever the server's defaults are. UTC is also the codec's fast path for timestamptz.
+SESSION_SETTINGS: dict[str, str] = {
+    "DateStyle": "ISO",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+
+
+def session_options(existing: str = "") -> str:
+    """A libpq ``options`` value: ``existing`` plus the codec's session settings (which win)."""
+    ours = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+    return f"{existing} {ours}".strip()
+
+
 class Inexact(Exception):
     """Raised by an encoder: the value has no exact SQLite form; ``substitute`` is what would be stored."""
 
