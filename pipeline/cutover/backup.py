@@ -41,7 +41,7 @@ def backup_replica(target: str | Path, output: str | Path | None = None) -> Path
         raise BackupError(f"backup file {out} already exists; choose another path")
     if not out.parent.is_dir():
         raise BackupError(f"directory {out.parent} does not exist")
-    src = open_replica(target)
+    src = open_replica(target, busy_timeout_ms=30_000)  # the sync daemon may be writing
     try:
         position = _copy(src, target, out)
         record = {"path": str(out.resolve()), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
