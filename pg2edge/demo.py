@@ -31,6 +31,10 @@ class DemoContext:
     console: Console
     results: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def replica(self) -> Path:
+        return self.workdir / "shop.db"
+
 
 def _phase_analyze(ctx: DemoContext) -> None:
     from analyzers import analyze
@@ -41,9 +45,35 @@ def _phase_analyze(ctx: DemoContext) -> None:
     print_report(report, ctx.console)
 
 
+def _phase_dual_write(ctx: DemoContext) -> None:
+    from analyzers.verdicts import MOVABLE
+    from pipeline.daemon import run_sync
+    from pipeline.lsn import format_lsn
+    from pipeline.snapshot import run_snapshot
+    from pipeline.status import replica_status
+
+    report = ctx.results["analyze"]
+    tables = [t.table for t in report.tables if t.verdict in MOVABLE and not t.blockers]  # type: ignore[attr-defined]
+    ctx.console.print(f"Moving the candidates: {', '.join(tables)}")
+    snap = run_snapshot(dsn=ctx.dsn, target=ctx.replica, tables=",".join(tables), options=ctx.config.translate,
+                        say=lambda line: ctx.console.print(f"  {line}", highlight=False))
+    ctx.console.print(f"Snapshot: {snap.rows} rows in {len(snap.tables)} tables in {snap.seconds:.2f} s "
+                      f"(consistent with slot {snap.slot} at {format_lsn(snap.consistent_lsn)})")
+    workload.run(ctx.dsn, scale=0.2)
+    ctx.console.print("Ran more of the workload on PostgreSQL; streaming the changes ...")
+    synced = run_sync(dsn=ctx.dsn, target=ctx.replica, options=ctx.config.translate, until_caught_up=True,
+                      say=lambda line: ctx.console.print(f"  {line}", highlight=False))
+    status = replica_status(ctx.replica, source=ctx.dsn)
+    ctx.results["sync"] = synced
+    ctx.console.print(f"Streamed {synced.transactions} transactions ({synced.rows} row changes); replica at "
+                      f"{status.visible_lsn}, lag {status.lag_bytes} bytes, slot retains "
+                      f"{status.retained_wal_bytes} bytes of WAL. Replica file: {ctx.replica}")
+
+
 Phase = tuple[str, Callable[[DemoContext], None]]
 PHASES: list[Phase] = [
     ("Phase 1 - analyze: rank tables by read/write ratio", _phase_analyze),
+    ("Phase 2 - dual-write: snapshot the candidates into SQLite, then stream every change", _phase_dual_write),
 ]
 
 
@@ -63,6 +93,8 @@ def run_demo(*, source: str | None, workdir: Path, config: Config, console: Cons
     """Run the sample migration; returns the context holding each phase's result."""
     console = console or Console()
     workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("shop.db*"):  # a replica of an earlier demo's (throwaway) source
+        old.unlink()
     with _source(source, console) as dsn:
         started = time.monotonic()
         counts = sample.install(dsn)

@@ -198,7 +198,8 @@ def setup_publication(dsn: str, *, publication: str, tables: str | Sequence[str]
                                    allow_replica_identity_full=allow_replica_identity_full)
         changes = plan_publication(conn, selection, publication=publication)
     for table, reason in selection.skipped:
-        log.warning("not replicating %s: %s", table, reason)
+        level = logging.INFO if reason == "not selected by --tables" else logging.WARNING
+        log.log(level, "not replicating %s: %s", table, reason)
     if dry_run:
         return PublicationResult(selection, tuple(changes))
     try:
