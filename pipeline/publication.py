@@ -30,6 +30,8 @@ from pipeline.sourcechanges import SourceChange, apply_changes
 
 log = logging.getLogger(__name__)
 
+NOT_SELECTED = "not selected by --tables"
+
 
 @dataclass(frozen=True, slots=True)
 class TableInfo:
@@ -119,7 +121,7 @@ def resolve_tables(conn: psycopg.Connection[Any], tables: str | Sequence[str] | 
         chosen, others = infos, []
     selected: list[TableInfo] = []
     needs_full: list[TableInfo] = []
-    skipped: list[tuple[str, str]] = [(t.qualified, "not selected by --tables") for t in others]
+    skipped: list[tuple[str, str]] = [(t.qualified, NOT_SELECTED) for t in others]
     refused: list[str] = []
     for t in chosen:
         reason = t.problem()
@@ -198,7 +200,7 @@ def setup_publication(dsn: str, *, publication: str, tables: str | Sequence[str]
                                    allow_replica_identity_full=allow_replica_identity_full)
         changes = plan_publication(conn, selection, publication=publication)
     for table, reason in selection.skipped:
-        level = logging.INFO if reason == "not selected by --tables" else logging.WARNING
+        level = logging.INFO if reason == NOT_SELECTED else logging.WARNING
         log.log(level, "not replicating %s: %s", table, reason)
     if dry_run:
         return PublicationResult(selection, tuple(changes))
