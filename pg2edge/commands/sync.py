@@ -22,6 +22,8 @@ def register(sub: Any) -> None:
                         help="exit 0 once the replica has applied the source's WAL position taken at start")
     parser.add_argument("--heartbeat", default="1s", metavar="DURATION",
                         help="interval of heartbeat messages that keep an idle slot moving (default 1s)")
+    parser.add_argument("--warn-retained-wal", type=int, default=1024**3, metavar="BYTES",
+                        help="log a warning when the slot retains more WAL than this on the source (default 1 GiB)")
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
 
 
@@ -40,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
                       options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
+                      retained_wal_warn_bytes=args.warn_retained_wal,
                       allow_replica_identity_full=args.allow_replica_identity_full)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row changes "
