@@ -51,14 +51,25 @@ def canonical(value: Any) -> str | None:
 def row_text(values: Sequence[Any]) -> str:
     parts = []
     for value in values:
-        text = canonical(value)
-        parts.append("N" if text is None else f"v{len(text)}:{text}")
+        kind = type(value)
+        if kind is str:
+            parts.append(f"v{len(value)}:{value}")
+        elif value is None:
+            parts.append("N")
+        elif kind is int:
+            text = str(value)
+            parts.append(f"v{len(text)}:{text}")
+        elif kind is bytes:
+            parts.append(f"v{len(value) * 2}:{value.hex()}")
+        else:
+            text = canonical(value)  # type: ignore[assignment]
+            parts.append("N" if text is None else f"v{len(text)}:{text}")
     return "".join(parts)
 
 
 def row_digest(values: Sequence[Any]) -> int:
     """First 15 hex digits of md5(row_text) as an integer (what PostgreSQL's SQL computes)."""
-    return int(_md5(row_text(values).encode("utf-8")).hexdigest()[:15], 16)
+    return int.from_bytes(_md5(row_text(values).encode("utf-8")).digest()[:8], "big") >> 4
 
 
 def python_fallback_columns(codec: RowCodec) -> list[str]:

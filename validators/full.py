@@ -29,7 +29,7 @@ def _sub(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     return a[0] - b[0], (a[1] - b[1]) % MOD
 
 
-def diff_full(src: SourceSnapshot, rep: ReplicaSnapshot, side: TableSide, *, chunk_rows: int = 20000,
+def diff_full(src: SourceSnapshot, rep: ReplicaSnapshot, side: TableSide, *, chunk_rows: int = 1000,
               leaf_rows: int = 64) -> FullDiff:
     result = FullDiff()
     chunks = src.chunks(side, chunk_rows=chunk_rows)

@@ -260,7 +260,13 @@ class SourceSnapshot:
     def range_digests(self, side: TableSide, rng: KeyRange) -> dict[Key, int]:
         """Key -> row digest for every row in the range."""
         where, params = side.where(rng) if side.ordered else (sql.SQL("true"), [])
-        return {side.key_of(r): row_digest(r) for r in self.rows(side, where, params)}
+        if not (side.sql_digest and side.ordered):
+            return {side.key_of(r): row_digest(r) for r in self.rows(side, where, params)}
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in side.key)
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(pg_digest_sql(side.codec), keys, side.name, where)
+        encode = side.codec.encode_python
+        return {tuple(encode(k, v) for k, v in zip(side.key, row[1:])): int(row[0])
+                for row in self.conn.execute(query, params)}
 
     def split_key(self, side: TableSide, rng: KeyRange, offset: int) -> Key | None:
         """The key at ``offset`` (0-based) in key order inside the range."""
