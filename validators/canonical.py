@@ -85,22 +85,29 @@ def pg_canonical_sql(codec: RowCodec, column: str) -> sql.Composable:
     return sql.SQL(expr)  # built from a quoted identifier and fixed SQL only
 
 
-def pg_row_text_sql(codec: RowCodec) -> sql.Composable:
-    """PostgreSQL expression: the row text of :func:`row_text` for the codec's columns."""
-    parts = []
-    for column in codec.columns:
-        expr = pg_canonical_sql(codec, column)
-        ident = sql.Identifier(column)
-        parts.append(sql.SQL("CASE WHEN {c} IS NULL THEN 'N' ELSE 'v' || length({e})::text || ':' || {e} END")
-                     .format(c=ident, e=expr))
-    if not parts:
-        return sql.SQL("''")
-    return sql.SQL(" || ").join(parts)
+def pg_canonical_columns(codec: RowCodec) -> sql.Composable:
+    """Select list ``c0, c1, ...``: each column's canonical text (NULL for NULL), computed once per row."""
+    items = [sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE {e} END AS {a}").format(
+        c=sql.Identifier(column), e=pg_canonical_sql(codec, column), a=sql.Identifier(f"c{i}"))
+        for i, column in enumerate(codec.columns)]
+    return sql.SQL(", ").join(items) if items else sql.SQL("NULL AS c")
+
+
+def pg_digest_of_columns(codec: RowCodec) -> sql.Composable:
+    """The row digest over the ``c0, c1, ...`` columns of :func:`pg_canonical_columns`, as bigint."""
+    pieces = [sql.SQL("coalesce('v' || length({a})::text || ':' || {a}, 'N')").format(a=sql.Identifier(f"c{i}"))
+              for i in range(len(codec.columns))]
+    text = sql.SQL(" || ").join(pieces) if pieces else sql.SQL("''")
+    return sql.SQL("('x' || substr(md5({}), 1, 15))::bit(60)::bigint").format(text)
 
 
 def pg_digest_sql(codec: RowCodec) -> sql.Composable:
-    """PostgreSQL expression: :func:`row_digest` of the current row, as bigint."""
-    return sql.SQL("('x' || substr(md5({}), 1, 15))::bit(60)::bigint").format(pg_row_text_sql(codec))
+    """PostgreSQL expression: :func:`row_digest` of the current row (simple form, evaluates texts twice)."""
+    pieces = [sql.SQL("coalesce('v' || length({e})::text || ':' || {e}, 'N')").format(
+        e=sql.SQL("(CASE WHEN {c} IS NULL THEN NULL ELSE {x} END)").format(
+            c=sql.Identifier(c), x=pg_canonical_sql(codec, c))) for c in codec.columns]
+    text = sql.SQL(" || ").join(pieces) if pieces else sql.SQL("''")
+    return sql.SQL("('x' || substr(md5({}), 1, 15))::bit(60)::bigint").format(text)
 
 
 class _ChunkSum:

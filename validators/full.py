@@ -10,11 +10,12 @@ the difference. At ``leaf_rows`` or fewer rows both sides list key -> digest.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from validators.canonical import MOD
 from validators.replica import ReplicaSnapshot
-from validators.source import Key, KeyRange, SourceSnapshot, TableSide
+from validators.source import Key, KeyRange, SourceSnapshot, TableSide, ranges_from
 
 
 @dataclass
@@ -32,15 +33,23 @@ def _sub(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 def diff_full(src: SourceSnapshot, rep: ReplicaSnapshot, side: TableSide, *, chunk_rows: int = 1000,
               leaf_rows: int = 64) -> FullDiff:
     result = FullDiff()
-    chunks = src.chunks(side, chunk_rows=chunk_rows)
-    result.chunks = len(chunks)
-    for chunk in chunks:
-        result.source_rows += chunk.count
-        mine = (chunk.count, chunk.total)
-        theirs = rep.range_checksum(side, chunk.range)
+    if side.ordered and side.sql_digest:
+        # PostgreSQL sums the chunks in its own process while this one sums the replica's
+        ranges = ranges_from(src.boundaries(side, chunk_rows=chunk_rows))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(src.bucket_sums, side, chunk_rows=chunk_rows)
+            replica = [rep.range_checksum(side, rng) for rng in ranges]
+            sums = pending.result()
+        pairs = [(rng, sums.get(i, (0, 0)), replica[i]) for i, rng in enumerate(ranges)]
+    else:
+        pairs = [(c.range, (c.count, c.total), rep.range_checksum(side, c.range))
+                 for c in src.chunks(side, chunk_rows=chunk_rows)]
+    result.chunks = len(pairs)
+    for rng, mine, theirs in pairs:
+        result.source_rows += mine[0]
         if mine != theirs:
             result.differing_chunks += 1
-            _bisect(src, rep, side, chunk.range, mine, theirs, leaf_rows, result.keys)
+            _bisect(src, rep, side, rng, mine, theirs, leaf_rows, result.keys)
     return result
 
 

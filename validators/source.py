@@ -25,7 +25,8 @@ from pg2edge import dsn as dsnlib
 from pipeline.lsn import parse_lsn
 from translators.codec import RowCodec
 from translators.schema import Table
-from validators.canonical import MOD, pg_canonical_sql, pg_digest_sql, python_fallback_columns, row_digest
+from validators.canonical import (MOD, pg_canonical_columns, pg_canonical_sql, pg_digest_of_columns, pg_digest_sql,
+                                  python_fallback_columns, row_digest)
 
 log = logging.getLogger(__name__)
 
@@ -205,25 +206,31 @@ class SourceSnapshot:
         if not side.ordered:
             count, total = self.range_checksum(side, KeyRange())
             return [Chunk(KeyRange(), count, total)]
-        count = self.count(side)
-        buckets = max(1, -(-count // max(1, chunk_rows)))
         if not side.sql_digest:
             return self._chunks_python(side, chunk_rows=chunk_rows)
+        bounds = self.boundaries(side, chunk_rows=chunk_rows)
+        sums = self.bucket_sums(side, chunk_rows=chunk_rows)
+        return [Chunk(rng, *sums.get(i, (0, 0))) for i, rng in enumerate(ranges_from(bounds))]
+
+    def boundaries(self, side: TableSide, *, chunk_rows: int) -> list[Key]:
+        """Every ``chunk_rows``-th key in key order (an index-only scan): the upper bounds of the chunks."""
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in side.key)
-        last = sql.SQL(", ").join(sql.SQL("(array_agg({k} ORDER BY {o} DESC))[1]").format(
-            k=sql.Identifier(k), o=side.key_cols) for k in side.key)
+        query = sql.SQL("SELECT {k} FROM (SELECT {k}, row_number() OVER (ORDER BY {o}) AS rn FROM {t}) s "
+                        "WHERE rn %% %s = 0 ORDER BY rn").format(k=keys, o=side.key_cols, t=side.name)
+        encode = side.codec.encode_python
+        return [tuple(encode(k, v) for k, v in zip(side.key, row))
+                for row in self.conn.execute(query, (max(1, chunk_rows),))]
+
+    def bucket_sums(self, side: TableSide, *, chunk_rows: int) -> dict[int, tuple[int, int]]:
+        """Chunk number -> (rows, digest sum mod 2^63), chunks as cut by :meth:`boundaries`, in one scan."""
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in side.key)
         query = sql.SQL(
-            "SELECT b, count(*), sum(h), {last} FROM (SELECT {keys}, {h} AS h, ntile(%s) OVER (ORDER BY {o}) AS b "
-            "FROM {t}) s GROUP BY b ORDER BY b").format(last=last, keys=keys, h=pg_digest_sql(side.codec),
-                                                         o=side.key_cols, t=side.name)
-        rows = self.conn.execute(query, (buckets,)).fetchall()
-        out: list[Chunk] = []
-        lo: Key | None = None
-        for i, row in enumerate(rows):
-            hi = tuple(side.codec.encode_python(k, v) for k, v in zip(side.key, row[3:]))
-            out.append(Chunk(KeyRange(lo, None if i == len(rows) - 1 else hi), int(row[1]), int(row[2]) % MOD))
-            lo = hi
-        return out or [Chunk(KeyRange(), 0, 0)]
+            "SELECT (rn - 1) / %s AS b, count(*), sum({h}) FROM (SELECT {keys}, "
+            "row_number() OVER (ORDER BY {o}) AS rn, {canon} FROM {t}) s GROUP BY b").format(
+                h=pg_digest_of_columns(side.codec), keys=keys, o=side.key_cols,
+                canon=pg_canonical_columns(side.codec), t=side.name)
+        return {int(b): (int(n), int(total) % MOD) for b, n, total in
+                self.conn.execute(query, (max(1, chunk_rows),))}
 
     def _chunks_python(self, side: TableSide, *, chunk_rows: int) -> list[Chunk]:
         """Python digests from COPY text, in key order, cut every ``chunk_rows`` rows."""
@@ -250,8 +257,10 @@ class SourceSnapshot:
         digests = None
         if side.sql_digest:
             where, params = side.where(rng) if side.ordered else (sql.SQL("true"), [])
-            row = self.conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {} WHERE {}").format(
-                pg_digest_sql(side.codec), side.name, where), params).fetchone()
+            row = self.conn.execute(sql.SQL(
+                "SELECT count(*), coalesce(sum({}), 0) FROM (SELECT {} FROM {} WHERE {} OFFSET 0) s").format(
+                pg_digest_of_columns(side.codec), pg_canonical_columns(side.codec), side.name, where),
+                params).fetchone()
             assert row is not None
             return int(row[0]), int(row[1]) % MOD
         digests = self.range_digests(side, rng)
@@ -276,6 +285,17 @@ class SourceSnapshot:
             keys, side.name, where, side.key_cols)
         row = self.conn.execute(query, [*params, offset]).fetchone()
         return None if row is None else tuple(side.codec.encode_python(k, v) for k, v in zip(side.key, row))
+
+
+def ranges_from(bounds: Sequence[Key]) -> list[KeyRange]:
+    """Upper bounds b0 < b1 < ... -> ranges (-inf, b0], (b0, b1], ..., (b_last, +inf)."""
+    out = []
+    lo: Key | None = None
+    for hi in bounds:
+        out.append(KeyRange(lo, hi))
+        lo = hi
+    out.append(KeyRange(lo, None))
+    return out
 
 
 def lsn_now(dsn: str) -> int:
