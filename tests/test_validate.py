@@ -131,3 +131,18 @@ def test_correct_replica_under_concurrent_writes_is_clean(pg_dsn: str, sqlite_pa
     for report in reports:
         assert report.clean, render(report, "json")
         assert all(t.checked > 0 for t in report.tables)
+
+
+def test_replica_behind_without_sync_is_an_error_naming_both_lsns(pg_dsn: str, sqlite_path: Any, run_cli: Any) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t VALUES (1, 'a')")
+    run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
+    idle = validate(pg_dsn, sqlite_path, timeout=5)  # no daemon, nothing pending: the idle slot proves it
+    assert idle.clean and idle.replica_reached in ("applied", "idle")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO t VALUES (2, 'b')")
+    proc = run_cli("validate", "--source", pg_dsn, "--target", str(sqlite_path), "--timeout", "1")
+    assert proc.returncode == 2
+    assert "not the validation LSN" in proc.stderr and "1 published row change(s)" in proc.stderr
+    assert proc.stderr.count("/") >= 2
