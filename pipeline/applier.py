@@ -128,6 +128,27 @@ class Applier:
         result.applied = len(todo)
         return result
 
+    def apply_repairs(self, events: Sequence[ChangeEvent]) -> int:
+        """Apply row events (validator repairs) without touching the stored position.
+
+        Runs inside the caller's open transaction when there is one (so the caller can hold the write
+        lock while it reads the source), else in its own; returns the number of events applied.
+        """
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ev in events:
+                self._event(ev)
+            if own:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                self.conn.execute("ROLLBACK")
+            self._targets.clear()
+            raise
+        return len(events)
+
     def _apply_txn(self, txn: Transaction, tables: dict[str, state.TableState], result: ApplyResult) -> None:
         for rel in txn.relations:
             self._relation(rel, txn, tables, result)

@@ -36,6 +36,49 @@ class TypeRule:
     check: Callable[[str], str] | None = None  # quoted column -> CHECK expression
     copied: bool = True  # False: the column is not created nor copied
     render: str = arrays.STRING  # how values render as JSON array elements
+    # column SQL -> PostgreSQL text expression equal to the canonical text of the stored value
+    # (validators/canonical.py); None: no exact expression, the validator hashes COPY text in Python
+    pg_sql: Callable[[str], str] | None = None
+
+    def pg_normalized_sql(self, column_sql: str) -> str | None:
+        """PostgreSQL expression (non-NULL input) giving the canonical text of what the codec stores."""
+        return self.pg_sql(column_sql) if self.pg_sql else None
+
+
+def _pg_text(col: str) -> str:
+    return f"{col}::text"
+
+
+def _pg_output(col: str) -> str:
+    """The output function's text (bpchar keeps its padding, which ::text would trim)."""
+    return f"concat({col})"
+
+
+def _pg_bool(col: str) -> str:
+    return f"CASE WHEN {col} THEN '1' ELSE '0' END"
+
+
+def _pg_float(col: str) -> str:
+    """REAL values compare by their IEEE bits; NaN is stored as TEXT 'NaN' (see float_text)."""
+    return f"CASE WHEN {col} = 'NaN' THEN 'NaN' ELSE encode(float8send(({col})::text::float8), 'hex') END"
+
+
+def _pg_bytea(col: str) -> str:
+    return f"encode({col}, 'hex')"
+
+
+def _pg_timetz(col: str) -> str:
+    return f"CASE WHEN ({col})::text ~ '[+-][0-9][0-9]$' THEN ({col})::text || ':00' ELSE ({col})::text END"
+
+
+def _pg_timestamptz_iso(col: str) -> str:
+    return (f"CASE WHEN isfinite({col}) AND ({col})::text ~ '^[0-9]{{4}}-' AND ({col})::text !~ 'BC$' "
+            f"THEN ({col} AT TIME ZONE 'UTC')::text ELSE ({col})::text END")
+
+
+def _pg_interval(col: str) -> str:
+    """Needs the session's IntervalStyle = iso_8601 (the validator sets it)."""
+    return f"({col})::text"
 
 
 def _json_check(col: str) -> str:
@@ -47,7 +90,7 @@ def _bool_check(col: str) -> str:
 
 
 def _integer(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("INTEGER", scalars.int_text, scalars.int_python, render=arrays.NUMBER)
+    return TypeRule("INTEGER", scalars.int_text, scalars.int_python, render=arrays.NUMBER, pg_sql=_pg_text)
 
 
 def _numeric(column: Column, options: TranslateConfig) -> TypeRule:
@@ -59,62 +102,66 @@ def _numeric(column: Column, options: TranslateConfig) -> TypeRule:
                                 "(each such value is reported)")
     integral = ps is not None and ps[1] == 0 and ps[0] <= 18
     if integral or (options.numeric == "integer" and (ps is None or ps[1] == 0)):
-        return TypeRule("INTEGER", scalars.numeric_int_text, scalars.numeric_int_python, render=arrays.NUMBER)
-    return TypeRule("TEXT", scalars.numeric_text, scalars.numeric_python, render=arrays.RAW)
+        return TypeRule("INTEGER", scalars.numeric_int_text, scalars.numeric_int_python, render=arrays.NUMBER,
+                        pg_sql=_pg_text if integral else None)
+    return TypeRule("TEXT", scalars.numeric_text, scalars.numeric_python, render=arrays.RAW, pg_sql=_pg_text)
 
 
 def _float(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("REAL", scalars.float_text, scalars.float_python, render=arrays.NUMBER)
+    return TypeRule("REAL", scalars.float_text, scalars.float_python, render=arrays.NUMBER, pg_sql=_pg_float)
 
 
 def _bool(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("INTEGER", scalars.bool_text, scalars.bool_python, check=_bool_check, render=arrays.BOOL)
+    return TypeRule("INTEGER", scalars.bool_text, scalars.bool_python, check=_bool_check, render=arrays.BOOL,
+                    pg_sql=_pg_bool)
 
 
 def _text(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str)
+    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, pg_sql=_pg_text)
 
 
 def _char(column: Column, options: TranslateConfig) -> TypeRule:
     return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, faithful=False, level=Level.INFO,
-                    code="char-padding", finding="char(n) is stored with its blank padding; PostgreSQL ignores "
+                    pg_sql=_pg_output, code="char-padding", finding="char(n) is stored with its blank padding; PostgreSQL ignores "
                     "trailing blanks in comparisons, SQLite does not")
 
 
 def _bytea(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("BLOB", scalars.bytea_text, scalars.bytea_python)
+    return TypeRule("BLOB", scalars.bytea_text, scalars.bytea_python, pg_sql=_pg_bytea)
 
 
 def _uuid(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", scalars.uuid_text, scalars.uuid_python)
+    return TypeRule("TEXT", scalars.uuid_text, scalars.uuid_python, pg_sql=_pg_text)
 
 
 def _date(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", temporal.date_text, temporal.date_python)
+    return TypeRule("TEXT", temporal.date_text, temporal.date_python, pg_sql=_pg_text)
 
 
 def _time(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", temporal.time_text, temporal.time_python)
+    return TypeRule("TEXT", temporal.time_text, temporal.time_python, pg_sql=_pg_text)
 
 
 def _timetz(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", temporal.timetz_text, temporal.timetz_python)
+    return TypeRule("TEXT", temporal.timetz_text, temporal.timetz_python, pg_sql=_pg_timetz)
 
 
 def _timestamp(column: Column, options: TranslateConfig) -> TypeRule:
     text, python = temporal.timestamp_encoders(options.timestamps, column.type_name)
     decl = "TEXT" if options.timestamps == "iso" else "INTEGER"
-    return TypeRule(decl, text, python, render=arrays.STRING if decl == "TEXT" else arrays.NUMBER)
+    pg_sql = None if decl != "TEXT" else _pg_timestamptz_iso if column.type_name == "timestamptz" else _pg_text
+    return TypeRule(decl, text, python, render=arrays.STRING if decl == "TEXT" else arrays.NUMBER, pg_sql=pg_sql)
 
 
 def _interval(column: Column, options: TranslateConfig) -> TypeRule:
     return TypeRule("TEXT", temporal.interval_text, temporal.interval_python, level=Level.INFO,
-                    code="interval-text", finding="interval stored as an ISO-8601 duration; SQLite has no "
+                    pg_sql=_pg_interval, code="interval-text", finding="interval stored as an ISO-8601 duration; SQLite has no "
                     "interval arithmetic")
 
 
 def _json(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", other.json_text, other.json_python, check=_json_check, render=arrays.RAW)
+    return TypeRule("TEXT", other.json_text, other.json_python, check=_json_check, render=arrays.RAW,
+                    pg_sql=_pg_text)
 
 
 def _enum(column: Column, options: TranslateConfig) -> TypeRule:
@@ -124,14 +171,15 @@ def _enum(column: Column, options: TranslateConfig) -> TypeRule:
         quoted = ", ".join("'" + label.replace("'", "''") + "'" for label in labels)
         return f"{col} IN ({quoted})"
 
-    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, check=None if column.is_array else check)
+    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, check=None if column.is_array else check,
+                    pg_sql=_pg_text)
 
 
 def _as_text(code: str, finding: str | None = None, *, python: PyEncoder = scalars.python_str,
              level: Level = Level.WARN) -> Callable[[Column, TranslateConfig], TypeRule]:
     def rule(column: Column, options: TranslateConfig) -> TypeRule:
         return TypeRule("TEXT", scalars.text_as_is, python, faithful=finding is None, finding=finding,
-                        code=code if finding else "", level=level)
+                        code=code if finding else "", level=level, pg_sql=_pg_output)
 
     return rule
 
@@ -210,7 +258,8 @@ def _cast_override(column: Column, rule: TypeRule, options: TranslateConfig) -> 
             mode = {"INTEGER": "integer", "REAL": "real", "TEXT": "text"}[affinity]
             base = _numeric(column, options.model_copy(update={"numeric": mode}))
             if affinity == "TEXT":
-                base = TypeRule("TEXT", scalars.numeric_text, scalars.numeric_python, render=arrays.RAW)
+                base = TypeRule("TEXT", scalars.numeric_text, scalars.numeric_python, render=arrays.RAW,
+                                pg_sql=_pg_text)
             return replace(base, decl=decl)
         if column.kind in ("timestamp", "timestamptz") and affinity in ("INTEGER", "TEXT"):
             mode = "iso" if affinity == "TEXT" else options.timestamps if options.timestamps != "iso" else "unix"
@@ -218,12 +267,13 @@ def _cast_override(column: Column, rule: TypeRule, options: TranslateConfig) -> 
         note = None if affinity == _affinity(rule.decl) else (
             f"cast override {key} -> {decl}: values are still encoded as {rule.decl}")
         return replace(rule, decl=decl, copied=True, finding=note or rule.finding,
+                       pg_sql=rule.pg_sql if note is None else None,
                        code="cast-override" if note else rule.code, faithful=rule.faithful and note is None)
     return rule
 
 
 def _unknown(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, faithful=False, code="unknown-type",
+    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, faithful=False, code="unknown-type", pg_sql=_pg_output,
                     finding=f"type {column.pg_type} has no rule; stored as its PostgreSQL text")
 
 

@@ -1,1 +1,8 @@
-"""Phase 3: counts, sampled deep-compare, checksum diff, repair."""
+"""Phase 3: validate a replica against its source at a known LSN (counts, samples, full checksums) and repair."""
+
+from __future__ import annotations
+
+from validators.report import Mismatch, TableResult, ValidationReport, render
+from validators.run import validate
+
+__all__ = ["Mismatch", "TableResult", "ValidationReport", "render", "validate"]

@@ -1,0 +1,103 @@
+"""The SQLite side of a validation: one read transaction (a stable WAL snapshot) on the replica."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from pg2edge.errors import TargetError
+from pipeline import state
+from translators.naming import sqlite_table_name
+from translators.quoting import quote_ident
+from validators.canonical import MOD, register_sqlite, row_digest
+from validators.source import Key, KeyRange, TableSide
+
+
+class ReplicaSnapshot:
+    """``BEGIN`` + a first read pins the replica's WAL snapshot until :meth:`close`."""
+
+    def __init__(self, target: str | Path) -> None:
+        if not Path(target).is_file():
+            raise TargetError(f"replica {target} does not exist")
+        self.conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+        self.conn.setbusytimeout(5000)
+        register_sqlite(self.conn)
+        self.conn.execute("BEGIN")
+        self.position = state.read_position(self.conn)
+
+    def close(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.conn.close()
+
+    def __enter__(self) -> "ReplicaSnapshot":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def table_name(side: TableSide) -> str:
+        return quote_ident(sqlite_table_name(side.table.schema, side.table.name))
+
+    def count(self, side: TableSide) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {self.table_name(side)}").fetchone()[0])
+
+    def _where(self, side: TableSide, rng: KeyRange) -> tuple[str, list[Any]]:
+        if not side.ordered:
+            return "1", []
+        row = "(" + ", ".join(quote_ident(k) for k in side.key) + ")"
+        marks = "(" + ", ".join("?" for _ in side.key) + ")"
+        parts, params = [], []
+        if rng.lo is not None:
+            parts.append(f"{row} > {marks}")
+            params += list(rng.lo)
+        if rng.hi is not None:
+            parts.append(f"{row} <= {marks}")
+            params += list(rng.hi)
+        return (" AND ".join(parts) or "1"), params
+
+    def _cols(self, side: TableSide) -> str:
+        return ", ".join(quote_ident(c) for c in side.codec.columns)
+
+    def range_checksum(self, side: TableSide, rng: KeyRange) -> tuple[int, int]:
+        where, params = self._where(side, rng)
+        row = self.conn.execute(f"SELECT count(*), pg2edge_chunksum({self._cols(side)}) FROM {self.table_name(side)} "
+                                f"WHERE {where}", params).fetchone()
+        return int(row[0]), int(row[1] or 0) % MOD
+
+    def range_digests(self, side: TableSide, rng: KeyRange) -> dict[Key, int]:
+        where, params = self._where(side, rng)
+        out = {}
+        for row in self.conn.execute(f"SELECT {self._cols(side)} FROM {self.table_name(side)} WHERE {where}", params):
+            out[side.key_of(row)] = row_digest(row)
+        return out
+
+    def split_key(self, side: TableSide, rng: KeyRange, offset: int) -> Key | None:
+        where, params = self._where(side, rng)
+        keys = ", ".join(quote_ident(k) for k in side.key)
+        row = self.conn.execute(f"SELECT {keys} FROM {self.table_name(side)} WHERE {where} ORDER BY {keys} "
+                                "LIMIT 1 OFFSET ?", [*params, offset]).fetchone()
+        return None if row is None else tuple(row)
+
+    def rows_by_keys(self, side: TableSide, keys: Sequence[Key]) -> dict[Key, tuple[Any, ...]]:
+        """Rows for the given keys, one query (a VALUES list joined on the key)."""
+        if not keys:
+            return {}
+        out: dict[Key, tuple[Any, ...]] = {}
+        width = len(side.key)
+        step = max(1, 30000 // width)
+        on = " AND ".join(f"t.{quote_ident(k)} = k.column{i + 1}" for i, k in enumerate(side.key))
+        cols = ", ".join(f"t.{quote_ident(c)}" for c in side.codec.columns)
+        for start in range(0, len(keys), step):
+            part = keys[start:start + step]
+            values = ", ".join("(" + ", ".join("?" for _ in range(width)) + ")" for _ in part)
+            params = [v for k in part for v in k]
+            for row in self.conn.execute(f"SELECT {cols} FROM (VALUES {values}) AS k JOIN {self.table_name(side)} "
+                                         f"AS t ON {on}", params):
+                out[side.key_of(row)] = tuple(row)
+        return out
+

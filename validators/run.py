@@ -1,0 +1,186 @@
+"""``validate()``: compare a replica with its source at a known LSN, re-check what differs, optionally repair.
+
+1. Open a REPEATABLE READ snapshot on the source and note its LSN.
+2. Wait until the replica covers that LSN (validators/waiting.py), then pin a
+   read transaction on the replica.
+3. Compare per table: counts, a random sample, or every row (chunk checksums).
+4. Re-check the differing keys: read only those keys again from a fresh source
+   snapshot once the replica covers its new LSN (up to ``RECHECK_ROUNDS``
+   times), so rows that were changing in flight are not reported.
+5. With ``repair``, re-copy the keys that still differ through the applier.
+6. Record the outcome in the replica's state table (scope ``validation``, name ``last``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pg2edge import dsn as dsnlib
+from pg2edge.config import TranslateConfig
+from pg2edge.errors import ConfigError, TargetError
+from pipeline import state
+from pipeline.lsn import format_lsn
+from translators.codec import row_codec
+from validators.compare import differing_keys, mismatches
+from validators.full import diff_full
+from validators.replica import ReplicaSnapshot
+from validators.report import TableResult, ValidationReport
+from validators.source import Key, SourceSnapshot, TableSide
+from validators.waiting import wait_for_replica
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["count", "sample", "full"]
+MODES = ("count", "sample", "full")
+RECHECK_ROUNDS = 3
+
+
+def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
+    import apsw
+
+    conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        stream = state.read_stream(conn)
+        known = sorted(state.read_tables(conn))
+    finally:
+        conn.close()
+    return (stream.publication if stream else None), known
+
+
+def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None,
+                options: TranslateConfig) -> list[TableSide]:
+    """The tables to validate (default: the replica's publication) with their codecs."""
+    from pipeline.snapshot import published_tables
+    from translators.introspect import introspect
+
+    if isinstance(tables, str):
+        tables = [t.strip() for t in tables.split(",") if t.strip()]
+    publication, known = _replica_tables(target)
+    if tables:
+        names = [tuple(t.split(".", 1)) if "." in t else ("public", t) for t in tables]
+    elif publication:
+        names = published_tables(dsn, publication)
+    else:
+        names = [tuple(t.split(".", 1)) for t in known]
+    if not names:
+        raise ConfigError(f"no tables to validate: {target} records no publication or tables; pass --tables")
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        schema = introspect(conn, schemas=sorted({s for s, _ in names}), tables=sorted({t for _, t in names}))
+    sides = []
+    for s, t in names:
+        try:
+            table = schema.table(f"{s}.{t}")
+        except KeyError:
+            raise ConfigError(f"table {s}.{t} does not exist on the source") from None
+        sides.append(TableSide(table, row_codec(table, options=options)) if table.primary_key
+                     else _Keyless(table, row_codec(table, options=options)))
+    return sides
+
+
+class _Keyless(TableSide):
+    """A table without a primary key: only counts are compared."""
+
+    def __init__(self, table: object, codec: object) -> None:  # noqa: D107
+        self.table = table  # type: ignore[assignment]
+        self.codec = codec  # type: ignore[assignment]
+        self.key = ()
+
+
+def _first_pass(src: SourceSnapshot, rep: ReplicaSnapshot, side: TableSide, mode: str, sample_size: int,
+                result: TableResult) -> list[Key]:
+    result.replica_rows = rep.count(side)
+    if mode == "count" or not side.key:
+        result.source_rows = src.count(side)
+        return []
+    if mode == "sample":
+        result.source_rows = src.count(side)
+        keys = src.sample_keys(side, sample_size)
+        result.checked = len(keys)
+        return differing_keys(keys, src.rows_by_keys(side, keys), rep.rows_by_keys(side, keys))
+    diff = diff_full(src, rep, side)
+    result.source_rows = diff.source_rows
+    result.checked = max(diff.source_rows, result.replica_rows)
+    result.chunks = diff.chunks
+    return diff.keys
+
+
+def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None = None, mode: str = "full",
+             sample_size: int = 1000, repair: bool = False, options: TranslateConfig | None = None,
+             timeout: float = 60.0) -> ValidationReport:
+    """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
+    if not Path(target).is_file():
+        raise TargetError(f"replica {target} does not exist")
+    options = options or TranslateConfig()
+    started = time.monotonic()
+    sides = table_sides(dsn, target, tables=tables, options=options)
+    results = {side.table.qualified: TableResult(side.table.qualified) for side in sides}
+    pending: dict[str, list[Key]] = {}
+    with SourceSnapshot(dsn) as src:
+        reached = wait_for_replica(dsn, target, src.lsn, timeout=timeout)
+        report = ValidationReport(lsn=format_lsn(src.lsn), mode=mode, replica_reached=reached.how)
+        with ReplicaSnapshot(target) as rep:
+            for side in sides:
+                pending[side.table.qualified] = _first_pass(src, rep, side, mode, sample_size,
+                                                            results[side.table.qualified])
+    _recheck(dsn, target, sides, results, pending, mode=mode, timeout=timeout)
+    if repair and any(results[s.table.qualified].mismatches for s in sides):
+        from validators.repair import repair_keys
+
+        keys = {s.table.qualified: [tuple(m.key[k] for k in s.key) for m in results[s.table.qualified].mismatches]
+                for s in sides}
+        done = repair_keys(dsn, target, sides, keys, options=options)
+        for name, count in done.items():
+            results[name].repaired = count
+        report.repaired = True
+    report.tables = [results[s.table.qualified] for s in sides]
+    report.seconds = time.monotonic() - started
+    _record(target, report)
+    return report
+
+
+def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict[str, TableResult],
+             pending: dict[str, list[Key]], *, mode: str, timeout: float) -> None:
+    """Read differing keys (and differing counts) again after the replica caught up; keep what still differs."""
+    by_name = {s.table.qualified: s for s in sides}
+    for round_no in range(RECHECK_ROUNDS):
+        counts_off = [n for n, r in results.items() if r.source_rows != r.replica_rows]
+        if not any(pending.values()) and not counts_off:
+            return
+        with SourceSnapshot(dsn) as src:
+            wait_for_replica(dsn, target, src.lsn, timeout=timeout)
+            with ReplicaSnapshot(target) as rep:
+                for name in counts_off:
+                    results[name].source_rows = src.count(by_name[name])
+                    results[name].replica_rows = rep.count(by_name[name])
+                for name, keys in pending.items():
+                    if not keys:
+                        continue
+                    side = by_name[name]
+                    a, b = src.rows_by_keys(side, keys), rep.rows_by_keys(side, keys)
+                    results[name].rechecked += len(keys) if round_no == 0 else 0
+                    still = differing_keys(keys, a, b)
+                    pending[name] = still
+                    results[name].mismatches = mismatches(side, still, a, b)
+                    log.info("%s: %d of %d differing keys still differ at %s (round %d)", name, len(still),
+                             len(keys), format_lsn(src.lsn), round_no + 1)
+
+
+def _record(target: str | Path, report: ValidationReport) -> None:
+    from pipeline.applier import open_replica
+
+    db = open_replica(target)
+    try:
+        with db:
+            state.write_record(db, "validation", "last", {
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lsn": report.lsn,
+                "mode": report.mode, "clean": report.clean, "repaired": report.repaired,
+                "mismatches": sum(len(t.mismatches) for t in report.tables)})
+    finally:
+        db.close()
