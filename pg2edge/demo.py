@@ -70,10 +70,19 @@ def _phase_dual_write(ctx: DemoContext) -> None:
                       f"{status.retained_wal_bytes} bytes of WAL. Replica file: {ctx.replica}")
 
 
+def _phase_validate(ctx: DemoContext) -> None:
+    from validators import render, validate
+
+    report = validate(ctx.dsn, ctx.replica, mode="full", options=ctx.config.translate)
+    ctx.results["validate"] = report
+    ctx.console.print(render(report, "table"), highlight=False)
+
+
 Phase = tuple[str, Callable[[DemoContext], None]]
 PHASES: list[Phase] = [
     ("Phase 1 - analyze: rank tables by read/write ratio", _phase_analyze),
     ("Phase 2 - dual-write: snapshot the candidates into SQLite, then stream every change", _phase_dual_write),
+    ("Phase 3 - validate: full checksum diff of replica and source at a known LSN", _phase_validate),
 ]
 
 
