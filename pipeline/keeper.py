@@ -94,6 +94,23 @@ def _released(run: dict[str, object] | None, snapshot: str, *, adopted_by_now: b
     return adopted_by_now
 
 
+def _connection_alive(conn: object) -> bool:
+    """False once the server closed the idle connection (it is readable only then)."""
+    import select
+
+    import psycopg
+
+    pgconn = conn.pgconn  # type: ignore[attr-defined]
+    try:
+        ready, _, _ = select.select([pgconn.socket], [], [], 0)
+        if ready:
+            pgconn.consume_input()  # raises once the server has closed the session
+            return bool(pgconn.status == psycopg.pq.ConnStatus.OK)
+    except (psycopg.OperationalError, OSError):
+        return False
+    return True
+
+
 def main() -> int:
     from pg2edge.dsn import scrub
     from pipeline.replication import create_slot_with_snapshot
@@ -121,6 +138,8 @@ def main() -> int:
         adopted = time.monotonic() - started > 30.0  # the parent records the run well before this
         if _released(_run_record(cfg["replica"]), kept.snapshot_name, adopted_by_now=adopted):
             break
+        if not os.path.exists(cfg["replica"]) or not _connection_alive(kept.conn):
+            break  # the replica was removed, or the server ended the session: the snapshot is gone
     kept.conn.close()
     return 0
 
