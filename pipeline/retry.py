@@ -304,3 +304,22 @@ def replay(applier: QueueingApplier, *, ids: Sequence[int] | None = None) -> tup
             raise QueueError(f"change {i} is not in the DLQ")
     applied, _ = applier.drain(force_ids=wanted)
     return applied, [c for c in list_queue(applier.conn, statuses=("dead",)) if c.id in set(wanted)]
+
+
+def replay_dlq(*, target: str, dsn: str, ids: Sequence[int] | None = None, options: Any = None,
+               policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
+    """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
+    from pg2edge.config import TranslateConfig
+    from pipeline import state
+    from pipeline.applier import open_replica
+    from pipeline.daemon import build_mappings
+
+    conn = open_replica(target)
+    try:
+        names = state.read_stream(conn)
+        if names is None:
+            raise QueueError(f"replica {target} has no recorded publication; nothing was ever synced")
+        mappings = build_mappings(dsn, conn, names.publication, options or TranslateConfig())
+        return replay(QueueingApplier(conn, mappings, policy=policy), ids=ids)
+    finally:
+        conn.close()
