@@ -95,14 +95,19 @@ class Applier:
         return state.read_position(self.conn)
 
     # -- batches ----------------------------------------------------------------
-    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
-        """Apply whole transactions in one SQLite transaction; returns counts and the new position."""
+    def apply(self, batch: Sequence[Transaction], *, kafka: dict[str, Any] | None = None,
+              check_lsn: bool = True) -> ApplyResult:
+        """Apply whole transactions in one SQLite transaction; returns counts and the new position.
+
+        ``kafka`` (topic, partition, offset of the batch's last record) is stored in the
+        position with the data; ``check_lsn=False`` applies snapshot rows whose LSN is not a commit.
+        """
         result = ApplyResult()
         pos = state.read_position(self.conn)
         last = pos.commit_lsn if pos else -1
         todo = []
         for txn in batch:
-            if txn.commit_lsn <= last:
+            if check_lsn and txn.commit_lsn <= last:
                 result.skipped += 1
                 continue
             todo.append(txn)
@@ -117,9 +122,11 @@ class Applier:
                 self._apply_txn(txn, tables, result)
             final = todo[-1]
             result.position = state.Position(
-                commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid, kafka=pos.kafka if pos else None,
+                commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid,
+                kafka=kafka if kafka is not None else (pos.kafka if pos else None),
                 commit_ts_ms=final.commit_ts, watermark_lsn=max(final.end_lsn, (pos.watermark_lsn or 0) if pos else 0))
             state.write_position(self.conn, result.position)
+            self.before_commit(result)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -127,6 +134,9 @@ class Applier:
             raise
         result.applied = len(todo)
         return result
+
+    def before_commit(self, result: ApplyResult) -> None:
+        """Hook: runs inside the batch's SQLite transaction after the position is written."""
 
     def apply_repairs(self, events: Sequence[ChangeEvent]) -> int:
         """Apply row events (validator repairs) without touching the stored position.

@@ -154,7 +154,8 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
              heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,
              allow_replica_identity_full: bool = False, stop: threading.Event | None = None,
              say: Callable[[str], None] = print, max_wait: float = 0.2,
-             on_batch: Callable[[Any], None] | None = None, metrics: Any = None) -> SyncReport:
+             on_batch: Callable[[Any], None] | None = None, metrics: Any = None,
+             policy: Any = None) -> SyncReport:
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
     report = SyncReport()
@@ -170,7 +171,9 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         names = state.read_stream(db)
         pos = state.read_position(db)
         assert names is not None and pos is not None
-        applier = Applier(db, build_mappings(dsn, db, names.publication, options))
+        from pipeline.retry import QueueingApplier
+
+        applier = QueueingApplier(db, build_mappings(dsn, db, names.publication, options), policy=policy)
         goal = current_wal_lsn(dsn) if until_caught_up else None
         stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
         source = CdcSource(stream)
@@ -198,6 +201,9 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                         say(f"finding: {finding}")
                     if on_batch:
                         on_batch(result)
+                due = applier.next_due()
+                if due is not None and due <= time.time():
+                    applier.drain()  # parked changes whose back-off elapsed (pipeline.retry)
                 beat = source.ack_heartbeat()
                 if beat is not None:
                     current = state.read_position(db)

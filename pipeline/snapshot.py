@@ -78,13 +78,19 @@ def published_tables(dsn: str, publication: str) -> list[tuple[str, str]]:
 
 
 def _snapshot_alive(dsn: str, snapshot: str) -> bool:
-    try:
-        with psycopg.connect(dsn) as conn:
+    """True while the exported snapshot can still be imported (its keeper holds it).
+
+    Only PostgreSQL's answer "invalid snapshot identifier" means gone; any other
+    error (the server unreachable, say) is raised rather than taken as a reason
+    to throw the copied tables away.
+    """
+    with dsnlib.connect(dsn) as conn:
+        try:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
-        return True
-    except psycopg.Error:
-        return False
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.ObjectNotInPrerequisiteState):
+            return False
+    return True
 
 
 def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[str | None]], tuple[Any, ...]]:

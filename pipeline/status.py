@@ -40,6 +40,9 @@ class ReplicaStatus:
     lag_seconds: float | None = None
     retained_wal_bytes: int | None = None
     paused_tables: list[str] | None = None
+    kafka: dict[str, Any] | None = None  # topic, partition, offset of the last applied record
+    retry_queue: int = 0  # changes waiting for a retry (pipeline.retry)
+    dlq: int = 0  # changes in the dead-letter queue
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +73,9 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         ident = state.read_source(conn)
         run = state.read_record(conn, "snapshot", "run")
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
+        from pipeline.retry import counts
+
+        queued = counts(conn)
     finally:
         conn.close()
     status = ReplicaStatus(
@@ -78,7 +84,9 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         snapshot=run.get("status") if run else None,
         applied_lsn=format_lsn(pos.end_lsn) if pos else None,
         visible_lsn=format_lsn(pos.visible_lsn) if pos else None,
-        last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused)
+        last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused,
+        kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
+        dlq=queued.get("dead", 0))
     if source and pos:
         from pipeline.daemon import current_wal_lsn
         from pipeline.replication import slot_status

@@ -1,4 +1,4 @@
-"""`pg2edge status`: applied LSN, lag and retained WAL of a replica."""
+"""`pg2edge status`: applied LSN, lag and retained WAL of one or more replicas."""
 
 from __future__ import annotations
 
@@ -6,28 +6,33 @@ import argparse
 import json
 from typing import Any
 
-from pg2edge.commands import add_command, add_target_option
+from pg2edge.commands import add_command
 
 
 def register(sub: Any) -> None:
     parser = add_command(
-        sub, "status", help="show what a replica has applied, its lag and the WAL its slot retains",
-        example="pg2edge status --target shop.db --source postgresql://app@db/shop --format json", handler=_run)
-    add_target_option(parser)
+        sub, "status", help="show what replicas have applied, their lag and the WAL their slot retains",
+        example="pg2edge status --target edge-a.db --target edge-b.db --source postgresql://app@db/shop --format json",
+        handler=_run)
+    parser.add_argument("--target", metavar="FILE.db", action="append",
+                        help="a SQLite replica file; repeat for several (fan-out replicas) "
+                             "(default: [target] path in pg2edge.toml)")
     parser.add_argument("--source", metavar="DSN", help="also measure lag and retained WAL against the source")
     parser.add_argument("--format", choices=("table", "json"), default="table")
 
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-
-    target = load_config(None, overrides={"target": {"path": args.target}}).require_target()
     from pipeline.status import replica_status
 
-    status = replica_status(target, source=args.source)
+    targets = args.target or [load_config(None, overrides={"target": {"path": None}}).require_target()]
+    statuses = [replica_status(t, source=args.source).as_dict() for t in targets]
     if args.format == "json":
-        print(json.dumps(status.as_dict(), indent=2))
+        print(json.dumps(statuses[0] if len(statuses) == 1 else statuses, indent=2))
         return 0
-    for key, value in status.as_dict().items():
-        print(f"{key:<20} {'-' if value is None else value}")
+    for i, status in enumerate(statuses):
+        if i:
+            print()
+        for key, value in status.items():
+            print(f"{key:<20} {'-' if value is None else value}")
     return 0

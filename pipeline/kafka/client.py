@@ -1,0 +1,161 @@
+"""The transport interface (``Producer``/``Consumer``) and its kafka-python implementation.
+
+pg2edge stores consumed offsets in each replica (with the data), so consumers
+use ``assign`` + ``seek`` and never wait for a consumer-group rebalance; the
+group name is only used to commit advisory offsets for monitoring tools.
+Another client (e.g. confluent-kafka) plugs in by implementing the protocols.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pg2edge.errors import Pg2EdgeError
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class TransportError(Pg2EdgeError):
+    """The Kafka broker refused or lost a send, or could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+class Producer(Protocol):
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every send so far is acknowledged by the broker (acks=all); raise if one failed."""
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
+    def poll(self, *, timeout: float, max_records: int = 5000) -> list[Record]: ...
+
+    def commit(self, topic: str, partition: int, offset: int) -> None:
+        """Advisory: record ``offset`` as the group's next offset (the replica's own state is the truth)."""
+
+    def close(self) -> None: ...
+
+
+# -- kafka-python -------------------------------------------------------------------
+PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "batch_size": 512 * 1024,
+                                     "max_request_size": 16 * 1024 * 1024, "compression_type": None,
+                                     "retries": 5, "max_in_flight_requests_per_connection": 1}
+
+
+def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
+    """Create ``topic`` with one partition (source commit order) if it does not exist."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pg2edge-admin")
+    except KafkaError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        if topic in admin.list_topics():
+            return
+        admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+        log.info("created topic %s", topic)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+class KafkaPythonProducer:
+    """kafka-python producer: acks=all, one in-flight request (order kept on retries)."""
+
+    def __init__(self, bootstrap: str, **options: Any) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self._kafka_error = KafkaError
+        try:
+            self._producer = KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_DEFAULTS, **options})
+        except KafkaError as exc:
+            raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        self._pending: list[Any] = []
+
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
+        self._pending.append(self._producer.send(topic, value=value, key=key, headers=list(headers), partition=0))
+
+    def flush(self) -> None:
+        self._producer.flush()
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            if fut.failed():
+                raise TransportError(f"a record was not acknowledged by the broker: {fut.exception!r}")
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class KafkaPythonConsumer:
+    """kafka-python consumer on explicitly assigned partitions (no group join)."""
+
+    def __init__(self, bootstrap: str, *, group: str | None = None, **options: Any) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        try:
+            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                           auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+                                           fetch_max_bytes=32 * 1024 * 1024, **options)
+        except KafkaError as exc:
+            raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        self._group = group
+        self._assigned: set[Any] = set()
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, partition)
+        if tp not in self._assigned:
+            self._assigned.add(tp)
+            self._consumer.assign(sorted(self._assigned))
+        self._consumer.seek(tp, offset)
+
+    def poll(self, *, timeout: float, max_records: int = 5000) -> list[Record]:
+        got = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        out = []
+        for tp, records in got.items():
+            for r in records:
+                out.append(Record(topic=tp.topic, partition=tp.partition, offset=r.offset, key=r.key,
+                                  value=r.value, headers=dict(r.headers or ())))
+        out.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        return out
+
+    def commit(self, topic: str, partition: int, offset: int) -> None:
+        if not self._group:
+            return
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        try:
+            self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)})
+        except (KafkaError, TypeError) as exc:  # advisory only
+            log.debug("advisory offset commit failed: %s", exc)
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,227 @@
+"""The publisher: snapshot rows, then CDC transactions, from PostgreSQL into one Kafka topic.
+
+Design (see docs/kafka.md):
+
+* Topic ``<prefix>.<database>.changes`` with one partition (source commit order).
+* The snapshot travels through the topic (``op: "r"`` records between
+  ``snapshot-begin`` and ``snapshot-end`` controls), so a new replica can
+  bootstrap from the topic alone; a snapshot interrupted by a crash is
+  restarted from scratch with a new slot (the next ``snapshot-begin`` makes
+  replicas empty their tables).
+* The slot is acknowledged only after the producer flushed (acks=all) every
+  record up to that LSN. A crash before the ack re-sends from the slot's
+  confirmed position: duplicates in the topic, absorbed by the replicas' LSN check.
+* State (source identity, slot, publication, snapshot run, last acked LSN) is
+  kept in a small SQLite file with :mod:`pipeline.state`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apsw
+import psycopg
+from psycopg import sql
+
+from pg2edge import dsn as dsnlib
+from pipeline import keeper, state
+from pipeline.daemon import Heartbeater, _StopFlag, current_wal_lsn
+from pipeline.events import ChangeEvent, Op, SourceInfo
+from pipeline.kafka import records
+from pipeline.kafka.client import KafkaPythonProducer, Producer, ensure_topic
+from pipeline.lsn import format_lsn
+from pipeline.publication import setup_publication, slot_change
+from pipeline.replication import ReplicationStream, drop_slot, identify_system
+from pipeline.snapshot import published_tables, stream_names
+from pipeline.source import CdcSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE = "pg2edge-publisher.db"
+
+
+@dataclass
+class PublishReport:
+    topic: str
+    snapshot_rows: int = 0
+    transactions: int = 0
+    events: int = 0
+    acked_lsn: int = 0
+    stopped_by: str = "caught up"
+
+
+def open_state(path: str | Path) -> apsw.Connection:
+    conn = apsw.Connection(str(path))
+    conn.setbusytimeout(5000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    state.ensure_state_table(conn)
+    return conn
+
+
+def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[list[str], list[str]]:
+    """Published columns (not dropped, not generated) and the key (primary key or identity index)."""
+    rel = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(conn)
+    cols = [r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+        "AND attgenerated = '' ORDER BY attnum", (rel,)).fetchall()]
+    key = [r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND (i.indisprimary OR i.indisreplident) "
+        "ORDER BY i.indisprimary DESC, array_position(i.indkey::int2[], a.attnum)", (rel,)).fetchall()]
+    return cols, list(dict.fromkeys(key))
+
+
+def _publish_snapshot(dsn: str, snapshot: str, lsn: int, tables: Sequence[tuple[str, str]],
+                      producer: Producer, topic: str, say: Callable[[str], None]) -> int:
+    rows = 0
+    now_ms = int(time.time() * 1000)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        for schema, table in tables:
+            cols, key = _columns(conn, schema, table)
+            source = SourceInfo(lsn=lsn, commit_lsn=lsn, tx_id=None, ts_ms=now_ms, schema=schema, table=table,
+                                snapshot=True)
+            stmt = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
+                sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(schema), sql.Identifier(table))
+            n = 0
+            with conn.cursor() as cur, cur.copy(stmt) as copy:
+                for values in copy.rows():
+                    after = dict(zip(cols, values))
+                    ev = ChangeEvent(Op.READ, None, after, source, {k: after[k] for k in key})
+                    k, v, h = records.snapshot_record(ev)
+                    producer.send(topic, value=v, key=k, headers=h)
+                    n += 1
+                    if n % 50_000 == 0:
+                        producer.flush()
+            say(f"snapshot: {schema}.{table}: {n} rows published")
+            rows += n
+    return rows
+
+
+def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.StreamInfo,
+              ident: state.SourceIdentity, producer: Producer, topic: str, say: Callable[[str], None]) -> int:
+    run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+    if run:  # an interrupted snapshot: its rows may be half published; start a clean one
+        say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
+        with db:
+            state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {**run, "status": "abandoned"})
+        keeper.stop_keeper(int(run.get("keeper_pid") or 0))
+        drop_slot(dsn, names.slot, missing_ok=True)
+    kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=state_path)
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        change = slot_change(conn, names.slot)
+    with db:
+        if not any(c.undo_sql == change.undo_sql for c in state.read_source_changes(db)):
+            state.record_source_changes(db, [change])
+        state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
+            "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "copying",
+            "keeper_pid": kept.pid})
+    tables = published_tables(dsn, names.publication)
+    k, v, h = records.control_record(
+        "snapshot-begin", slot=names.slot, publication=names.publication, database=ident.database,
+        system_identifier=ident.system_identifier, snapshot_lsn=kept.consistent_lsn,
+        tables=[f"{s}.{t}" for s, t in tables])
+    producer.send(topic, value=v, key=k, headers=h)
+    rows = _publish_snapshot(dsn, kept.snapshot, kept.consistent_lsn, tables, producer, topic, say)
+    k, v, h = records.control_record("snapshot-end", snapshot_lsn=kept.consistent_lsn)
+    producer.send(topic, value=v, key=k, headers=h)
+    producer.flush()
+    with db:
+        state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
+        state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
+            "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "done",
+            "keeper_pid": kept.pid})
+    keeper.stop_keeper(kept.pid)
+    return rows
+
+
+def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", tables: str | Sequence[str] | None = None,
+                  state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
+                  until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
+                  producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
+                  stop: threading.Event | None = None, say: Callable[[str], None] = print) -> PublishReport:
+    """Publish the snapshot (once), then every committed change, until stopped (or caught up)."""
+    state_path = str(state_path)
+    db = open_state(state_path)
+    flag = _StopFlag(stop)
+    restore = flag.install()
+    own_producer = producer is None
+    try:
+        sysid = identify_system(dsn)
+        ident = state.SourceIdentity(system_identifier=sysid.system_identifier, database=sysid.database)
+        state.check_source(db, ident)
+        topic = records.topic_name(topic_prefix, ident.database)
+        report = PublishReport(topic=topic)
+        ensure_topic(bootstrap, topic)
+        producer = producer or KafkaPythonProducer(bootstrap, **(producer_options or {}))
+        names = stream_names(db, slot=None, publication=None)
+        if state.read_stream(db) is None:
+            result = setup_publication(dsn, publication=names.publication, tables=tables,
+                                       allow_replica_identity_full=allow_replica_identity_full, replica=db)
+            for change in result.changes:
+                say(f"source change: {change.description} (undo: {change.undo_sql})")
+            with db:
+                state.write_source(db, ident)
+                state.write_stream(db, names)
+        run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+        if not run or run.get("status") != "done":
+            report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, producer, topic, say)
+            say(f"snapshot: {report.snapshot_rows} rows published to {topic}")
+        pos = state.read_position(db)
+        assert pos is not None
+        goal = current_wal_lsn(dsn) if until_caught_up else None
+        stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
+        source = CdcSource(stream)
+        heart = Heartbeater(dsn)
+        last_beat = 0.0
+        acked = pos.end_lsn
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_beat >= heartbeat_interval:
+                    heart.beat()
+                    last_beat = now
+                batch = source.batch(max_wait=max_wait)
+                if batch:
+                    for txn in batch:
+                        for k, v, h in records.transaction_records(txn):
+                            producer.send(topic, value=v, key=k, headers=h)
+                        report.events += len(txn.events)
+                    producer.flush()  # acks=all for everything up to the batch's last commit
+                    last = batch[-1]
+                    source.ack(last.end_lsn)
+                    acked = last.end_lsn
+                    with db:
+                        state.write_position(db, state.Position(commit_lsn=last.commit_lsn, end_lsn=last.end_lsn,
+                                                                xid=last.xid, commit_ts_ms=last.commit_ts))
+                    report.transactions += len(batch)
+                beat = source.ack_heartbeat()
+                if beat is not None:
+                    acked = max(acked, beat)
+                    k, v, h = records.control_record("heartbeat", lsn=beat)
+                    producer.send(topic, value=v, key=k, headers=h)
+                    producer.flush()
+                if goal is not None and acked >= goal:
+                    report.stopped_by = "caught up"
+                    break
+                if flag.event.is_set():
+                    report.stopped_by = flag.reason or "stop requested"
+                    break
+        finally:
+            heart.close()
+            source.close()
+        report.acked_lsn = acked
+        log.info("publisher stopped at %s", format_lsn(acked))
+        return report
+    finally:
+        restore()
+        if own_producer and producer is not None:
+            producer.close()
+        db.close()

@@ -1,0 +1,114 @@
+"""Kafka transport: publisher -> Tansu broker -> replicas, against real PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline.kafka.client import KafkaPythonConsumer
+from pipeline.kafka.publisher import run_publisher
+from pipeline.kafka.records import Regrouper, topic_name
+from pipeline.kafka.replica import run_kafka_replica
+from pipeline.lsn import parse_lsn
+from tests.support.replica import assert_replica_equals, current_lsn, diff_replica
+
+SCHEMA = """
+CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), tags text[],
+                    created timestamptz DEFAULT now());
+CREATE TABLE notes (a int, b text, body text, PRIMARY KEY (a, b));
+INSERT INTO items (id, name, price, tags) SELECT g, 'item ' || g, g * 1.5, ARRAY['x', g::text]
+  FROM generate_series(1, 2000) g;
+INSERT INTO notes SELECT g % 10, 'k' || g, repeat('n', g) FROM generate_series(1, 300) g;
+"""
+
+
+def _setup(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+
+
+def _writes(dsn: str, n_txn: int, *, start: int = 10_000) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(n_txn):
+            with conn.transaction():
+                conn.execute("INSERT INTO items (id, name, price) VALUES (%s, %s, %s)", (start + i, f"new {i}", i))
+                conn.execute("UPDATE items SET price = price + 1, name = name || '!' WHERE id = %s", (i % 2000 + 1,))
+                if i % 7 == 0:
+                    conn.execute("DELETE FROM items WHERE id = %s", (i % 2000 + 1,))
+                if i % 11 == 0:
+                    conn.execute("UPDATE notes SET body = 'changed ' || %s WHERE a = %s", (i, i % 10))
+
+
+class _Thread(threading.Thread):
+    def __init__(self, fn, **kw) -> None:
+        super().__init__(daemon=True)
+        self.fn, self.kw, self.result, self.error = fn, kw, None, None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(stop=self.stop, say=lambda s: None, **self.kw)
+        except BaseException as exc:  # re-raised by the test
+            self.error = exc
+
+    def finish(self) -> object:
+        self.stop.set()
+        self.join(60)
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def _db_name(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return conn.info.dbname
+
+
+def test_snapshot_and_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    _setup(pg_dsn)
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t1", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)  # the snapshot, before any change
+    pub = _Thread(run_publisher, dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t1",
+                  state_path=tmp_path / "pub.db")
+    pub.start()
+    _writes(pg_dsn, 300)
+    goal = parse_lsn(current_lsn(pg_dsn))
+    topic = topic_name("t1", _db_name(pg_dsn))
+    reports = [run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / f"r{i}.db", dsn=pg_dsn, topic=topic,
+                                 group=f"g{i}", until_lsn=goal, say=lambda s: None) for i in range(2)]
+    pub.finish()
+    for i, rep in enumerate(reports):
+        assert rep.snapshot_rows == 2300
+        assert rep.transactions == 300
+        assert rep.position is not None and rep.position.kafka["topic"] == topic
+        assert_replica_equals(pg_dsn, tmp_path / f"r{i}.db")
+
+
+def test_records_carry_the_envelope_and_transaction_boundaries(pg_dsn: str, kafka_bootstrap: str,
+                                                               tmp_path: Path) -> None:
+    _setup(pg_dsn)
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t2", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+    _writes(pg_dsn, 5)
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t2", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+    consumer = KafkaPythonConsumer(kafka_bootstrap)
+    consumer.seek(topic_name("t2", _db_name(pg_dsn)), 0, 0)
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < 2300 + 2 + 5 * 2 and time.monotonic() < deadline:
+        got += consumer.poll(timeout=0.5)
+    consumer.close()
+    kinds = [r.headers["pg2edge.kind"] for r in got]
+    assert kinds[0] == b"control" and kinds.count(b"snapshot") == 2300
+    first_row = next(r for r in got if r.headers["pg2edge.kind"] == b"snapshot")
+    assert b'"op":"r"' in first_row.value and first_row.key.startswith(b'{"')
+    regroup = Regrouper()
+    txns = [i.txn for r in got if (i := regroup.feed(r)) is not None and hasattr(i, "txn")]
+    assert len(txns) >= 5
+    assert all(len({e.source.commit_lsn for e in t.events}) == 1 for t in txns)
+    assert [t.commit_lsn for t in txns] == sorted(t.commit_lsn for t in txns)

@@ -1,0 +1,96 @@
+"""Kafka transport at volume and under SIGKILL (real broker, real PostgreSQL, CLI subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline.kafka.publisher import run_publisher
+from pipeline.kafka.records import topic_name
+from pipeline.kafka.replica import run_kafka_replica
+from pipeline.lsn import parse_lsn
+from tests.support.replica import assert_replica_equals, current_lsn
+from tests.support.writeload import WriteLoad
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PG2EDGE_SOURCE", None)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "pg2edge", *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_snapshot_and_100k_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id bigint PRIMARY KEY, v text, n int NOT NULL DEFAULT 0)")
+        conn.execute("INSERT INTO big SELECT g, 'snap ' || g FROM generate_series(1, 20000) g")
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="vol", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for lo in range(20001, 60001, 10000):  # 40k inserts in 4 transactions of 10k rows
+            conn.execute("INSERT INTO big SELECT g, 'new ' || g FROM generate_series(%s::int, %s::int) g", (lo, lo + 9999))
+        for lo in range(1, 40001, 1000):  # 40k updates in 40 transactions
+            conn.execute("UPDATE big SET n = n + 1, v = v || '+' WHERE id BETWEEN %s AND %s", (lo, lo + 999))
+        for i in range(2000):  # 20k deletes in 2,000 small transactions
+            conn.execute("DELETE FROM big WHERE id BETWEEN %s AND %s", (40001 + i * 10, 40010 + i * 10))
+    goal = parse_lsn(current_lsn(pg_dsn))
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="vol", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+    with psycopg.connect(pg_dsn) as conn:
+        topic = topic_name("vol", conn.info.dbname)
+    for name in ("a", "b"):
+        report = run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / f"{name}.db", dsn=pg_dsn,
+                                   topic=topic, group=name, until_lsn=goal, say=lambda s: None)
+        assert report.snapshot_rows == 20000 and report.rows == 100_000
+        assert_replica_equals(pg_dsn, tmp_path / f"{name}.db")
+
+
+def test_replica_and_publisher_sigkilled_mid_stream(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    load = WriteLoad(pg_dsn, rows_per_txn=5, pause=0.001)
+    load.create_table()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO load (id, val) SELECT g, 's' || g FROM generate_series(1, 5000) g")
+        dbname = conn.info.dbname
+    log = tmp_path / "cli.log"
+    pub_args = ("publish", "--source", pg_dsn, "--bootstrap", kafka_bootstrap, "--topic-prefix", "crash",
+                "--state", str(tmp_path / "pub.db"))
+    rep_args = ("sync", "--from-kafka", "--bootstrap", kafka_bootstrap, "--source", pg_dsn,
+                "--target", str(tmp_path / "r.db"), "--group", "crash", "--topic", topic_name("crash", dbname))
+    publisher = _cli(*pub_args, log=log)
+    load.start()
+    try:
+        for i in range(6):
+            replica = _cli(*rep_args, log=log)
+            time.sleep(1.5 + 0.4 * i)
+            _kill(replica)
+            if i == 2:  # the publisher too, mid-stream: it re-sends from the slot's confirmed position
+                _kill(publisher)
+                publisher = _cli(*pub_args, log=log)
+    finally:
+        commits = load.stop()
+    assert commits > 100
+    try:
+        final = _cli(*rep_args, "--until-caught-up", log=log)
+        assert final.wait(120) == 0, log.read_text()[-3000:]
+    finally:
+        publisher.send_signal(signal.SIGTERM)
+        publisher.wait(30)
+    assert_replica_equals(pg_dsn, tmp_path / "r.db")
+    text = log.read_text()
+    assert text.count("consuming crash.") == 7  # every replica run resumed from its stored offset
