@@ -93,12 +93,27 @@ class TranslateConfig(_Section):
     inexact: Literal["record", "raise"] = "record"
 
 
+class CutoverConfig(_Section):
+    """Thresholds of the cutover checklist (``pg2edge cutover check``)."""
+
+    max_lag_bytes: int = 1024 * 1024
+    max_lag_seconds: float = 5.0
+    max_retained_wal_bytes: int = 1024**3
+    validation_max_age: float = 3600.0  # seconds; "60m" in TOML
+
+    @field_validator("max_lag_seconds", "validation_max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class Config(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     tables: list[str] = Field(default_factory=list)
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    cutover: CutoverConfig = Field(default_factory=CutoverConfig)
 
     def require_source(self) -> str:
         """The source DSN, or a ConfigError that says every way to give one."""

@@ -122,4 +122,27 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS: list[Callable[[Any], None]] = [_add_freeze, _add_unfreeze, _add_backup]
+# -- check ----------------------------------------------------------------------------
+def _add_check(actions: Any) -> None:
+    parser = add_command(
+        actions, "check", help="run the cutover checklist (lag, queues, validation, drift, counts, sequences, ...)",
+        description="Exits 1 when any gate FAILs; thresholds come from the [cutover] section of the config.",
+        example="pg2edge cutover check --source postgresql://app@db/shop --target shop.db --format json",
+        handler=_check)
+    _source_and_target(parser)
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pg2edge.config import load_config
+    from pipeline.cutover.checklist import render
+    from pipeline.cutover.gates import run_checklist
+
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
+    checklist = run_checklist(config.require_source(), config.require_target(), thresholds=config.cutover,
+                              options=config.translate)
+    print(render(checklist, args.format))
+    return 0 if checklist.ok else 1
+
+
+ACTIONS: list[Callable[[Any], None]] = [_add_check, _add_freeze, _add_unfreeze, _add_backup]
