@@ -149,6 +149,20 @@ class _StopFlag:
         return restore
 
 
+DAEMON_SCOPE = "daemon"
+PID_RECORD = "pid"
+
+
+def _record_pid(db: Any, *, running: bool) -> None:
+    """Keep ``daemon/pid``: the pid of the running sync (null once it stopped)."""
+    import os
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with db:
+        state.write_record(db, DAEMON_SCOPE, PID_RECORD, {"pid": os.getpid() if running else None,
+                                                          "started_at" if running else "stopped_at": now})
+
+
 def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None, jobs: int = 2,
              options: TranslateConfig | None = None, until_caught_up: bool = False,
              heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,
@@ -167,6 +181,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
     db = open_replica(target)
     flag = _StopFlag(stop)
     restore = flag.install()
+    _record_pid(db, running=True)  # `pg2edge cutover promote` stops this daemon by its pid
     try:
         names = state.read_stream(db)
         pos = state.read_position(db)
@@ -240,4 +255,5 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         return report
     finally:
         restore()
+        _record_pid(db, running=False)
         db.close()

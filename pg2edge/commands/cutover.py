@@ -145,4 +145,66 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if checklist.ok else 1
 
 
-ACTIONS: list[Callable[[Any], None]] = [_add_check, _add_freeze, _add_unfreeze, _add_backup]
+def _print_action(result: Any) -> None:
+    for change in result.changes:
+        print(f"changed: {change}")
+    if not result.changes:
+        print(f"{result.action}: nothing to do; nothing changed")
+    print(f"undo: {result.undo}")
+
+
+# -- drain ----------------------------------------------------------------------------
+def _add_drain(actions: Any) -> None:
+    parser = add_command(
+        actions, "drain", help="wait until the replica has applied everything up to the freeze",
+        example="pg2edge cutover drain --source postgresql://app@db/shop --target shop.db --timeout 120",
+        handler=_drain)
+    _source_and_target(parser)
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="give up after (default 60)")
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from pipeline.cutover.actions import drain
+
+    _print_action(drain(_source(args), args.target, timeout=args.timeout))
+    return 0
+
+
+# -- promote --------------------------------------------------------------------------
+def _add_promote(actions: Any) -> None:
+    parser = add_command(
+        actions, "promote", help="back up, stop the sync, capture replica writes, record the cutover",
+        example="pg2edge cutover promote --source postgresql://app@db/shop --target shop.db",
+        handler=_promote)
+    _source_and_target(parser)
+    parser.add_argument("--drop-slot", action="store_true",
+                        help="also drop the replication slot and publication on the source (no way back by "
+                             "streaming afterwards)")
+    parser.add_argument("--backup", metavar="FILE", help="backup file (default next to the replica)")
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from pipeline.cutover.actions import promote
+
+    _print_action(promote(_source(args), args.target, drop_slot=args.drop_slot, backup=args.backup))
+    return 0
+
+
+# -- rollback -------------------------------------------------------------------------
+def _add_rollback(actions: Any) -> None:
+    parser = add_command(
+        actions, "rollback", help="unfreeze the source and send writes the replica took since promote back",
+        example="pg2edge cutover rollback --source postgresql://app@db/shop --target shop.db",
+        handler=_rollback)
+    _source_and_target(parser)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from pipeline.cutover.actions import rollback
+
+    _print_action(rollback(_source(args), args.target))
+    return 0
+
+
+ACTIONS: list[Callable[[Any], None]] = [_add_check, _add_freeze, _add_drain, _add_backup, _add_promote,
+                                        _add_rollback, _add_unfreeze]

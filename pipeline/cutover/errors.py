@@ -11,3 +11,7 @@ class FreezeError(SourceError):
 
 class BackupError(TargetError):
     """The replica cannot be backed up (names the file)."""
+
+
+class CutoverError(TargetError):
+    """A cutover action cannot run in the replica's current state (names the replica and the step)."""

@@ -1,0 +1,192 @@
+"""The last cutover actions: drain, promote, rollback. Each is idempotent and reports what it changed and its undo.
+
+* ``drain``: wait until the replica has applied the freeze LSN (``cutover/freeze``).
+* ``promote``: back up the replica, stop a running ``pg2edge sync`` (SIGTERM to
+  the pid in ``daemon/pid``), start capturing replica writes
+  (:mod:`pipeline.cutover.changelog`), record ``cutover/promote``; optionally
+  drop the slot and publication.
+* ``rollback``: unfreeze the source, replay the replica writes logged since
+  promote to PostgreSQL, stop capturing, record ``cutover/rollback``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pg2edge.dsn import connect
+from pg2edge.errors import TargetError
+from pipeline import state
+from pipeline.applier import open_replica
+from pipeline.cutover import CUTOVER_SCOPE, changelog
+from pipeline.cutover.errors import CutoverError
+from pipeline.lsn import format_lsn
+
+log = logging.getLogger(__name__)
+
+PROMOTE_RECORD = "promote"
+ROLLBACK_RECORD = "rollback"
+
+
+@dataclass
+class ActionResult:
+    """What an action changed (empty: nothing needed doing) and how to undo it."""
+
+    action: str
+    changes: list[str] = field(default_factory=list)
+    undo: str = ""
+    lsn: str | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _record(target: str | Path, name: str) -> dict | None:
+    if not Path(target).is_file():
+        raise TargetError(f"replica {target} does not exist")
+    db = open_replica(target)
+    try:
+        return state.read_record(db, CUTOVER_SCOPE, name)
+    finally:
+        db.close()
+
+
+# -- drain --------------------------------------------------------------------------------
+def drain(dsn: str, target: str | Path, *, timeout: float = 60.0) -> ActionResult:
+    """Wait until the replica has applied everything up to the freeze LSN; error if the source is not frozen."""
+    from validators.waiting import wait_for_replica
+
+    record = _record(target, "freeze")
+    if not record or not record.get("frozen"):
+        raise CutoverError(f"replica {target} records no freeze: run `pg2edge cutover freeze` first "
+                           "(drain waits for the position after the freeze)")
+    reached = wait_for_replica(dsn, target, int(record["lsn_int"]), timeout=timeout)
+    how = "applied" if reached.how == "applied" else "nothing published pending (slot idle)"
+    return ActionResult("drain", changes=[f"replica covers the freeze LSN {record['lsn']} ({how})"],
+                        undo="nothing to undo (drain only waits)", lsn=record["lsn"])
+
+
+# -- promote ------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child has exited
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stop_daemon(target: str | Path, *, timeout: float = 30.0) -> int | None:
+    """SIGTERM the sync daemon recorded in the replica and wait for it to exit; returns its pid (None: none ran)."""
+    from pipeline.daemon import DAEMON_SCOPE, PID_RECORD
+
+    db = open_replica(target)
+    try:
+        record = state.read_record(db, DAEMON_SCOPE, PID_RECORD)
+    finally:
+        db.close()
+    pid = int(record["pid"]) if record and record.get("pid") else None
+    if pid is None or pid == os.getpid() or not _alive(pid):
+        return None
+    log.warning("stopping the sync daemon (pid %d) of %s", pid, target)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            raise CutoverError(f"sync daemon pid {pid} of {target} did not exit within {timeout:g} s of SIGTERM")
+        time.sleep(0.05)
+    return pid
+
+
+def _moved_tables(db: object) -> dict[str, str]:
+    from translators.naming import sqlite_table_name
+
+    names = sorted(state.read_tables(db))  # type: ignore[arg-type]
+    return {sqlite_table_name(*n.split(".", 1)): n for n in names}
+
+
+def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: str | Path | None = None
+            ) -> ActionResult:
+    """Make the replica the primary of the moved tables (see the module docstring); idempotent."""
+    from pipeline.cutover.backup import backup_replica
+
+    result = ActionResult("promote", undo="pg2edge cutover rollback (replays replica writes made since promote)")
+    previous = _record(target, PROMOTE_RECORD)
+    done = bool(previous and previous.get("promoted"))
+    if not done:
+        out = backup_replica(target, backup)
+        result.changes.append(f"backed up the replica to {out}")
+    pid = stop_daemon(target)
+    if pid is not None:
+        result.changes.append(f"stopped the sync daemon (pid {pid}); restart it with `pg2edge sync`")
+    db = open_replica(target)
+    try:
+        tables = previous["tables"] if done else _moved_tables(db)
+        pos = state.read_position(db)
+        with db:
+            created = changelog.install(db, tables)
+            if not done:
+                result.lsn = format_lsn(pos.visible_lsn) if pos else None
+                state.write_record(db, CUTOVER_SCOPE, PROMOTE_RECORD, {
+                    "promoted": True, "time": _now(), "lsn": result.lsn, "tables": tables})
+                result.changes.append(f"recorded the cutover at {result.lsn} in {target} (cutover/promote)")
+    finally:
+        db.close()
+    if created:
+        result.changes.append(f"capturing replica writes in {changelog.CHANGELOG_TABLE} "
+                              f"({len(created)} triggers on {', '.join(sorted(tables))})")
+    if drop_slot:
+        from pipeline.teardown import teardown_replica
+
+        undone = teardown_replica(dsn=dsn, target=target)
+        result.changes += [f"source: {u}" for u in undone]
+        if undone:
+            result.undo += "; the slot and publication are gone: a rollback needs a new `pg2edge snapshot`"
+    return result
+
+
+# -- rollback -----------------------------------------------------------------------------
+def rollback(dsn: str, target: str | Path) -> ActionResult:
+    """Unfreeze the source; replay replica writes logged since promote to PostgreSQL; stop capturing."""
+    from pipeline.cutover.freeze import unfreeze
+
+    result = ActionResult("rollback", undo="pg2edge cutover freeze (then drain and promote again)")
+    thawed = unfreeze(dsn, replica=target)
+    result.changes += [c.description for c in thawed.changes]
+    promoted = _record(target, PROMOTE_RECORD)
+    db = open_replica(target)
+    try:
+        todo = changelog.pending(db)
+        if todo:
+            with connect(dsn) as pg, pg.transaction():
+                counts = changelog.replay(pg, todo)
+            with db:
+                changelog.mark_replayed(db, [c[0] for c in todo])
+            result.changes += [f"replayed {n} replica write(s) to {t} on PostgreSQL" for t, n in counts.items()]
+        if promoted and promoted.get("promoted"):
+            with db:
+                dropped = changelog.uninstall(db, list(promoted["tables"]))
+                state.write_record(db, CUTOVER_SCOPE, PROMOTE_RECORD, {**promoted, "promoted": False,
+                                                                        "rolled_back_at": _now()})
+                state.write_record(db, CUTOVER_SCOPE, ROLLBACK_RECORD, {
+                    "time": _now(), "replayed": len(todo), "unfreeze_lsn": thawed.lsn})
+            result.changes.append(f"stopped capturing replica writes (dropped {len(dropped)} triggers); "
+                                  "PostgreSQL is the primary again: restart `pg2edge sync`")
+    finally:
+        db.close()
+    result.lsn = thawed.lsn
+    return result
+
+
+__all__ = ["ActionResult", "drain", "promote", "rollback", "stop_daemon"]
