@@ -78,11 +78,36 @@ def _phase_validate(ctx: DemoContext) -> None:
     ctx.console.print(render(report, "table"), highlight=False)
 
 
+def _phase_cutover(ctx: DemoContext) -> None:
+    from pipeline.cutover.actions import drain, promote
+    from pipeline.cutover.checklist import render
+    from pipeline.cutover.freeze import freeze, published_tables
+    from pipeline.cutover.gates import run_checklist
+
+    checklist = run_checklist(ctx.dsn, ctx.replica, thresholds=ctx.config.cutover, options=ctx.config.translate)
+    ctx.results["check"] = checklist
+    ctx.console.print(render(checklist, "table", width=ctx.console.width), highlight=False)
+    if not checklist.ok:
+        ctx.console.print("The checklist failed: not cutting over (fix the failed gates, then `pg2edge cutover check`)")
+        return
+    frozen = freeze(ctx.dsn, published_tables(ctx.dsn, replica=ctx.replica), replica=ctx.replica)
+    ctx.console.print(f"Froze {', '.join(frozen.tables)} on PostgreSQL (writes refused) at {frozen.lsn}")
+    drained = drain(ctx.dsn, ctx.replica, timeout=60)
+    promoted = promote(ctx.dsn, ctx.replica)
+    ctx.results["promote"] = promoted
+    for change in drained.changes + promoted.changes:
+        ctx.console.print(f"  {change}", highlight=False)
+    ctx.console.print(f"Cut over: the replica serves {', '.join(frozen.tables)}. Undo: {promoted.undo}",
+                      highlight=False)
+
+
 Phase = tuple[str, Callable[[DemoContext], None]]
 PHASES: list[Phase] = [
     ("Phase 1 - analyze: rank tables by read/write ratio", _phase_analyze),
     ("Phase 2 - dual-write: snapshot the candidates into SQLite, then stream every change", _phase_dual_write),
     ("Phase 3 - validate: full checksum diff of replica and source at a known LSN", _phase_validate),
+    ("Phase 4 - cutover: checklist, freeze writes on PostgreSQL, drain, back up, promote the replica",
+     _phase_cutover),
 ]
 
 

@@ -64,7 +64,7 @@ def render_markdown(checklist: Checklist) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table(checklist: Checklist) -> str:
+def render_table(checklist: Checklist, *, width: int = 140) -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -73,16 +73,16 @@ def render_table(checklist: Checklist) -> str:
         table.add_column(name, overflow="fold")
     for g in checklist.gates:
         table.add_row(g.name, g.status, g.measured, g.threshold, g.detail)
-    console = Console(record=True, width=140, force_terminal=False)
+    console = Console(record=True, width=width, force_terminal=False)
     with console.capture() as capture:
         console.print(table)
     return capture.get()
 
 
-def render(checklist: Checklist, fmt: str = "table") -> str:
+def render(checklist: Checklist, fmt: str = "table", *, width: int = 140) -> str:
     """``table`` (rich), ``json`` (``as_dict``) or ``markdown`` (Prefect artifact)."""
     if fmt == "json":
         return json.dumps(checklist.as_dict(), indent=2)
     if fmt == "markdown":
         return render_markdown(checklist)
-    return render_table(checklist)
+    return render_table(checklist, width=width)
