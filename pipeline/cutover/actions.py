@@ -116,15 +116,18 @@ def _moved_tables(db: object) -> dict[str, str]:
     return {sqlite_table_name(*n.split(".", 1)): n for n in names}
 
 
-def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: str | Path | None = None
-            ) -> ActionResult:
-    """Make the replica the primary of the moved tables (see the module docstring); idempotent."""
+def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: str | Path | None = None,
+            take_backup: bool = True) -> ActionResult:
+    """Make the replica the primary of the moved tables (see the module docstring); idempotent.
+
+    ``take_backup=False`` when the caller has just backed up the replica (the migrate flow's backup task).
+    """
     from pipeline.cutover.backup import backup_replica
 
     result = ActionResult("promote", undo="pg2edge cutover rollback (replays replica writes made since promote)")
     previous = _record(target, PROMOTE_RECORD)
     done = bool(previous and previous.get("promoted"))
-    if not done:
+    if not done and take_backup:
         out = backup_replica(target, backup)
         result.changes.append(f"backed up the replica to {out}")
     pid = stop_daemon(target)

@@ -1,0 +1,127 @@
+"""Prefect tasks: each calls ONE library function (and publishes its Markdown artifact). No business logic here.
+
+Only I/O tasks that can simply be run again retry (reads of the source, the
+snapshot and sync, which resume from the replica's own state); the actions
+that change the source or the replica (freeze, backup, promote) do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from pg2edge.config import Config
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}
+
+
+def _say(line: str) -> None:
+    get_run_logger().info("%s", line)
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")  # artifact keys: lowercase letters, numbers, dashes
+
+
+@task(name="analyze", **IO_RETRIES)
+def analyze_task(config: Config) -> Any:
+    from analyzers import analyze, render
+
+    report = analyze(config.require_source(), config=config.analyze)
+    create_markdown_artifact(render(report, "markdown"), key=_key("candidates"),
+                             description="Phase 1: tables ranked by read/write ratio")
+    return report
+
+
+@task(name="candidates")
+def candidates_task(report: Any) -> list[str]:
+    from analyzers.verdicts import MOVABLE
+
+    return [t.table for t in report.tables if t.verdict in MOVABLE and not t.blockers]
+
+
+@task(name="translate schema", **IO_RETRIES)
+def translate_task(config: Config, tables: list[str]) -> Any:
+    from translators.render import translate_schema
+
+    names = [t.split(".", 1)[-1] for t in tables]
+    result = translate_schema(config.require_source(), schemas=config.analyze.schemas, tables=names,
+                              options=config.translate)
+    lines = [f"## Schema translation: {result.statements} statement(s), {len(result.findings)} finding(s)", ""]
+    lines += [f"- `{f.level}` **{f.code}** {f.object}: {f.message}" for f in result.findings] or ["- no findings"]
+    lines += ["", "```sql", result.text.rstrip(), "```"]
+    create_markdown_artifact("\n".join(lines) + "\n", key=_key("schema-findings"),
+                             description="Phase 2: PostgreSQL -> SQLite schema findings")
+    return result
+
+
+@task(name="snapshot", **IO_RETRIES)
+def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
+    from pipeline.snapshot import run_snapshot
+
+    return run_snapshot(dsn=config.require_source(), target=target, tables=",".join(tables),
+                        options=config.translate, say=_say)
+
+
+@task(name="sync until caught up", **IO_RETRIES)
+def sync_task(config: Config, target: str) -> Any:
+    from pipeline.daemon import run_sync
+
+    return run_sync(dsn=config.require_source(), target=target, options=config.translate, until_caught_up=True,
+                    say=_say)
+
+
+@task(name="validate", **IO_RETRIES)
+def validate_task(config: Config, target: str, mode: str = "full") -> Any:
+    from validators import render, validate
+
+    report = validate(config.require_source(), target, mode=mode, options=config.translate)
+    create_markdown_artifact(render(report, "markdown"), key=_key("validation"),
+                             description="Phase 3: replica vs source at a known LSN")
+    return report
+
+
+@task(name="cutover checklist", **IO_RETRIES)
+def checklist_task(config: Config, target: str) -> Any:
+    from pipeline.cutover.checklist import render
+    from pipeline.cutover.gates import run_checklist
+
+    checklist = run_checklist(config.require_source(), target, thresholds=config.cutover, options=config.translate)
+    create_markdown_artifact(render(checklist, "markdown"), key=_key("cutover-checklist"),
+                             description="Phase 4: the cutover checklist")
+    return checklist
+
+
+@task(name="freeze")
+def freeze_task(config: Config, target: str) -> Any:
+    from pipeline.cutover.freeze import freeze, published_tables
+
+    dsn = config.require_source()
+    return freeze(dsn, published_tables(dsn, replica=target), replica=target)
+
+
+@task(name="drain", **IO_RETRIES)
+def drain_task(config: Config, target: str) -> Any:
+    from pipeline.cutover.actions import drain
+
+    return drain(config.require_source(), target)
+
+
+@task(name="backup")
+def backup_task(target: str) -> Path:
+    from pipeline.cutover.backup import backup_replica
+
+    return backup_replica(target)
+
+
+@task(name="promote")
+def promote_task(config: Config, target: str) -> Any:
+    from pipeline.cutover.actions import promote
+
+    result = promote(config.require_source(), target, take_backup=False)
+    lines = ["## Cutover: promoted", ""] + [f"- {c}" for c in result.changes] + ["", f"Undo: `{result.undo}`"]
+    create_markdown_artifact("\n".join(lines) + "\n", key=_key("promote"), description="Phase 4: what promote changed")
+    return result
