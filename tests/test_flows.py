@@ -36,7 +36,8 @@ def _artifacts() -> dict[str, Any]:
         async with get_client() as client:
             return await client.read_artifacts()
 
-    return {a.key: a for a in run_coro_as_sync(read()) if a.key}
+    ordered = sorted(run_coro_as_sync(read()), key=lambda a: a.created)  # the latest version of each key wins
+    return {a.key: a for a in ordered if a.key}
 
 
 def test_migrate_runs_every_phase_and_publishes_artifacts(prefect_harness: None, shop_dsn: str,
