@@ -125,10 +125,18 @@ def build_mappings(dsn: str, db: Any, publication: str, options: TranslateConfig
     return out
 
 
+class SnapshotInterrupted(Exception):
+    """SIGTERM/SIGINT arrived while the snapshot was copying (a rerun resumes it)."""
+
+
 class _StopFlag:
+    """Set by SIGTERM/SIGINT. While ``interrupt_now`` (the snapshot), the signal also raises
+    SnapshotInterrupted so a long copy stops at once; the keeper holds the snapshot for a rerun."""
+
     def __init__(self, event: threading.Event | None) -> None:
         self.event = event or threading.Event()
         self.reason = ""
+        self.interrupt_now = False
 
     def install(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -138,6 +146,8 @@ class _StopFlag:
         def handler(signum: int, _frame: Any) -> None:
             self.reason = signal.Signals(signum).name
             self.event.set()
+            if self.interrupt_now:
+                raise SnapshotInterrupted(self.reason)
 
         for sig in previous:
             signal.signal(sig, handler)
@@ -173,14 +183,25 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
     report = SyncReport()
-    report.snapshot = run_snapshot(dsn=dsn, target=target, tables=tables, jobs=jobs, options=options,
-                                   allow_replica_identity_full=allow_replica_identity_full, say=say)
+    flag = _StopFlag(stop)
+    restore = flag.install()  # before the snapshot: a signal never kills the process half-way
+    flag.interrupt_now = True
+    try:
+        report.snapshot = run_snapshot(dsn=dsn, target=target, tables=tables, jobs=jobs, options=options,
+                                       allow_replica_identity_full=allow_replica_identity_full, say=say)
+    except SnapshotInterrupted as exc:
+        restore()
+        report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
+        return report
+    except BaseException:
+        restore()
+        raise
+    finally:
+        flag.interrupt_now = False
     if not report.snapshot.already_complete:
         say(f"snapshot: {report.snapshot.rows} rows in {len(report.snapshot.tables)} tables "
             f"({report.snapshot.seconds:.1f} s); streaming from {format_lsn(report.snapshot.consistent_lsn)}")
     db = open_replica(target)
-    flag = _StopFlag(stop)
-    restore = flag.install()
     _record_pid(db, running=True)  # `pg2edge cutover promote` stops this daemon by its pid
     try:
         names = state.read_stream(db)

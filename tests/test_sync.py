@@ -192,3 +192,34 @@ def test_server_date_and_interval_styles_do_not_change_stored_values(pg_dsn: str
     db.close()
     assert rows == [(1, "2024-01-02 03:04:05.5", "2024-03-05", 0.1),
                     (2, "2025-01-01 04:00:00", "1999-12-31", 1e-7)]
+
+
+def test_sigterm_during_the_snapshot_stops_cleanly_and_a_rerun_resumes(pg_dsn: str, sqlite_path) -> None:
+    _sql(pg_dsn, "CREATE TABLE big (id bigint PRIMARY KEY, body text)",
+         "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 600000) g")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pg2edge", "sync", "--source", pg_dsn, "--target", str(sqlite_path)],
+        env=_cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: sqlite_path.exists() and "slot" in _state_text(sqlite_path), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM during the snapshot" in out, out
+    report = run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
+    assert report.snapshot is not None and not report.snapshot.restarted  # the keeper kept the snapshot
+    assert_replica_equals(pg_dsn, sqlite_path)
+
+
+def _state_text(path) -> str:
+    try:
+        db = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return str(db.execute("SELECT group_concat(value) FROM _pg2edge_state").fetchone()[0])
+        finally:
+            db.close()
+    except apsw.Error:
+        return ""
