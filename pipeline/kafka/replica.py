@@ -29,7 +29,7 @@ from pipeline.applier import TableMapping, open_replica
 from pipeline.daemon import _StopFlag, build_mappings, current_wal_lsn
 from pipeline.events import Transaction
 from pipeline.kafka import records
-from pipeline.kafka.client import Consumer, KafkaPythonConsumer
+from pipeline.kafka.client import Consumer, make_consumer
 from pipeline.lsn import format_lsn
 from pipeline.replication import identify_system
 from pipeline.retry import QUEUE_TABLE, QueueingApplier, RetryPolicy
@@ -118,7 +118,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                       group: str | None = None, topic_prefix: str = "pg2edge", options: TranslateConfig | None = None,
                       policy: RetryPolicy | None = None, until_caught_up: bool = False, until_lsn: int | None = None,
                       stop: threading.Event | None = None, consumer: Consumer | None = None,
-                      max_records: int = 5000, say: Callable[[str], None] = print) -> ReplicaReport:
+                      client: str = "kafka-python", max_records: int = 5000, say: Callable[[str], None] = print) -> ReplicaReport:
     """Consume the change topic into ``target`` until stopped (or until it reached the source / ``until_lsn``)."""
     options = options or TranslateConfig()
     if topic is None:
@@ -135,7 +135,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
     flag = _StopFlag(stop)
     restore = flag.install()
     own = consumer is None
-    consumer = consumer or KafkaPythonConsumer(bootstrap, group=group)
+    consumer = consumer or make_consumer(client, bootstrap, group=group)
     try:
         rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy)
         pos = state.read_position(db)
