@@ -17,6 +17,8 @@ from pipeline.kafka.replica import run_kafka_replica
 from pipeline.lsn import parse_lsn
 from tests.support.replica import assert_replica_equals, current_lsn, diff_replica
 
+pytestmark = pytest.mark.kafka
+
 SCHEMA = """
 CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), tags text[],
                     created timestamptz DEFAULT now());

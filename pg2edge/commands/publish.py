@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--tables", metavar="LIST", help="comma-separated names or globs (default: every "
                         "replicable table of schema public)")
     parser.add_argument("--state", default="pg2edge-publisher.db", metavar="FILE",
-                        help="publisher state file: slot, publication, acknowledged LSN (default ./pg2edge-publisher.db)")
+                        help="publisher state file: slot, publication, acknowledged LSN "
+                             "(default ./pg2edge-publisher.db)")
     parser.add_argument("--allow-replica-identity-full", action="store_true",
                         help="set REPLICA IDENTITY FULL on selected tables without a primary key")
     parser.add_argument("--until-caught-up", action="store_true",

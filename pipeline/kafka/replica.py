@@ -119,7 +119,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                       policy: RetryPolicy | None = None, until_caught_up: bool = False, until_lsn: int | None = None,
                       idle_seconds: float = 2.0,
                       stop: threading.Event | None = None, consumer: Consumer | None = None,
-                      client: str = "kafka-python", max_records: int = 5000, say: Callable[[str], None] = print) -> ReplicaReport:
+                      client: str = "kafka-python", max_records: int = 5000,
+                      say: Callable[[str], None] = print) -> ReplicaReport:
     """Consume the change topic into ``target`` until stopped.
 
     ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
