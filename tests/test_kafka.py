@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from pipeline.kafka.records import Regrouper, topic_name
 from pipeline.kafka.replica import run_kafka_replica
 from pipeline.lsn import parse_lsn
 from tests.support.replica import assert_replica_equals, current_lsn, diff_replica
+
+pytestmark = pytest.mark.kafka
 
 SCHEMA = """
 CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), tags text[],
@@ -68,7 +71,7 @@ def _db_name(dsn: str) -> str:
         return conn.info.dbname
 
 
-def test_snapshot_and_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_snapshot_and_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path, run_cli) -> None:
     _setup(pg_dsn)
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t1", state_path=tmp_path / "pub.db",
                   until_caught_up=True, say=lambda s: None)  # the snapshot, before any change
@@ -86,6 +89,40 @@ def test_snapshot_and_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: s
         assert rep.transactions == 300
         assert rep.position is not None and rep.position.kafka["topic"] == topic
         assert_replica_equals(pg_dsn, tmp_path / f"r{i}.db")
+    shown = run_cli("status", "--target", str(tmp_path / "r0.db"), "--target", str(tmp_path / "r1.db"),
+                    "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    statuses = json.loads(shown.stdout)
+    assert [s["target"] for s in statuses] == [str(tmp_path / "r0.db"), str(tmp_path / "r1.db")]
+    assert all(s["kafka"]["topic"] == topic and s["dlq"] == 0 for s in statuses)
+    assert statuses[0]["kafka"]["offset"] == statuses[1]["kafka"]["offset"] > 2300
+
+
+def test_replicas_fan_out_at_their_own_positions_via_cli(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path,
+                                                        run_cli) -> None:
+    _setup(pg_dsn)
+    pub = ("publish", "--source", pg_dsn, "--bootstrap", kafka_bootstrap, "--topic-prefix", "fan",
+           "--state", str(tmp_path / "pub.db"), "--until-caught-up")
+    assert run_cli(*pub).returncode == 0
+    topic = topic_name("fan", _db_name(pg_dsn))
+
+    def replica(name: str) -> None:
+        done = run_cli("sync", "--from-kafka", "--bootstrap", kafka_bootstrap, "--source", pg_dsn, "--topic", topic,
+                       "--group", name, "--target", str(tmp_path / f"{name}.db"), "--until-caught-up")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    replica("early")
+    _writes(pg_dsn, 50)
+    published = run_cli(*pub)
+    assert published.returncode == 0 and "50 transactions" in published.stdout, published.stdout
+    replica("late")
+    assert_replica_equals(pg_dsn, tmp_path / "late.db")
+    assert diff_replica(pg_dsn, tmp_path / "early.db")  # the early replica is still at its own position
+    status = json.loads(run_cli("status", "--target", str(tmp_path / "early.db"), "--target",
+                                str(tmp_path / "late.db"), "--format", "json").stdout)
+    assert status[0]["kafka"]["offset"] < status[1]["kafka"]["offset"]
+    replica("early")
+    assert_replica_equals(pg_dsn, tmp_path / "early.db")
 
 
 def test_records_carry_the_envelope_and_transaction_boundaries(pg_dsn: str, kafka_bootstrap: str,

@@ -20,7 +20,7 @@ from tests.support.replica import assert_replica_equals, current_lsn
 from tests.support.writeload import WriteLoad
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 
 def _cli(*args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import apsw
@@ -74,7 +73,7 @@ def _run(fn, stop: threading.Event, **kw) -> threading.Thread:
     return t
 
 
-@pytest.mark.parametrize("transport", ["embedded", "kafka"])
+@pytest.mark.parametrize("transport", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 def test_poison_change_goes_to_retry_then_dlq_and_replays_in_order(
         transport: str, pg_dsn: str, tmp_path: Path, request: pytest.FixtureRequest, run_cli) -> None:
     _setup(pg_dsn)

@@ -22,12 +22,15 @@ def register(sub: Any) -> None:
     parser.add_argument("--tables", metavar="LIST", help="comma-separated names or globs (default: every "
                         "replicable table of schema public)")
     parser.add_argument("--state", default="pg2edge-publisher.db", metavar="FILE",
-                        help="publisher state file: slot, publication, acknowledged LSN (default ./pg2edge-publisher.db)")
+                        help="publisher state file: slot, publication, acknowledged LSN "
+                             "(default ./pg2edge-publisher.db)")
     parser.add_argument("--allow-replica-identity-full", action="store_true",
                         help="set REPLICA IDENTITY FULL on selected tables without a primary key")
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit 0 once everything committed before the start is published")
     parser.add_argument("--heartbeat", default="1s", metavar="DURATION", help="heartbeat interval (default 1s)")
+    parser.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
+                        help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
     parser.add_argument("--linger-ms", type=int, default=5, metavar="MS", help="producer linger (default 5)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="producer compression (default none)")
@@ -42,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     report = run_publisher(
         dsn=config.require_source(), bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, tables=args.tables,
         state_path=args.state, allow_replica_identity_full=args.allow_replica_identity_full,
-        until_caught_up=args.until_caught_up, heartbeat_interval=parse_duration(args.heartbeat),
+        until_caught_up=args.until_caught_up, client=args.client, heartbeat_interval=parse_duration(args.heartbeat),
         producer_options={"linger_ms": args.linger_ms,
                           "compression_type": None if args.compression == "none" else args.compression})
     print(f"publish stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, {report.transactions} "

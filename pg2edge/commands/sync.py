@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
     kafka.add_argument("--group", metavar="NAME", help="consumer group (advisory offsets; the replica stores its own)")
+    kafka.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
+                        help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
     kafka.add_argument("--topic", metavar="T", help="topic (default pg2edge.<database>.changes)")
     parser.add_argument("--max-attempts", type=int, default=5, metavar="N",
                         help="attempts before a failing change goes to the DLQ (default 5)")
@@ -74,7 +76,7 @@ def _run_kafka(args: argparse.Namespace, config: Any) -> int:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
     report = run_kafka_replica(
         bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
-        group=args.group, options=config.translate, until_caught_up=args.until_caught_up,
+        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
         policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"sync --from-kafka stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, "

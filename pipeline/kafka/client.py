@@ -120,7 +120,8 @@ class KafkaPythonConsumer:
         try:
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-                                           fetch_max_bytes=32 * 1024 * 1024, **options)
+                                           fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=10,
+                                           **options)
         except KafkaError as exc:
             raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
         self._group = group
@@ -159,3 +160,23 @@ class KafkaPythonConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+CLIENTS = ("kafka-python", "confluent")
+
+
+def make_producer(client: str, bootstrap: str, **options: Any) -> Producer:
+    """A producer of the named client (``kafka-python`` or ``confluent``)."""
+    if client == "confluent":
+        from pipeline.kafka.confluent import ConfluentProducer
+
+        return ConfluentProducer(bootstrap, **options)
+    return KafkaPythonProducer(bootstrap, **options)
+
+
+def make_consumer(client: str, bootstrap: str, *, group: str | None = None) -> Consumer:
+    if client == "confluent":
+        from pipeline.kafka.confluent import ConfluentConsumer
+
+        return ConfluentConsumer(bootstrap, group=group)
+    return KafkaPythonConsumer(bootstrap, group=group)

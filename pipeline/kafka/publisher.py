@@ -34,7 +34,7 @@ from pipeline import keeper, state
 from pipeline.daemon import Heartbeater, _StopFlag, current_wal_lsn
 from pipeline.events import ChangeEvent, Op, SourceInfo
 from pipeline.kafka import records
-from pipeline.kafka.client import KafkaPythonProducer, Producer, ensure_topic
+from pipeline.kafka.client import Producer, ensure_topic, make_producer
 from pipeline.lsn import format_lsn
 from pipeline.publication import setup_publication, slot_change
 from pipeline.replication import ReplicationStream, drop_slot, identify_system
@@ -146,6 +146,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                   state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
+                  client: str = "kafka-python",
                   stop: threading.Event | None = None, say: Callable[[str], None] = print) -> PublishReport:
     """Publish the snapshot (once), then every committed change, until stopped (or caught up)."""
     state_path = str(state_path)
@@ -160,7 +161,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         topic = records.topic_name(topic_prefix, ident.database)
         report = PublishReport(topic=topic)
         ensure_topic(bootstrap, topic)
-        producer = producer or KafkaPythonProducer(bootstrap, **(producer_options or {}))
+        producer = producer or make_producer(client, bootstrap, **(producer_options or {}))
         names = stream_names(db, slot=None, publication=None)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,

@@ -29,7 +29,7 @@ from pipeline.applier import TableMapping, open_replica
 from pipeline.daemon import _StopFlag, build_mappings, current_wal_lsn
 from pipeline.events import Transaction
 from pipeline.kafka import records
-from pipeline.kafka.client import Consumer, KafkaPythonConsumer
+from pipeline.kafka.client import Consumer, make_consumer
 from pipeline.lsn import format_lsn
 from pipeline.replication import identify_system
 from pipeline.retry import QUEUE_TABLE, QueueingApplier, RetryPolicy
@@ -117,9 +117,16 @@ class _Replica:
 def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = None, topic: str | None = None,
                       group: str | None = None, topic_prefix: str = "pg2edge", options: TranslateConfig | None = None,
                       policy: RetryPolicy | None = None, until_caught_up: bool = False, until_lsn: int | None = None,
+                      idle_seconds: float = 2.0,
                       stop: threading.Event | None = None, consumer: Consumer | None = None,
-                      max_records: int = 5000, say: Callable[[str], None] = print) -> ReplicaReport:
-    """Consume the change topic into ``target`` until stopped (or until it reached the source / ``until_lsn``)."""
+                      client: str = "kafka-python", max_records: int = 5000,
+                      say: Callable[[str], None] = print) -> ReplicaReport:
+    """Consume the change topic into ``target`` until stopped.
+
+    ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
+    ``until_caught_up``: stop at the source's current LSN (needs ``dsn`` and a running publisher),
+    or once the topic brought no row change for ``idle_seconds`` (the publisher may be stopped).
+    """
     options = options or TranslateConfig()
     if topic is None:
         if dsn is None:
@@ -135,7 +142,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
     flag = _StopFlag(stop)
     restore = flag.install()
     own = consumer is None
-    consumer = consumer or KafkaPythonConsumer(bootstrap, group=group)
+    consumer = consumer or make_consumer(client, bootstrap, group=group)
     try:
         rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy)
         pos = state.read_position(db)
@@ -143,7 +150,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
         consumer.seek(topic, 0, start)
         say(f"consuming {topic} from offset {start}")
         regroup = records.Regrouper()
-        last_commit = time.monotonic()
+        last_commit = last_data = time.monotonic()
         while True:
             got = consumer.poll(timeout=0.2, max_records=max_records)
             batch: list[Transaction] = []
@@ -165,6 +172,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
 
             for record in got:
                 item = regroup.feed(record)
+                if not isinstance(item, records.ControlItem) or item.data.get("type") != "heartbeat":
+                    last_data = time.monotonic()
                 if isinstance(item, records.TxnItem):
                     if rows:
                         flush()
@@ -196,6 +205,9 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                 if cur is not None and cur.commit_lsn > 0 and cur.visible_lsn >= goal:
                     report.stopped_by = "caught up"
                     break
+            if until_caught_up and not regroup.pending and now - last_data >= idle_seconds:
+                report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
+                break
             if flag.event.is_set():
                 report.stopped_by = flag.reason or "stop requested"
                 break
