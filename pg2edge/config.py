@@ -93,12 +93,25 @@ class TranslateConfig(_Section):
     inexact: Literal["record", "raise"] = "record"
 
 
+class TenantsConfig(_Section):
+    """Database-per-tenant split (pipeline.tenants): one SQLite file per value of ``column``."""
+
+    column: str = "tenant_id"
+    pattern: str = "data/tenants/{tenant}.db"
+    # tables without the column: copied into "every" tenant file, or kept in one shared "file"
+    shared: Literal["every", "file"] = "every"
+    # the shared file; it is also the staging (hub) file of the snapshot and holds the stream's state
+    shared_path: str = "data/tenants/_shared.db"
+    max_open: int = Field(default=256, ge=1)
+
+
 class Config(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     tables: list[str] = Field(default_factory=list)
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    tenants: TenantsConfig = Field(default_factory=TenantsConfig)
 
     def require_source(self) -> str:
         """The source DSN, or a ConfigError that says every way to give one."""
