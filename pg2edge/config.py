@@ -101,8 +101,17 @@ class TenantsConfig(_Section):
     # tables without the column: copied into "every" tenant file, or kept in one shared "file"
     shared: Literal["every", "file"] = "every"
     # the shared file; it is also the staging (hub) file of the snapshot and holds the stream's state
+    # (default: _shared.db in the pattern's folder)
     shared_path: str = "data/tenants/_shared.db"
     max_open: int = Field(default=256, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_beside_pattern(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "pattern" in data and not data.get("shared_path"):
+            folder = os.path.dirname(str(data["pattern"]))
+            data = {**data, "shared_path": os.path.join(folder, "_shared.db")}
+        return data
 
 
 class Config(_Section):

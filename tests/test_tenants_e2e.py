@@ -123,3 +123,23 @@ def test_tenant_table_without_the_column_in_its_key_is_refused(pg_dsn: str, tmp_
          "INSERT INTO events VALUES (1, 'a', 'x')")
     with pytest.raises(TenantTableError, match="public.events"):
         run_tenant_sync(dsn=pg_dsn, tenants=_config(tmp_path), until_caught_up=True, say=_quiet)
+
+
+def test_cli_sync_list_and_delete(pg_dsn: str, tmp_path: Path, run_cli) -> None:
+    _sql(pg_dsn, *SCHEMA)
+    pattern = str(tmp_path / "t" / "{tenant}.db")
+    done = run_cli("sync", "--source", pg_dsn, "--tenant-pattern", pattern, "--until-caught-up")
+    assert done.returncode == 0, done.stderr
+    assert "tenant sync stopped (caught up)" in done.stdout
+    listed = run_cli("tenant", "list", "--pattern", pattern)
+    assert listed.returncode == 0 and "50 tenant file(s)" in listed.stdout
+    assert (tmp_path / "t" / "_shared.db").exists()
+    refused = run_cli("tenant", "delete", "t3", "--pattern", pattern)
+    assert refused.returncode == 2 and "--yes" in refused.stderr + refused.stdout
+    assert (tmp_path / "t" / "t3.db").exists()
+    removed = run_cli("tenant", "delete", "t3", "--pattern", pattern, "--yes")
+    assert removed.returncode == 0 and f"removed {tmp_path / 't' / 't3.db'}" in removed.stdout
+    assert not (tmp_path / "t" / "t3.db").exists()
+    assert "49 tenant file(s)" in run_cli("tenant", "list", "--pattern", pattern).stdout
+    escape = run_cli("tenant", "delete", "../t/t4", "--pattern", pattern, "--yes")
+    assert escape.returncode == 2 and (tmp_path / "t" / "t4.db").exists()
