@@ -107,6 +107,27 @@ class CutoverConfig(_Section):
         return parse_duration(value)
 
 
+class TenantsConfig(_Section):
+    """Database-per-tenant split (pipeline.tenants): one SQLite file per value of ``column``."""
+
+    column: str = "tenant_id"
+    pattern: str = "data/tenants/{tenant}.db"
+    # tables without the column: copied into "every" tenant file, or kept in one shared "file"
+    shared: Literal["every", "file"] = "every"
+    # the shared file; it is also the staging (hub) file of the snapshot and holds the stream's state
+    # (default: _shared.db in the pattern's folder)
+    shared_path: str = "data/tenants/_shared.db"
+    max_open: int = Field(default=256, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_beside_pattern(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "pattern" in data and not data.get("shared_path"):
+            folder = os.path.dirname(str(data["pattern"]))
+            data = {**data, "shared_path": os.path.join(folder, "_shared.db")}
+        return data
+
+
 class Config(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
@@ -114,6 +135,7 @@ class Config(_Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
     cutover: CutoverConfig = Field(default_factory=CutoverConfig)
+    tenants: TenantsConfig = Field(default_factory=TenantsConfig)
 
     def require_source(self) -> str:
         """The source DSN, or a ConfigError that says every way to give one."""

@@ -13,7 +13,6 @@ from pg2edge.cli import build_parser
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 REPO = DOCKER.parent
-NOT_BUILT_YET = {"publish", "replica"}  # need `pg2edge publish` and `pg2edge sync --from-kafka` (Kafka transport)
 
 
 def compose() -> dict[str, Any]:
@@ -30,9 +29,7 @@ def pg2edge_services() -> list[Any]:
     for name, service in compose()["services"].items():
         argv = argv_of(service)
         if argv[:1] == ["pg2edge"]:
-            marks = [pytest.mark.xfail(strict=False, reason="Kafka transport not built yet")] \
-                if name in NOT_BUILT_YET else []
-            out.append(pytest.param(name, argv[1:], id=name, marks=marks))
+            out.append(pytest.param(name, argv[1:], id=name))
     return out
 
 

@@ -50,3 +50,11 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-replica-identity-full", action="store_true",
                         help="set REPLICA IDENTITY FULL on selected tables without a primary key "
                              "(a change on the source, undone by teardown) instead of refusing them")
+
+
+def add_tenant_options(parser: argparse.ArgumentParser) -> None:
+    """--tenant-pattern / --tenant-column: the database-per-tenant split (pipeline.tenants)."""
+    parser.add_argument("--tenant-pattern", metavar="PATTERN",
+                        help="split into one SQLite file per tenant, e.g. 'data/tenants/{tenant}.db' "
+                             "(the rest of [tenants] comes from the config; --target is not used)")
+    parser.add_argument("--tenant-column", metavar="COL", help="tenant column (default: [tenants] column, tenant_id)")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option
+from pg2edge.commands import (add_command, add_source_options, add_table_options, add_target_option,
+                              add_tenant_options)
 
 
 def register(sub: Any) -> None:
@@ -21,6 +22,7 @@ def register(sub: Any) -> None:
     add_target_option(parser)
     add_table_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_tenant_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,7 +30,11 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.progress import table_progress
     from pipeline.snapshot import run_snapshot
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
+                                                 "tenants": {"pattern": args.tenant_pattern,
+                                                             "column": args.tenant_column}})
+    if args.tenant_pattern:
+        return _run_tenants(args, config)
     with table_progress(enabled=not args.no_progress and sys.stderr.isatty()) as advance:
         report = run_snapshot(dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
                               options=config.translate, allow_replica_identity_full=args.allow_replica_identity_full,
@@ -41,4 +47,15 @@ def _run(args: argparse.Namespace) -> int:
     rate = report.rows / report.seconds if report.seconds else 0.0
     print(f"snapshot of {len(report.tables)} tables, {report.rows} rows in {report.seconds:.1f} s "
           f"({rate:,.0f} rows/s); slot {report.slot}, publication {report.publication}")
+    return 0
+
+
+def _run_tenants(args: argparse.Namespace, config: Any) -> int:
+    from pipeline.tenants.split import run_tenant_snapshot
+
+    report = run_tenant_snapshot(dsn=config.require_source(), tenants=config.tenants, tables=args.tables,
+                                 jobs=args.jobs, options=config.translate,
+                                 allow_replica_identity_full=args.allow_replica_identity_full)
+    print(f"tenant snapshot: {report.tenants} tenant file(s) created, {report.skipped} already complete; "
+          f"shared/hub file {config.tenants.shared_path}")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option
+from pg2edge.commands import (add_command, add_source_options, add_table_options, add_target_option,
+                              add_tenant_options)
 
 
 def register(sub: Any) -> None:
@@ -27,6 +28,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
     kafka = parser.add_argument_group("Kafka replica (the source is then only read for the schema)")
     kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
+    add_tenant_options(parser)
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
     kafka.add_argument("--group", metavar="NAME", help="consumer group (advisory offsets; the replica stores its own)")
     kafka.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
@@ -44,7 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.lsn import format_lsn
     from pipeline.retry import RetryPolicy
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
+                                                 "tenants": {"pattern": args.tenant_pattern,
+                                                             "column": args.tenant_column}})
+    if args.tenant_pattern:
+        return _run_tenants(args, config)
     metrics = None
     if args.metrics_port:
         from pipeline.metrics import Metrics
@@ -82,4 +88,19 @@ def _run_kafka(args: argparse.Namespace, config: Any) -> int:
     print(f"sync --from-kafka stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, "
           f"{report.transactions} transactions ({report.rows} changes) applied, {report.skipped} duplicates "
           f"skipped, {report.parked} parked; replica at {at}")
+    return 0
+
+
+def _run_tenants(args: argparse.Namespace, config: Any) -> int:
+    from pg2edge.config import parse_duration
+    from pipeline.lsn import format_lsn
+    from pipeline.tenants.daemon import run_tenant_sync
+
+    report = run_tenant_sync(dsn=config.require_source(), tenants=config.tenants, tables=args.tables, jobs=args.jobs,
+                             options=config.translate, until_caught_up=args.until_caught_up,
+                             heartbeat_interval=parse_duration(args.heartbeat),
+                             allow_replica_identity_full=args.allow_replica_identity_full)
+    at = format_lsn(report.position.visible_lsn) if report.position else "-"
+    print(f"tenant sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row "
+          f"changes routed, {report.tenants_created} new tenant file(s); shared file at {at}")
     return 0

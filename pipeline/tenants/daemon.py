@@ -1,0 +1,96 @@
+"""The tenant sync loop: tenant snapshot if needed, then route changes into the tenant files."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from pg2edge.config import TenantsConfig, TranslateConfig
+from pipeline import state
+from pipeline.applier import open_replica
+from pipeline.daemon import Heartbeater, _StopFlag, build_mappings, current_wal_lsn
+from pipeline.lsn import format_lsn
+from pipeline.replication import ReplicationStream
+from pipeline.snapshot import published_tables
+from pipeline.source import CdcSource
+from pipeline.tenants.layout import plan_layout
+from pipeline.tenants.router import TenantRouter
+from pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
+
+
+@dataclass
+class TenantSyncReport:
+    snapshot: TenantSnapshotReport | None = None
+    transactions: int = 0
+    rows: int = 0
+    tenants_created: int = 0
+    peak_open_files: int = 0
+    position: state.Position | None = None
+    stopped_by: str = "caught up"
+
+
+def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[str] | None = None,
+                    jobs: int = 2, options: TranslateConfig | None = None, until_caught_up: bool = False,
+                    heartbeat_interval: float = 1.0, allow_replica_identity_full: bool = False,
+                    stop: threading.Event | None = None, say: Callable[[str], None] = print,
+                    max_wait: float = 0.2) -> TenantSyncReport:
+    """Tenant snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
+    options = options or TranslateConfig()
+    report = TenantSyncReport()
+    report.snapshot = run_tenant_snapshot(dsn=dsn, tenants=tenants, tables=tables, jobs=jobs, options=options,
+                                          allow_replica_identity_full=allow_replica_identity_full, say=say)
+    hub = open_replica(tenants.shared_path)
+    flag = _StopFlag(stop)
+    restore = flag.install()
+    try:
+        names, pos = state.read_stream(hub), state.read_position(hub)
+        assert names is not None and pos is not None
+        layout = report.snapshot.layout or plan_layout(dsn, published_tables(dsn, names.publication),
+                                                       config=tenants, options=options)
+        router = TenantRouter(layout=layout, hub=hub, hub_path=tenants.shared_path,
+                              mappings=build_mappings(dsn, hub, names.publication, options))
+        say(f"routing {len(layout.tenant_tables)} tenant table(s) by {tenants.column!r} into "
+            f"{len(router.known)} tenant file(s); streaming from {format_lsn(pos.end_lsn)}")
+        goal = current_wal_lsn(dsn) if until_caught_up else None
+        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
+                                             start_lsn=pos.end_lsn))
+        heart = Heartbeater(dsn)
+        last_beat = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_beat >= heartbeat_interval:
+                    heart.beat()
+                    last_beat = now
+                batch = source.batch(max_wait=max_wait)
+                if batch:
+                    result = router.apply(batch)  # every tenant file, then the hub, committed
+                    source.ack(batch[-1].end_lsn)
+                    report.transactions += result.transactions
+                    report.rows += result.rows
+                beat = source.ack_heartbeat()
+                if beat is not None:
+                    current = state.read_position(hub)
+                    if current is not None and beat > (current.watermark_lsn or 0):
+                        with hub:
+                            state.write_position(hub, replace(current, watermark_lsn=beat))
+                current = state.read_position(hub)
+                if goal is not None and current is not None and current.visible_lsn >= goal:
+                    report.stopped_by = "caught up"
+                    break
+                if flag.event.is_set():
+                    report.stopped_by = flag.reason or "stop requested"
+                    break
+        finally:
+            heart.close()
+            source.close()
+            report.tenants_created = router.created
+            report.peak_open_files = router.pool.peak
+            router.close()
+        report.position = state.read_position(hub)
+        return report
+    finally:
+        restore()
+        hub.close()

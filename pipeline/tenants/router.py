@@ -1,0 +1,158 @@
+"""CDC routing: each source transaction split by tenant, one Applier (and one position) per file.
+
+For a batch of whole source transactions:
+
+1. every event goes to its tenant (the tenant column of ``after``, or of
+   ``before`` for deletes); a row whose tenant changed becomes a delete in the
+   old tenant's file and an upsert in the new one; a TRUNCATE of a tenant table
+   goes to every tenant file; shared-table events go to every tenant file
+   (``shared = "every"``) and always to the hub (shared) file;
+2. each tenant's events become per-tenant ``Transaction``s with the source
+   transaction's xid/commit_lsn/end_lsn/commit_ts, applied by that file's
+   Applier: rows + position in one SQLite transaction per file, and anything at
+   or below the file's stored commit LSN is skipped after a restart;
+3. the hub applies its share of every transaction (possibly empty), so the
+   hub's position is the batch end; only then is the batch acknowledged.
+
+A restart streams from the hub's position: files that had already committed
+skip what they hold, so each file sees each transaction exactly once. A tenant
+that appears after the snapshot gets a new file seeded from the hub (shared
+rows, position = the hub's position, which is that of the previous batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import state
+from pipeline.applier import Applier, ApplyResult, TableMapping, open_replica
+from pipeline.errors import ApplyError
+from pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
+from pipeline.tenants.admin import list_tenants
+from pipeline.tenants.ids import tenant_path
+from pipeline.tenants.layout import Key, TenantLayout
+from pipeline.tenants.pool import TenantPool
+from pipeline.tenants.split import create_tenant_file
+
+log = logging.getLogger(__name__)
+
+BROADCAST = object()  # an event every tenant file receives
+
+
+@dataclass(slots=True)
+class RouteResult:
+    transactions: int = 0  # source transactions routed
+    tenant_transactions: int = 0  # per-tenant transactions applied
+    rows: int = 0  # row events applied in tenant files
+    tenants_touched: int = 0
+    tenants_created: int = 0
+
+
+def _tenant_of(layout: TenantLayout, ev: ChangeEvent, row: Mapping[str, Any] | None) -> str:
+    col = layout.column
+    value = None if row is None else row.get(col)
+    if value is UNCHANGED_TOAST:
+        value = None
+    table = f"{ev.source.schema}.{ev.source.table}"
+    tenant_path(layout.config.pattern, value or "", table=table, key=dict(ev.key))  # refuses unusable ids
+    return str(value)
+
+
+def route(layout: TenantLayout, txn: Transaction) -> tuple[list[tuple[Any, ChangeEvent]], list[ChangeEvent]]:
+    """(tenant or BROADCAST, event) pairs for tenant files, and the hub's events, in source order."""
+    tenant_items: list[tuple[Any, ChangeEvent]] = []
+    hub_events: list[ChangeEvent] = []
+    for ev in txn.events:
+        key: Key = ev.table
+        if key in layout.shared_tables:
+            hub_events.append(ev)
+            if layout.broadcast_shared:
+                tenant_items.append((BROADCAST, ev))
+            continue
+        if key not in layout.tenant_tables:
+            raise ApplyError(f"change to {key[0]}.{key[1]} which is neither a tenant nor a shared table")
+        if ev.op is Op.TRUNCATE:
+            tenant_items.append((BROADCAST, ev))
+        elif ev.op is Op.DELETE:
+            tenant_items.append((_tenant_of(layout, ev, ev.before), ev))
+        elif ev.op is Op.UPDATE and ev.before is not None and layout.column in ev.before \
+                and ev.after is not None and ev.before[layout.column] != ev.after.get(layout.column):
+            old, new = _tenant_of(layout, ev, ev.before), _tenant_of(layout, ev, ev.after)
+            after = {c: ev.before.get(c, v) if v is UNCHANGED_TOAST else v for c, v in ev.after.items()}
+            toast = [c for c, v in after.items() if v is UNCHANGED_TOAST]
+            if toast:
+                raise ApplyError(f"{key[0]}.{key[1]} key {dict(ev.key)!r} moves from tenant {old!r} to {new!r} "
+                                 f"but unchanged TOAST column(s) {toast} are not in the change "
+                                 "(set REPLICA IDENTITY FULL on the table)")
+            tenant_items.append((old, replace(ev, op=Op.DELETE, after=None)))
+            tenant_items.append((new, replace(ev, op=Op.CREATE, before=None, after=after)))
+        else:
+            tenant_items.append((_tenant_of(layout, ev, ev.after), ev))
+    return tenant_items, hub_events
+
+
+class TenantRouter:
+    """Applies batches to the tenant files (LRU of open Appliers) and then to the hub."""
+
+    def __init__(self, *, layout: TenantLayout, hub: Any, hub_path: str | Path,
+                 mappings: Mapping[tuple[str, str], TableMapping]) -> None:
+        self.layout, self.hub, self.hub_path = layout, hub, str(hub_path)
+        keep = layout.tenant_file_tables()
+        self.tenant_mappings = {k: m for k, m in mappings.items() if k in keep}
+        self.hub_applier = Applier(hub, mappings)
+        self.identity, self.stream = state.read_source(hub), state.read_stream(hub)
+        self.known: set[str] = set(list_tenants(layout.config.pattern))
+        self.created = 0
+        self.pool: TenantPool[Applier] = TenantPool(max_open=layout.config.max_open, opener=self._open,
+                                                    closer=lambda a: a.conn.close())
+
+    def _open(self, tenant: str) -> Applier:
+        path = tenant_path(self.layout.config.pattern, tenant)
+        if tenant not in self.known or not path.exists():
+            position = state.read_position(self.hub)
+            assert position is not None
+            _, rows = create_tenant_file(hub_path=self.hub_path, layout=self.layout, tenant=tenant,
+                                         tenant_value=tenant, position=position, identity=self.identity,
+                                         stream=self.stream)
+            if rows is not None:
+                self.created += 1
+                log.info("new tenant %r: file %s seeded with %d shared rows", tenant, path, rows)
+            self.known.add(tenant)
+        return Applier(open_replica(path), self.tenant_mappings)
+
+    def apply(self, batch: Sequence[Transaction]) -> RouteResult:
+        """Apply ``batch`` to every tenant file it touches, then to the hub; ack ``batch[-1].end_lsn`` after."""
+        result = RouteResult(transactions=len(batch))
+        per_tenant: dict[str, list[Transaction]] = {}
+        hub_txns: list[Transaction] = []
+        routed = []
+        for txn in batch:
+            items, hub_events = route(self.layout, txn)
+            hub_txns.append(replace(txn, events=tuple(hub_events)))
+            routed.append((txn, items))
+        # a tenant new in this batch is seeded at the hub's position (before the batch), so it
+        # needs every broadcast event of the batch, also those before its first own event
+        everyone = self.known | {t for _, items in routed for t, _ in items if t is not BROADCAST}
+        for txn, items in routed:
+            if not items:
+                continue
+            named = {t for t, _ in items if t is not BROADCAST}
+            for tenant in (everyone if any(t is BROADCAST for t, _ in items) else named):
+                events = tuple(ev for t, ev in items if t is BROADCAST or t == tenant)
+                per_tenant.setdefault(tenant, []).append(replace(txn, events=events))
+        for tenant in sorted(per_tenant):
+            applier = self.pool.get(tenant)
+            applied: ApplyResult = applier.apply(per_tenant[tenant])
+            result.tenant_transactions += applied.applied
+            result.rows += applied.rows
+        result.tenants_touched = len(per_tenant)
+        self.hub_applier.apply(hub_txns)
+        result.tenants_created = self.created
+        return result
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,71 @@
+"""Tenant ids cannot escape the tenant folder; the LRU bounds open files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pg2edge.config import load_config
+from pipeline.tenants.errors import TenantIdError, TenantPatternError
+from pipeline.tenants.ids import decode_tenant_id, encode_tenant_id, file_regex, tenant_path
+from pipeline.tenants.pool import TenantPool
+
+HOSTILE = ["../../etc/passwd", "..", ".", "a/b", "a\\b", "/abs", ".hidden", "_shared", "ü ß", "x?*:|<>\"",
+           "-rf", "con", "tenant\n1"]
+
+
+@pytest.mark.parametrize("tenant", HOSTILE)
+def test_hostile_ids_stay_inside_the_folder_and_round_trip(tmp_path: Path, tenant: str) -> None:
+    pattern = str(tmp_path / "tenants" / "{tenant}.db")
+    path = tenant_path(pattern, tenant)
+    assert path.parent == (tmp_path / "tenants").resolve()
+    encoded = encode_tenant_id(tenant)
+    assert "/" not in encoded and "\\" not in encoded and not encoded.startswith((".", "_"))
+    assert decode_tenant_id(encoded) == tenant
+    assert file_regex(pattern).match(path.name).group(1) == encoded
+
+
+def test_encoding_examples(tmp_path: Path) -> None:
+    assert encode_tenant_id("acme-01_x.y") == "acme-01_x.y"
+    assert encode_tenant_id("../../etc/passwd") == "%2E.%2F..%2Fetc%2Fpasswd"
+    assert encode_tenant_id("_shared") == "%5Fshared"
+    assert encode_tenant_id("é") == "%C3%A9"
+
+
+@pytest.mark.parametrize("tenant,why", [("", "empty"), ("a\x00b", "NUL"), ("x" * 201, "longer than")])
+def test_unusable_ids_are_refused_by_name(tenant: str, why: str, tmp_path: Path) -> None:
+    with pytest.raises(TenantIdError, match=why) as info:
+        tenant_path(str(tmp_path / "{tenant}.db"), tenant, table="public.notes", key={"id": "7"})
+    assert "public.notes" in str(info.value) and "'7'" in str(info.value)
+
+
+def test_pattern_needs_one_placeholder_in_the_file_name(tmp_path: Path) -> None:
+    for bad in ("data/x.db", "data/{tenant}/{tenant}.db", "data/{tenant}/x.db"):
+        with pytest.raises(TenantPatternError):
+            tenant_path(bad, "a")
+
+
+def test_lru_never_holds_more_than_max_open() -> None:
+    opened: list[str] = []
+    closed: list[str] = []
+    pool: TenantPool[str] = TenantPool(max_open=5, opener=lambda t: opened.append(t) or t, closer=closed.append)
+    for round_ in range(3):
+        for i in range(50):
+            assert pool.get(f"t{i}") == f"t{i}"
+            assert len(pool) <= 5
+    assert pool.peak == 5 and len(opened) == 150 and len(closed) == 145
+    pool.get("t49")  # most recent: no reopen
+    assert len(opened) == 150
+    pool.close()
+    assert len(closed) == 150 and len(pool) == 0
+
+
+def test_tenants_config_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "pg2edge.toml"
+    cfg.write_text('[tenants]\ncolumn = "org"\npattern = "t/{tenant}.db"\nshared = "file"\nmax_open = 5\n')
+    c = load_config(cfg, env={})
+    assert (c.tenants.column, c.tenants.shared, c.tenants.max_open) == ("org", "file", 5)
+    cfg.write_text('[tenants]\ncolumns = "org"\n')
+    with pytest.raises(Exception, match="tenants.columns"):
+        load_config(cfg, env={})
