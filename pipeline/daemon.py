@@ -129,7 +129,7 @@ class SnapshotInterrupted(Exception):
     """SIGTERM/SIGINT arrived while the snapshot was copying (a rerun resumes it)."""
 
 
-class _StopFlag:
+class StopFlag:
     """Set by SIGTERM/SIGINT. While ``interrupt_now`` (the snapshot), the signal also raises
     SnapshotInterrupted so a long copy stops at once; the keeper holds the snapshot for a rerun."""
 
@@ -183,7 +183,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
     report = SyncReport()
-    flag = _StopFlag(stop)
+    flag = StopFlag(stop)
     restore = flag.install()  # before the snapshot: a signal never kills the process half-way
     flag.interrupt_now = True
     try:
@@ -208,6 +208,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         pos = state.read_position(db)
         assert names is not None and pos is not None
         from pipeline.retry import QueueingApplier
+        from pipeline.retry import counts as retry_counts
 
         applier = QueueingApplier(db, build_mappings(dsn, db, names.publication, options), policy=policy)
         goal = current_wal_lsn(dsn) if until_caught_up else None
@@ -228,6 +229,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                     result = applier.apply(batch)
                     if metrics is not None:
                         metrics.record_batch(batch, time.perf_counter() - t0)
+                        metrics.record_queue(retry_counts(db))
                     if result.position is not None:
                         source.ack(result.position.end_lsn)
                     report.transactions += result.applied

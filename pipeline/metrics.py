@@ -37,6 +37,11 @@ class Metrics:
     def serve(self, port: int, *, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
 
+    def record_queue(self, depths: dict[str, int]) -> None:
+        """Retry depth (changes waiting to be retried or blocked behind one) and DLQ depth."""
+        self.retry_depth.set(depths.get("retry", 0) + depths.get("waiting", 0))
+        self.dlq_depth.set(depths.get("dead", 0))
+
     def record_batch(self, batch: Sequence[Transaction], seconds: float) -> None:
         tally: Tally[tuple[str, str]] = Tally()
         for txn in batch:

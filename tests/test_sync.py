@@ -223,3 +223,26 @@ def _state_text(path) -> str:
             db.close()
     except apsw.Error:
         return ""
+
+
+def test_metrics_endpoint_reports_applied_changes_lag_and_queue_depths(pg_dsn: str, sqlite_path) -> None:
+    import urllib.request
+
+    from pg2edge.pgcluster import free_port
+    from pipeline.metrics import Metrics
+
+    _sql(pg_dsn, "CREATE TABLE m (id int PRIMARY KEY, v text)")
+    metrics = Metrics()
+    port = free_port()
+    metrics.serve(port)
+    run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet, metrics=metrics)
+    _sql(pg_dsn, "INSERT INTO m SELECT g, 'x' FROM generate_series(1, 25) g", "UPDATE m SET v = 'y' WHERE id <= 5",
+         "DELETE FROM m WHERE id = 25")
+    run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet, metrics=metrics)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'pg2edge_applied_changes_total{op="c",table="public.m"} 25.0' in text
+    assert 'pg2edge_applied_changes_total{op="u",table="public.m"} 5.0' in text
+    assert 'pg2edge_applied_changes_total{op="d",table="public.m"} 1.0' in text
+    for name in ("pg2edge_lag_seconds", "pg2edge_lag_bytes", "pg2edge_retained_wal_bytes",
+                 "pg2edge_retry_queue_depth 0.0", "pg2edge_dlq_depth 0.0", "pg2edge_batch_apply_seconds_count"):
+        assert name in text, name

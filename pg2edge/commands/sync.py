@@ -50,6 +50,10 @@ def _run(args: argparse.Namespace) -> int:
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
     if args.tenant_pattern:
+        if args.metrics_port:
+            from pg2edge.errors import ConfigError
+
+            raise ConfigError("--metrics-port is not available with --tenant-pattern yet")
         return _run_tenants(args, config)
     metrics = None
     if args.metrics_port:
@@ -58,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics = Metrics()
         metrics.serve(args.metrics_port)
     if args.from_kafka:
-        return _run_kafka(args, config)
+        return _run_kafka(args, config, metrics)
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
                       tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
@@ -71,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_kafka(args: argparse.Namespace, config: Any) -> int:
+def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.config import parse_duration
     from pg2edge.errors import ConfigError
     from pipeline.kafka.replica import run_kafka_replica
@@ -83,7 +87,8 @@ def _run_kafka(args: argparse.Namespace, config: Any) -> int:
     report = run_kafka_replica(
         bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
         group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
-        policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
+        policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)),
+        metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"sync --from-kafka stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, "
           f"{report.transactions} transactions ({report.rows} changes) applied, {report.skipped} duplicates "

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from pg2edge import dsn as dsnlib
 from pipeline import keeper, state
-from pipeline.daemon import Heartbeater, _StopFlag, current_wal_lsn
+from pipeline.daemon import Heartbeater, StopFlag, current_wal_lsn
 from pipeline.events import ChangeEvent, Op, SourceInfo
 from pipeline.kafka import records
 from pipeline.kafka.client import Producer, ensure_topic, make_producer
@@ -151,7 +151,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
     """Publish the snapshot (once), then every committed change, until stopped (or caught up)."""
     state_path = str(state_path)
     db = open_state(state_path)
-    flag = _StopFlag(stop)
+    flag = StopFlag(stop)
     restore = flag.install()
     own_producer = producer is None
     try:

@@ -26,7 +26,7 @@ from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pipeline import keeper, state
 from pipeline.applier import TableMapping, open_replica
-from pipeline.daemon import _StopFlag, build_mappings, current_wal_lsn
+from pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
 from pipeline.events import Transaction
 from pipeline.kafka import records
 from pipeline.kafka.client import Consumer, make_consumer
@@ -52,8 +52,9 @@ class ReplicaReport:
 
 class _Replica:
     def __init__(self, db: apsw.Connection, *, dsn: str | None, topic: str, options: TranslateConfig,
-                 policy: RetryPolicy | None) -> None:
+                 policy: RetryPolicy | None, metrics: Any = None) -> None:
         self.db, self.dsn, self.topic, self.options, self.policy = db, dsn, topic, options, policy
+        self.metrics = metrics
         self.applier: QueueingApplier | None = None
         names = state.read_stream(db)
         if names is not None:
@@ -111,7 +112,17 @@ class _Replica:
         if self.applier is None:
             raise ConfigError(f"topic {self.topic} has changes before any snapshot-begin record: "
                               "was it written by pg2edge publish?")
-        return self.applier.apply(batch, kafka=self.kafka_pos(offset), check_lsn=not snapshot)
+        started = time.perf_counter()
+        result = self.applier.apply(batch, kafka=self.kafka_pos(offset), check_lsn=not snapshot)
+        if self.metrics is not None:
+            from pipeline.retry import counts
+
+            self.metrics.record_batch(batch, time.perf_counter() - started)
+            self.metrics.record_queue(counts(self.db))
+            pos = result.position
+            if pos is not None and pos.commit_ts_ms:
+                self.metrics.lag_seconds.set(max(0.0, time.time() - pos.commit_ts_ms / 1000.0))
+        return result
 
 
 def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = None, topic: str | None = None,
@@ -120,7 +131,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                       idle_seconds: float = 2.0,
                       stop: threading.Event | None = None, consumer: Consumer | None = None,
                       client: str = "kafka-python", max_records: int = 5000,
-                      say: Callable[[str], None] = print) -> ReplicaReport:
+                      say: Callable[[str], None] = print, metrics: Any = None) -> ReplicaReport:
     """Consume the change topic into ``target`` until stopped.
 
     ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
@@ -139,12 +150,12 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
             raise ConfigError("--until-caught-up needs --source")
         goal = current_wal_lsn(dsn)
     db = open_replica(target)
-    flag = _StopFlag(stop)
+    flag = StopFlag(stop)
     restore = flag.install()
     own = consumer is None
     consumer = consumer or make_consumer(client, bootstrap, group=group)
     try:
-        rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy)
+        rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy, metrics=metrics)
         pos = state.read_position(db)
         start = int(pos.kafka["offset"]) + 1 if pos and pos.kafka and pos.kafka.get("topic") == topic else 0
         consumer.seek(topic, 0, start)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pipeline import state
 from pipeline.applier import open_replica
-from pipeline.daemon import Heartbeater, _StopFlag, build_mappings, current_wal_lsn
+from pipeline.daemon import Heartbeater, StopFlag, build_mappings, current_wal_lsn
 from pipeline.lsn import format_lsn
 from pipeline.replication import ReplicationStream
 from pipeline.snapshot import published_tables
@@ -42,7 +42,7 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
     report.snapshot = run_tenant_snapshot(dsn=dsn, tenants=tenants, tables=tables, jobs=jobs, options=options,
                                           allow_replica_identity_full=allow_replica_identity_full, say=say)
     hub = open_replica(tenants.shared_path)
-    flag = _StopFlag(stop)
+    flag = StopFlag(stop)
     restore = flag.install()
     try:
         names, pos = state.read_stream(hub), state.read_position(hub)
