@@ -7,6 +7,7 @@ from typing import Any
 
 from flows.errors import NoServer
 from pg2edge.config import Config
+from flows.secrets import parameters_config
 
 VALIDATE_EVERY_SECONDS = 15 * 60
 
@@ -24,7 +25,7 @@ def deployments(config: Config, target: str, *, validate_every: int = VALIDATE_E
     """One deployment per flow; ``phase3_validate`` also runs every ``validate_every`` seconds."""
     from flows.phases import migrate, phase1_analyze, phase2_dual_write, phase3_validate, phase4_cutover
 
-    params = {"config": config.model_dump(mode="json"), "target": target}
+    params = {"config": parameters_config(config).model_dump(mode="json"), "target": target}
     return [
         phase1_analyze.to_deployment(name="pg2edge-phase1", parameters={"config": params["config"]}),
         phase2_dual_write.to_deployment(name="pg2edge-phase2", parameters=params),
@@ -36,7 +37,11 @@ def deployments(config: Config, target: str, *, validate_every: int = VALIDATE_E
 
 
 def serve(config: Config, target: str, *, validate_every: int = VALIDATE_EVERY_SECONDS) -> None:
-    """Register the deployments and serve them until interrupted."""
+    """Register the deployments and serve them until interrupted.
+
+    The deployments store the source DSN without its password; the runs, which
+    this process starts, get it from PGPASSWORD (flows/secrets.py).
+    """
     require_server()
     from prefect import serve as prefect_serve
 

@@ -91,7 +91,10 @@ FLOWS = {"phase1_analyze": phase1_analyze, "phase2_dual_write": phase2_dual_writ
 
 
 def run_flow(name: str, *, config: Config, target: str | None, auto_approve: bool = False) -> Any:
-    """Run one flow by its name (``pg2edge flow run NAME``)."""
+    """Run one flow by its name (``pg2edge flow run NAME``); the DSN password stays out of the parameters."""
+    from flows.secrets import parameters_config
+
+    config = parameters_config(config)
     fn = FLOWS[name]
     if name == "phase1_analyze":
         return fn(config=config)

@@ -70,6 +70,13 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise SourceError(f"invalid source DSN ({redact(dsn)}): {scrub(str(exc), dsn)}") from None
 
 
+def split_password(dsn: str) -> tuple[str, str | None]:
+    """(the DSN without its password, the password or None): to store a DSN without its secret."""
+    params = conninfo.conninfo_to_dict(dsn)
+    password = params.pop("password", None)
+    return conninfo.make_conninfo("", **params), (str(password) if password is not None else None)
+
+
 def with_options(dsn: str, options: str) -> str:
     """The DSN with libpq ``options`` set to ``options`` (callers merge existing ones first)."""
     params = conninfo.conninfo_to_dict(dsn)

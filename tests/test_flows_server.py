@@ -99,3 +99,36 @@ def test_migrate_pauses_for_approval_and_resume_finishes_it(prefect_server: tupl
     with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as resp:
         assert json.loads(resp.read())["state"]["type"] == "COMPLETED"
     assert "recorded the cutover" in (tmp_path / "flow.log").read_text()
+
+
+def test_flow_serve_registers_the_deployments_with_a_scheduled_validation(prefect_server: tuple[str, Path],
+                                                                           pg_dsn: str, tmp_path: Path) -> None:
+    api, home = prefect_server
+    out = open(tmp_path / "serve.log", "w")
+    secret_dsn = f"{pg_dsn} password=hunter2-never-stored"  # trust auth ignores it; the server must not keep it
+    serve = subprocess.Popen([sys.executable, "-m", "pg2edge", "flow", "serve", "--source", secret_dsn,
+                              "--target", str(tmp_path / "shop.db"), "--validate-every", "15m"],
+                             env=_env(home, api), stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        names: dict[str, Any] = {}
+        while len(names) < 6:
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"deployments not registered: {sorted(names)}"
+            time.sleep(1)
+            names = {d["name"]: d for d in _post(api, "/deployments/filter", {"limit": 50})}
+        assert set(names) == {"pg2edge-phase1", "pg2edge-phase2", "pg2edge-phase3", "pg2edge-phase3-scheduled",
+                              "pg2edge-phase4", "pg2edge-migrate"}
+        schedules = names["pg2edge-phase3-scheduled"]["schedules"]
+        assert schedules and schedules[0]["schedule"]["interval"] == 900
+        assert not names["pg2edge-migrate"]["schedules"]
+        assert "hunter2-never-stored" not in json.dumps(names)
+        assert names["pg2edge-phase3"]["parameters"]["config"]["source"]["dsn"].startswith("user=")
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+        out.close()
