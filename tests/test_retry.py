@@ -108,6 +108,14 @@ def test_poison_change_goes_to_retry_then_dlq_and_replays_in_order(
             t.join(30)
     queue = _queue(target)
     assert [c.status for c in queue] == ["dead", "waiting", "waiting"]
+    if transport == "kafka":  # the queue is mirrored to <topic>.retry and <topic>.dlq for other consumers
+        from pipeline.kafka.queue_topics import read_topic
+
+        dlq = read_topic(bootstrap, topic + ".dlq")
+        assert [(r["status"], r["event"]["after"]["name"]) for r in dlq] == [("dead", "poison 1")]
+        retried = read_topic(bootstrap, topic + ".retry")
+        assert ("retry", "poison 1") in [(r["status"], r["event"]["after"]["name"]) for r in retried]
+        assert {r["event"]["after"]["name"] for r in retried if r["status"] == "waiting"} == {"poison 2", "cured"}
     assert queue[0].attempts == 3 and "poison value refused" in (queue[0].error or "")
     assert [json.loads(json.dumps(c.event["after"]))["name"] for c in queue] == ["poison 1", "poison 2", "cured"]
     problem = diff_replica(pg_dsn, target)["public.items"]

@@ -32,7 +32,9 @@ from pipeline.kafka import records
 from pipeline.kafka.client import Consumer, make_consumer
 from pipeline.lsn import format_lsn
 from pipeline.replication import identify_system
+from pipeline.kafka.queue_topics import QueueMirror
 from pipeline.retry import QUEUE_TABLE, QueueingApplier, RetryPolicy
+from pipeline.retry import counts as retry_counts
 from translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -154,8 +156,10 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
     restore = flag.install()
     own = consumer is None
     consumer = consumer or make_consumer(client, bootstrap, group=group)
+    mirror: QueueMirror | None = None
     try:
         rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy, metrics=metrics)
+        mirror = QueueMirror(bootstrap=bootstrap, topic=topic, replica=group or Path(target).name, client=client)
         pos = state.read_position(db)
         start = int(pos.kafka["offset"]) + 1 if pos and pos.kafka and pos.kafka.get("topic") == topic else 0
         consumer.seek(topic, 0, start)
@@ -205,6 +209,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                 if due is not None and due <= time.time():
                     applier.drain()
                 report.parked = applier.parked
+                if mirror.announced or any(retry_counts(db).values()):
+                    mirror.sync(db)
             now = time.monotonic()
             if now - last_commit > 5.0:
                 last_commit = now
@@ -226,6 +232,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
         return report
     finally:
         restore()
+        if mirror is not None:
+            mirror.close()
         if own:
             consumer.close()
         db.close()
