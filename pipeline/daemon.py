@@ -49,9 +49,19 @@ class SyncReport:
 class Heartbeater:
     """Emits heartbeat messages on one kept connection; a lost connection is reopened next time."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, interval: float = 1.0) -> None:
         self.dsn = dsn
+        self.interval = interval
         self._conn: Any = None
+        self._last = 0.0
+
+    def maybe_beat(self) -> int | None:
+        """Beat when ``interval`` seconds have passed since the last beat (the stream loops call this)."""
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return None
+        self._last = now
+        return self.beat()
 
     def beat(self) -> int | None:
         import psycopg
@@ -214,15 +224,12 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         goal = current_wal_lsn(dsn) if until_caught_up else None
         stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
         source = CdcSource(stream)
-        heart = Heartbeater(dsn)
-        last_beat = 0.0
+        heart = Heartbeater(dsn, interval=heartbeat_interval)
         last_slot_check = 0.0
         try:
             while True:
                 now = time.monotonic()
-                if now - last_beat >= heartbeat_interval:
-                    heart.beat()
-                    last_beat = now
+                heart.maybe_beat()
                 batch = source.batch(max_wait=max_wait)
                 if batch:
                     t0 = time.perf_counter()

@@ -180,15 +180,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         goal = current_wal_lsn(dsn) if until_caught_up else None
         stream = ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=pos.end_lsn)
         source = CdcSource(stream)
-        heart = Heartbeater(dsn)
-        last_beat = 0.0
+        heart = Heartbeater(dsn, interval=heartbeat_interval)
         acked = pos.end_lsn
         try:
             while True:
-                now = time.monotonic()
-                if now - last_beat >= heartbeat_interval:
-                    heart.beat()
-                    last_beat = now
+                heart.maybe_beat()
                 batch = source.batch(max_wait=max_wait)
                 if batch:
                     for txn in batch:

@@ -56,14 +56,10 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
         goal = current_wal_lsn(dsn) if until_caught_up else None
         source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
                                              start_lsn=pos.end_lsn))
-        heart = Heartbeater(dsn)
-        last_beat = 0.0
+        heart = Heartbeater(dsn, interval=heartbeat_interval)
         try:
             while True:
-                now = time.monotonic()
-                if now - last_beat >= heartbeat_interval:
-                    heart.beat()
-                    last_beat = now
+                heart.maybe_beat()
                 batch = source.batch(max_wait=max_wait)
                 if batch:
                     result = router.apply(batch)  # every tenant file, then the hub, committed
