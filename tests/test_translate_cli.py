@@ -39,3 +39,15 @@ def test_schema_errors_and_query(pg_dsn: str, run_cli: Any) -> None:
     assert query.returncode == 0 and "CURRENT_TIMESTAMP" in query.stdout
     strict = run_cli("translate", "query", "--strict", "SELECT * FROM t WHERE a ~* 'x'")
     assert strict.returncode == 1
+
+
+def test_translate_query_reads_column_types_from_the_source(pg_dsn: str, run_cli) -> None:
+    from pg2edge import sample
+
+    sample.install(pg_dsn)
+    sql = "SELECT name FROM products ORDER BY price DESC LIMIT 3"
+    plain = run_cli("translate", "query", sql)
+    typed = run_cli("translate", "query", "--source", pg_dsn, sql)
+    assert plain.returncode == 0 and typed.returncode == 0, plain.stderr + typed.stderr
+    assert "CAST(price AS REAL)" not in plain.stdout
+    assert "CAST(price AS REAL)" in typed.stdout

@@ -161,6 +161,13 @@ class Schema:
     views: tuple[View, ...] = ()
     findings: tuple[object, ...] = field(default=())  # Finding, from parse_dump
 
+    def column_types(self) -> dict[str, dict[str, str]]:
+        """table -> column -> PostgreSQL type, for ``translate_sql(column_types=...)`` (public tables
+        by bare name, others by their SQLite name ``schema_table``)."""
+        from translators.naming import sqlite_table_name
+
+        return {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
+
     def table(self, qualified: str) -> Table:
         for table in self.tables:
             if table.qualified == qualified or (table.schema == "public" and table.name == qualified):

@@ -35,6 +35,10 @@ def register(sub: Any) -> None:
     query.add_argument("sql", nargs="?", help="the PostgreSQL query (or use --file)")
     query.add_argument("--file", metavar="FILE", help="read the query from FILE ('-' for standard input)")
     query.add_argument("--strict", action="store_true", help="exit 1 when any finding is warn or worse")
+    query.add_argument("--source", metavar="DSN",
+                       help="read column types from this database, so numeric columns stored as TEXT are "
+                            "compared and sorted as numbers (default: $PG2EDGE_SOURCE or pg2edge.toml, if set)")
+    query.add_argument("--config", metavar="FILE", help="configuration file (default: ./pg2edge.toml if present)")
 
 
 def _no_action(args: argparse.Namespace) -> int:
@@ -77,11 +81,18 @@ def _query(args: argparse.Namespace) -> int:
         text = args.sql
     else:
         raise ConfigError("translate query: give the SQL as an argument or with --file FILE")
-    try:
-        from translators.query import translate_sql
-    except ImportError:
-        raise ConfigError("the query translator (translators/query) is not installed in this build") from None
-    result = translate_sql(text, strict=args.strict)
+    from pg2edge.config import load_config
+    from translators.query import translate_sql
+
+    dsn = load_config(args.config, overrides={"source": {"dsn": args.source}}).source.dsn
+    types = None
+    if dsn:
+        from pg2edge.dsn import connect
+        from translators.introspect import introspect
+
+        with connect(dsn, autocommit=True) as conn:
+            types = introspect(conn).column_types()
+    result = translate_sql(text, strict=args.strict, column_types=types)
     print(result.sql + ";")
     for finding in result.findings:
         print(f"-- {finding}", file=sys.stderr)
