@@ -23,3 +23,16 @@ def test_command_reference_matches_real_help() -> None:
     readme = (REPO / "README.md").read_text()
     assert current_block(readme) == command_reference(), (
         "README command reference drifted from --help: run `python -m pg2edge.readme`")
+
+
+def test_the_readme_configuration_example_is_valid(tmp_path) -> None:
+    import re
+
+    from pg2edge.config import load_config
+
+    block = re.search(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    path = tmp_path / "pg2edge.toml"
+    path.write_text(block.group(1))
+    config = load_config(path, env={})
+    assert config.analyze.window == 300 and config.cutover.validation_max_age == 3600
