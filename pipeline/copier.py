@@ -50,6 +50,11 @@ class CopySpec:
     encoder_factory: Callable[[], RowEncoder]
     estimated_rows: int = 0
     partitioned: bool = False  # read through the root (no ONLY) so every partition is included
+    # One slice of a big table: rows whose integer key is in [low, high) (None = unbounded).
+    # Slices of one table are copied by several workers at once; the table is done when all are.
+    key: str | None = None
+    low: int | None = None
+    high: int | None = None
 
     @property
     def label(self) -> str:
@@ -75,8 +80,14 @@ def _copy_sql(spec: CopySpec) -> bytes:
 
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.source_columns)
     only = sql.SQL("" if spec.partitioned else "ONLY ")
-    stmt = sql.SQL("COPY (SELECT {} FROM {}{}.{}) TO STDOUT").format(
-        cols, only, sql.Identifier(spec.source_schema), sql.Identifier(spec.source_table))
+    where: list[sql.Composable] = []
+    if spec.key is not None and spec.low is not None:
+        where.append(sql.SQL("{} >= {}").format(sql.Identifier(spec.key), sql.Literal(spec.low)))
+    if spec.key is not None and spec.high is not None:
+        where.append(sql.SQL("{} < {}").format(sql.Identifier(spec.key), sql.Literal(spec.high)))
+    condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    stmt = sql.SQL("COPY (SELECT {} FROM {}{}.{}{}) TO STDOUT").format(
+        cols, only, sql.Identifier(spec.source_schema), sql.Identifier(spec.source_table), condition)
     return stmt.as_bytes(None)
 
 
@@ -142,7 +153,7 @@ def copy_tables(
     result = CopyResult()
     if not specs:
         return result
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("spawn")  # not fork: callers (Prefect tasks, tests) run threads
     jobs = max(1, min(jobs, len(specs)))
     tasks = ctx.Queue()
     out = ctx.Queue(maxsize=QUEUE_BATCHES_PER_JOB * jobs)
@@ -157,6 +168,8 @@ def copy_tables(
     by_label = {s.label: s for s in specs}
     sql_by_label = {s.label: insert_sql(s) for s in specs}
     pending = {s.label for s in specs}
+    slices_left = {label: sum(1 for s in specs if s.label == label) for label in pending}
+    done_rows: dict[str, int] = {}
     in_txn = 0
     try:
         db.execute("BEGIN")
@@ -184,8 +197,12 @@ def copy_tables(
                     in_txn = 0
             elif kind == "done":
                 result.rows.setdefault(label, 0)
+                done_rows[label] = done_rows.get(label, 0) + int(payload)
+                slices_left[label] -= 1
+                if slices_left[label] > 0:
+                    continue
                 if on_table_done:
-                    on_table_done(db, spec, int(payload))
+                    on_table_done(db, spec, done_rows[label])
                 db.execute("COMMIT")
                 db.execute("BEGIN")
                 in_txn = 0

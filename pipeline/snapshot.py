@@ -107,6 +107,31 @@ def _estimated_rows(dsn: str, tables: Sequence[tuple[str, str]]) -> dict[str, in
     return {name: int(n) for name, n in rows if name in {f"{s}.{t}" for s, t in tables}}
 
 
+SPLIT_ROWS = 200_000  # tables bigger than this are copied in key-range slices by several workers
+INTEGER_OIDS = {20, 21, 23}  # int8, int2, int4
+
+
+def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[tuple[str | None, int | None, int | None]]:
+    """[(key, low, high)] slices covering the table: several for a big table with a one-column integer
+    key, else one unbounded slice. The ends are open, so rows outside the sampled min/max are copied too."""
+    pk = tuple(getattr(table, "primary_key", ()) or ())
+    col = next((c for c in table.columns if len(pk) == 1 and c.name == pk[0]), None)
+    if jobs < 2 or estimated_rows < SPLIT_ROWS or col is None or col.type_oid not in INTEGER_OIDS:
+        return [(None, None, None)]
+    from psycopg import sql
+
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
+            k=sql.Identifier(col.name), t=sql.Identifier(table.schema, table.name))).fetchone()
+    low, high = (row or (None, None))
+    if low is None or high is None or high - low < jobs:
+        return [(None, None, None)]
+    step = (high - low + 1) // jobs
+    bounds = [low + i * step for i in range(1, jobs)]
+    edges: list[int | None] = [None, *bounds, None]
+    return [(col.name, edges[i], edges[i + 1]) for i in range(jobs)]
+
+
 def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, str]], *,
                    options: TranslateConfig, say: Say) -> dict[str, Any]:
     """Introspect the published tables, create the missing replica tables; returns qualified -> Table."""
@@ -197,11 +222,13 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 codec = row_codec(table, options=options)
                 db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy
                 state.write_table(db, state.TableState(table=q, snapshot="copying", snapshot_lsn=kept.consistent_lsn))
-                specs.append(CopySpec(
-                    source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
-                    target_table=target_of[q], target_columns=tuple(codec.columns),
-                    encoder_factory=functools.partial(_make_encoder, table, options),
-                    estimated_rows=estimates.get(q, 0), partitioned=bool(getattr(table, "partitioned", False))))
+                for key, low, high in key_slices(dsn, table, jobs=jobs, estimated_rows=estimates.get(q, 0)):
+                    specs.append(CopySpec(
+                        source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
+                        target_table=target_of[q], target_columns=tuple(codec.columns),
+                        encoder_factory=functools.partial(_make_encoder, table, options),
+                        estimated_rows=estimates.get(q, 0), partitioned=bool(getattr(table, "partitioned", False)),
+                        key=key, low=low, high=high))
 
         def table_done(conn: apsw.Connection, spec: CopySpec, rows: int) -> None:
             state.write_table(conn, state.TableState(table=spec.label, snapshot="done",

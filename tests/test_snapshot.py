@@ -130,3 +130,19 @@ def test_when_the_exported_snapshot_is_gone_a_clean_snapshot_starts(pg_dsn: str,
     report = run_snapshot(dsn=pg_dsn, target=sqlite_path, jobs=1, say=messages.append)
     assert report.restarted and any("starting a clean new snapshot" in m for m in messages)
     assert_replica_equals(pg_dsn, sqlite_path)
+
+
+def test_a_big_table_is_copied_in_key_range_slices_by_several_workers(pg_dsn: str, sqlite_path) -> None:
+    from pipeline.snapshot import SPLIT_ROWS, key_slices
+    from translators.introspect import introspect
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE wide (id bigint PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO wide SELECT g * 3 - 1000, 'v' || g FROM generate_series(1, %s) g", (SPLIT_ROWS + 1000,))
+        conn.execute("ANALYZE wide")
+        table = introspect(conn, tables=["wide"]).table("wide")
+    slices = key_slices(pg_dsn, table, jobs=2, estimated_rows=SPLIT_ROWS + 1000)
+    assert len(slices) == 2 and slices[0][1] is None and slices[-1][2] is None  # open ends: nothing left out
+    report = run_snapshot(dsn=pg_dsn, target=sqlite_path, jobs=2, say=_quiet)
+    assert report.tables == {"public.wide": SPLIT_ROWS + 1000}
+    assert_replica_equals(pg_dsn, sqlite_path)
