@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,14 @@ class StopFlag:
         self.reason = ""
         self.interrupt_now = False
 
+    def stop_reason(self, *, caught_up: bool) -> str | None:
+        """Why a stream loop should stop now ("caught up", the signal's name), or None to go on."""
+        if caught_up:
+            return "caught up"
+        if self.event.is_set():
+            return self.reason or "stop requested"
+        return None
+
     def install(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
@@ -251,10 +259,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                     applier.drain()  # parked changes whose back-off elapsed (pipeline.retry)
                 beat = source.ack_heartbeat()
                 if beat is not None:
-                    current = state.read_position(db)
-                    if current is not None and beat > (current.watermark_lsn or 0):
-                        with db:
-                            state.write_position(db, replace(current, watermark_lsn=beat))
+                    state.advance_watermark(db, beat)
                 if now - last_slot_check >= 10.0:
                     last_slot_check = now
                     status = slot_status(dsn, names.slot)
@@ -272,11 +277,10 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                                                 if current.watermark_lsn is None or
                                                 current.watermark_lsn <= current.end_lsn else 0.0)
                     metrics.lag_bytes.set(max(0, stream.server_wal_end - current.visible_lsn))
-                if goal is not None and current is not None and current.visible_lsn >= goal:
-                    report.stopped_by = "caught up"
-                    break
-                if flag.event.is_set():
-                    report.stopped_by = flag.reason or "stop requested"
+                reason = flag.stop_reason(caught_up=goal is not None and current is not None
+                                          and current.visible_lsn >= goal)
+                if reason:
+                    report.stopped_by = reason
                     break
         finally:
             heart.close()

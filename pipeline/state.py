@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -132,6 +132,14 @@ class Position:
 
 def write_position(conn: apsw.Connection, position: Position) -> None:
     write_record(conn, "position", "applied", asdict(position))
+
+
+def advance_watermark(conn: apsw.Connection, lsn: int) -> None:
+    """Record that every source change below ``lsn`` is applied (a heartbeat passed); own transaction."""
+    with conn:
+        current = read_position(conn)
+        if current is not None and lsn > (current.watermark_lsn or 0):
+            write_position(conn, replace(current, watermark_lsn=lsn))
 
 
 def read_position(conn: apsw.Connection) -> Position | None:

@@ -205,11 +205,9 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                     k, v, h = records.control_record("heartbeat", lsn=beat)
                     producer.send(topic, value=v, key=k, headers=h)
                     producer.flush()
-                if goal is not None and acked >= goal:
-                    report.stopped_by = "caught up"
-                    break
-                if flag.event.is_set():
-                    report.stopped_by = flag.reason or "stop requested"
+                reason = flag.stop_reason(caught_up=goal is not None and acked >= goal)
+                if reason:
+                    report.stopped_by = reason
                     break
         finally:
             heart.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pipeline import state
@@ -68,16 +68,12 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                     report.rows += result.rows
                 beat = source.ack_heartbeat()
                 if beat is not None:
-                    current = state.read_position(hub)
-                    if current is not None and beat > (current.watermark_lsn or 0):
-                        with hub:
-                            state.write_position(hub, replace(current, watermark_lsn=beat))
+                    state.advance_watermark(hub, beat)
                 current = state.read_position(hub)
-                if goal is not None and current is not None and current.visible_lsn >= goal:
-                    report.stopped_by = "caught up"
-                    break
-                if flag.event.is_set():
-                    report.stopped_by = flag.reason or "stop requested"
+                reason = flag.stop_reason(caught_up=goal is not None and current is not None
+                                          and current.visible_lsn >= goal)
+                if reason:
+                    report.stopped_by = reason
                     break
         finally:
             heart.close()
