@@ -40,7 +40,9 @@ def normalize(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+        # the codec keeps PostgreSQL's trimmed fraction ('.52881', not '.528810')
+        return text + ("." + f"{value.microsecond:06d}".rstrip("0") if value.microsecond else "")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, ipaddress.IPv4Address, ipaddress.IPv6Address)):
