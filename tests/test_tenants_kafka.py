@@ -221,3 +221,12 @@ def test_tenant_replica_killed_mid_stream_ends_equal(pg_dsn: str, kafka_bootstra
                    "--topic", args[-1])
     assert done.returncode == 0, done.stderr
     _assert_split(pg_dsn, cfg)
+
+
+def test_cli_refuses_bad_partition_options(run_cli) -> None:
+    out = run_cli("publish", "--source", "postgresql://nobody@127.0.0.1:1/x", "--bootstrap", "127.0.0.1:1",
+                  "--partitions", "4")
+    assert out.returncode == 2 and "--partitions needs --tenant-column" in out.stderr
+    out = run_cli("sync", "--source", "postgresql://nobody@127.0.0.1:1/x", "--from-kafka", "--bootstrap",
+                  "127.0.0.1:1", "--tenant-pattern", "t/{tenant}.db", "--consume-partitions", "0-x")
+    assert out.returncode == 2 and "--consume-partitions '0-x'" in out.stderr
