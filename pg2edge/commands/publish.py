@@ -12,7 +12,7 @@ def register(sub: Any) -> None:
     parser = add_command(
         sub, "publish", help="publish the snapshot and every change of the source to a Kafka topic",
         description="The Kafka publisher. Writes snapshot rows (op r) then committed changes, in commit order, "
-                    "to <prefix>.<database>.changes (one partition); acknowledges the slot only after the "
+                    "to <prefix>.<database>.changes (one partition, or N by tenant with --tenant-column); acknowledges the slot only after the "
                     "broker acknowledged the records (acks=all). Replicas consume with `pg2edge sync --from-kafka`.",
         example="pg2edge publish --source postgresql://app@db/shop --bootstrap kafka:9092 --tables 'orders,product*'",
         handler=_run)
@@ -34,6 +34,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--linger-ms", type=int, default=5, metavar="MS", help="producer linger (default 5)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="producer compression (default none)")
+    tenant = parser.add_argument_group("partitioned by tenant (replicas: sync --from-kafka --tenant-pattern)")
+    tenant.add_argument("--tenant-column", metavar="COL",
+                        help="partition the topic by this column's value: a tenant's records share one partition; "
+                             "tables without the column go to every partition")
+    tenant.add_argument("--partitions", type=int, metavar="N",
+                        help="number of partitions with --tenant-column (default 8)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,11 +47,16 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.kafka.publisher import run_publisher
     from pipeline.lsn import format_lsn
 
+    if args.partitions is not None and not args.tenant_column:
+        from pg2edge.errors import ConfigError
+
+        raise ConfigError("--partitions needs --tenant-column (without it the topic has one partition)")
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
     report = run_publisher(
         dsn=config.require_source(), bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, tables=args.tables,
         state_path=args.state, allow_replica_identity_full=args.allow_replica_identity_full,
         until_caught_up=args.until_caught_up, client=args.client, heartbeat_interval=parse_duration(args.heartbeat),
+        tenant_column=args.tenant_column, partitions=args.partitions or (8 if args.tenant_column else 1),
         producer_options={"linger_ms": args.linger_ms,
                           "compression_type": None if args.compression == "none" else args.compression})
     print(f"publish stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, {report.transactions} "

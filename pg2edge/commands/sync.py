@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     kafka.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
                         help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
     kafka.add_argument("--topic", metavar="T", help="topic (default pg2edge.<database>.changes)")
+    kafka.add_argument("--consume-partitions", metavar="LIST",
+                       help="with --tenant-pattern: consume only these partitions of a topic partitioned by "
+                            "tenant, e.g. 0-3,6 (default all)")
     parser.add_argument("--max-attempts", type=int, default=5, metavar="N",
                         help="attempts before a failing change goes to the DLQ (default 5)")
     parser.add_argument("--retry-delay", default="1s", metavar="DURATION",
@@ -54,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             from pg2edge.errors import ConfigError
 
             raise ConfigError("--metrics-port is not available with --tenant-pattern yet")
-        return _run_tenants(args, config)
+        return _run_tenant_kafka(args, config) if args.from_kafka else _run_tenants(args, config)
     metrics = None
     if args.metrics_port:
         from pipeline.metrics import Metrics
@@ -108,4 +111,36 @@ def _run_tenants(args: argparse.Namespace, config: Any) -> int:
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"tenant sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row "
           f"changes routed, {report.tenants_created} new tenant file(s); shared file at {at}")
+    return 0
+
+
+def parse_partitions(text: str) -> list[int]:
+    """``0-3,6`` -> [0, 1, 2, 3, 6]; a bad list is a ConfigError naming it."""
+    from pg2edge.errors import ConfigError
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ConfigError(f"--consume-partitions {text!r}: expected numbers and ranges such as 0-3,6") from None
+    if not out:
+        raise ConfigError(f"--consume-partitions {text!r} names no partition")
+    return out
+
+
+def _run_tenant_kafka(args: argparse.Namespace, config: Any) -> int:
+    from pg2edge.errors import ConfigError
+    from pipeline.tenants.kafka_replica import run_tenant_kafka_replica
+
+    if not args.bootstrap:
+        raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
+    report = run_tenant_kafka_replica(
+        bootstrap=args.bootstrap, dsn=config.require_source(), tenants=config.tenants, topic=args.topic,
+        partitions=parse_partitions(args.consume_partitions) if args.consume_partitions else None,
+        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up)
+    print(f"tenant sync --from-kafka stopped ({report.stopped_by}): partitions "
+          f"{','.join(map(str, report.partitions))}: {report.snapshot_rows} snapshot rows, {report.transactions} "
+          f"transactions ({report.rows} row changes) routed, {report.tenants_created} new tenant file(s)")
     return 0

@@ -37,7 +37,8 @@ class Record:
 
 
 class Producer(Protocol):
-    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None: ...
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
+             partition: int = 0) -> None: ...
 
     def flush(self) -> None:
         """Block until every send so far is acknowledged by the broker (acks=all); raise if one failed."""
@@ -46,6 +47,9 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has (raise TransportError if it does not exist)."""
+
     def seek(self, topic: str, partition: int, offset: int) -> None: ...
 
     def poll(self, *, timeout: float, max_records: int = 5000) -> list[Record]: ...
@@ -63,7 +67,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "batch_size"
 
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
-    """Create ``topic`` with one partition (source commit order) if it does not exist."""
+    """Create ``topic`` with ``partitions`` partitions if it does not exist; refuse one with another count."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -73,6 +77,12 @@ def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
         raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
         if topic in admin.list_topics():
+            have = _partition_count(admin, topic)
+            if have != partitions:
+                raise TransportError(
+                    f"topic {topic} has {have} partition(s) but {partitions} are needed "
+                    "(one per stream, or --partitions when partitioned by tenant): publish to a new "
+                    "--topic-prefix, or delete the topic")
             return
         admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
         log.info("created topic %s", topic)
@@ -80,6 +90,11 @@ def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
         pass
     finally:
         admin.close()
+
+
+def _partition_count(admin: Any, topic: str) -> int:
+    (desc,) = admin.describe_topics([topic])
+    return len(desc["partitions"])
 
 
 class KafkaPythonProducer:
@@ -96,8 +111,10 @@ class KafkaPythonProducer:
             raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
         self._pending: list[Any] = []
 
-    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
-        self._pending.append(self._producer.send(topic, value=value, key=key, headers=list(headers), partition=0))
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
+             partition: int = 0) -> None:
+        self._pending.append(self._producer.send(topic, value=value, key=key, headers=list(headers),
+                                                 partition=partition))
 
     def flush(self) -> None:
         self._producer.flush()
@@ -126,6 +143,12 @@ class KafkaPythonConsumer:
             raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
         self._group = group
         self._assigned: set[Any] = set()
+
+    def partition_count(self, topic: str) -> int:
+        parts = self._consumer.partitions_for_topic(topic)
+        if not parts:
+            raise TransportError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
+        return len(parts)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         from kafka import TopicPartition

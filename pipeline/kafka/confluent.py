@@ -42,10 +42,11 @@ class ConfluentProducer:
         if err is not None and self._error is None:
             self._error = err
 
-    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = ()) -> None:
+    def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
+             partition: int = 0) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=list(headers), partition=0,
+                self._producer.produce(topic, value=value, key=key, headers=list(headers), partition=partition,
                                        on_delivery=self._delivered)
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
@@ -70,6 +71,12 @@ class ConfluentConsumer:
                                       "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                       "fetch.max.bytes": 32 * 1024 * 1024, "fetch.wait.max.ms": 10, **options})
         self._assigned: dict[tuple[str, int], int] = {}
+
+    def partition_count(self, topic: str) -> int:
+        meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise TransportError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
+        return len(meta.partitions)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         self._assigned[(topic, partition)] = offset

@@ -2,7 +2,8 @@
 
 Design (see docs/kafka.md):
 
-* Topic ``<prefix>.<database>.changes`` with one partition (source commit order).
+* Topic ``<prefix>.<database>.changes`` with one partition (source commit order),
+  or, with ``tenant_column``, N partitions by tenant (:mod:`pipeline.kafka.partitioning`).
 * The snapshot travels through the topic (``op: "r"`` records between
   ``snapshot-begin`` and ``snapshot-end`` controls), so a new replica can
   bootstrap from the topic alone; a snapshot interrupted by a crash is
@@ -30,11 +31,13 @@ import psycopg
 from psycopg import sql
 
 from pg2edge import dsn as dsnlib
+from pg2edge.errors import ConfigError
 from pipeline import keeper, state
 from pipeline.daemon import Heartbeater, StopFlag, current_wal_lsn
 from pipeline.events import ChangeEvent, Op, SourceInfo
 from pipeline.kafka import records
-from pipeline.kafka.client import Producer, ensure_topic, make_producer
+from pipeline.kafka.client import Headers, Producer, ensure_topic, make_producer
+from pipeline.kafka.partitioning import TenantPartitioning, discover
 from pipeline.lsn import format_lsn
 from pipeline.publication import setup_publication, slot_change
 from pipeline.replication import ReplicationStream, drop_slot, identify_system
@@ -44,6 +47,7 @@ from pipeline.source import CdcSource
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE = "pg2edge-publisher.db"
+PARTITIONING = ("kafka", "partitioning")
 
 
 @dataclass
@@ -77,8 +81,16 @@ def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[li
     return cols, list(dict.fromkeys(key))
 
 
+def _send_everywhere(producer: Producer, topic: str, partitions: int, record: tuple[bytes, bytes, Headers]) -> None:
+    """A control record (snapshot bounds, heartbeat) goes to every partition."""
+    k, v, h = record
+    for p in range(partitions):
+        producer.send(topic, value=v, key=k, headers=h, partition=p)
+
+
 def _publish_snapshot(dsn: str, snapshot: str, lsn: int, tables: Sequence[tuple[str, str]],
-                      producer: Producer, topic: str, say: Callable[[str], None]) -> int:
+                      producer: Producer, topic: str, say: Callable[[str], None],
+                      parting: TenantPartitioning | None) -> int:
     rows = 0
     now_ms = int(time.time() * 1000)
     with psycopg.connect(dsn) as conn:
@@ -96,7 +108,8 @@ def _publish_snapshot(dsn: str, snapshot: str, lsn: int, tables: Sequence[tuple[
                     after = dict(zip(cols, values))
                     ev = ChangeEvent(Op.READ, None, after, source, {k: after[k] for k in key})
                     k, v, h = records.snapshot_record(ev)
-                    producer.send(topic, value=v, key=k, headers=h)
+                    for p in parting.row_partitions((schema, table), after) if parting else (0,):
+                        producer.send(topic, value=v, key=k, headers=h, partition=p)
                     n += 1
                     if n % 50_000 == 0:
                         producer.flush()
@@ -106,7 +119,8 @@ def _publish_snapshot(dsn: str, snapshot: str, lsn: int, tables: Sequence[tuple[
 
 
 def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.StreamInfo,
-              ident: state.SourceIdentity, producer: Producer, topic: str, say: Callable[[str], None]) -> int:
+              ident: state.SourceIdentity, producer: Producer, topic: str, say: Callable[[str], None],
+              parting: TenantPartitioning | None) -> int:
     run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
     if run:  # an interrupted snapshot: its rows may be half published; start a clean one
         say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
@@ -124,14 +138,14 @@ def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.Strea
             "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "copying",
             "keeper_pid": kept.pid})
     tables = published_tables(dsn, names.publication)
-    k, v, h = records.control_record(
+    n = parting.partitions if parting else 1
+    _send_everywhere(producer, topic, n, records.control_record(
         "snapshot-begin", slot=names.slot, publication=names.publication, database=ident.database,
         system_identifier=ident.system_identifier, snapshot_lsn=kept.consistent_lsn,
-        tables=[f"{s}.{t}" for s, t in tables])
-    producer.send(topic, value=v, key=k, headers=h)
-    rows = _publish_snapshot(dsn, kept.snapshot, kept.consistent_lsn, tables, producer, topic, say)
-    k, v, h = records.control_record("snapshot-end", snapshot_lsn=kept.consistent_lsn)
-    producer.send(topic, value=v, key=k, headers=h)
+        tables=[f"{s}.{t}" for s, t in tables],
+        partitioning=parting.describe() if parting else {"column": None, "partitions": 1}))
+    rows = _publish_snapshot(dsn, kept.snapshot, kept.consistent_lsn, tables, producer, topic, say, parting)
+    _send_everywhere(producer, topic, n, records.control_record("snapshot-end", snapshot_lsn=kept.consistent_lsn))
     producer.flush()
     with db:
         state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
@@ -142,13 +156,31 @@ def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.Strea
     return rows
 
 
+def _partitioning(db: apsw.Connection, dsn: str, publication: str, *, column: str | None,
+                  partitions: int) -> TenantPartitioning | None:
+    """The tenant partitioning asked for, checked against the one this publisher started with."""
+    parting = (discover(dsn, published_tables(dsn, publication), column=column, partitions=partitions)
+               if column else None)
+    want = parting.describe() if parting else {"column": None, "partitions": 1}
+    have = state.read_record(db, *PARTITIONING)
+    if have is None:
+        with db:
+            state.write_record(db, *PARTITIONING, want)
+    elif have != want:
+        raise ConfigError(f"this publisher's topic is partitioned as {have} but {want} was asked: keep the "
+                          "same --tenant-column/--partitions, or publish to a new --topic-prefix with a new --state")
+    return parting
+
+
 def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", tables: str | Sequence[str] | None = None,
                   state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
-                  client: str = "kafka-python",
+                  client: str = "kafka-python", tenant_column: str | None = None, partitions: int = 1,
                   stop: threading.Event | None = None, say: Callable[[str], None] = print) -> PublishReport:
-    """Publish the snapshot (once), then every committed change, until stopped (or caught up)."""
+    """Publish the snapshot (once), then every committed change, until stopped (or caught up).
+
+    ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions."""
     state_path = str(state_path)
     db = open_state(state_path)
     flag = StopFlag(stop)
@@ -160,8 +192,6 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         state.check_source(db, ident)
         topic = records.topic_name(topic_prefix, ident.database)
         report = PublishReport(topic=topic)
-        ensure_topic(bootstrap, topic)
-        producer = producer or make_producer(client, bootstrap, **(producer_options or {}))
         names = stream_names(db, slot=None, publication=None)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,
@@ -171,9 +201,13 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
             with db:
                 state.write_source(db, ident)
                 state.write_stream(db, names)
+        parting = _partitioning(db, dsn, names.publication, column=tenant_column, partitions=partitions)
+        n = parting.partitions if parting else 1
+        ensure_topic(bootstrap, topic, partitions=n)
+        producer = producer or make_producer(client, bootstrap, **(producer_options or {}))
         run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
         if not run or run.get("status") != "done":
-            report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, producer, topic, say)
+            report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, producer, topic, say, parting)
             say(f"snapshot: {report.snapshot_rows} rows published to {topic}")
         pos = state.read_position(db)
         assert pos is not None
@@ -188,8 +222,9 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                 batch = source.batch(max_wait=max_wait)
                 if batch:
                     for txn in batch:
-                        for k, v, h in records.transaction_records(txn):
-                            producer.send(topic, value=v, key=k, headers=h)
+                        for p, part in parting.split(txn).items() if parting else ((0, txn),):
+                            for k, v, h in records.transaction_records(part):
+                                producer.send(topic, value=v, key=k, headers=h, partition=p)
                         report.events += len(txn.events)
                     producer.flush()  # acks=all for everything up to the batch's last commit
                     last = batch[-1]
@@ -202,8 +237,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                 beat = source.ack_heartbeat()
                 if beat is not None:
                     acked = max(acked, beat)
-                    k, v, h = records.control_record("heartbeat", lsn=beat)
-                    producer.send(topic, value=v, key=k, headers=h)
+                    _send_everywhere(producer, topic, n, records.control_record("heartbeat", lsn=beat))
                     producer.flush()
                 reason = flag.stop_reason(caught_up=goal is not None and acked >= goal)
                 if reason:

@@ -75,6 +75,12 @@ class _Replica:
     def control(self, data: dict[str, Any], offset: int, say: Callable[[str], None]) -> None:
         kind = data.get("type")
         if kind == "snapshot-begin":
+            parting = data.get("partitioning") or {}
+            if int(parting.get("partitions") or 1) > 1:
+                raise ConfigError(
+                    f"topic {self.topic} is partitioned by tenant column {parting.get('column')!r} into "
+                    f"{parting['partitions']} partitions: consume it into tenant files with "
+                    "`pg2edge sync --from-kafka --tenant-pattern ...`")
             ident = state.SourceIdentity(system_identifier=str(data["system_identifier"]),
                                          database=str(data["database"]))
             state.check_source(self.db, ident)

@@ -23,7 +23,7 @@ rows, position = the hub's position, which is that of the previous batch).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,20 @@ def _tenant_of(layout: TenantLayout, ev: ChangeEvent, row: Mapping[str, Any] | N
     return str(value)
 
 
+def moves_tenant(ev: ChangeEvent, column: str) -> bool:
+    """True for an UPDATE that changes the row's tenant column (its old value is in ``before``)."""
+    return (ev.op is Op.UPDATE and ev.before is not None and column in ev.before and ev.after is not None
+            and ev.before[column] != ev.after.get(column))
+
+
+def split_move(ev: ChangeEvent) -> tuple[ChangeEvent, ChangeEvent]:
+    """A tenant move as (delete in the old tenant, insert in the new); unchanged TOAST values are
+    taken from ``before`` where it has them (REPLICA IDENTITY FULL), else left as the sentinel."""
+    assert ev.before is not None and ev.after is not None
+    after = {c: ev.before.get(c, v) if v is UNCHANGED_TOAST else v for c, v in ev.after.items()}
+    return replace(ev, op=Op.DELETE, after=None), replace(ev, op=Op.CREATE, before=None, after=after)
+
+
 def route(layout: TenantLayout, txn: Transaction) -> tuple[list[tuple[Any, ChangeEvent]], list[ChangeEvent]]:
     """(tenant or BROADCAST, event) pairs for tenant files, and the hub's events, in source order."""
     tenant_items: list[tuple[Any, ChangeEvent]] = []
@@ -79,17 +93,16 @@ def route(layout: TenantLayout, txn: Transaction) -> tuple[list[tuple[Any, Chang
             tenant_items.append((BROADCAST, ev))
         elif ev.op is Op.DELETE:
             tenant_items.append((_tenant_of(layout, ev, ev.before), ev))
-        elif ev.op is Op.UPDATE and ev.before is not None and layout.column in ev.before \
-                and ev.after is not None and ev.before[layout.column] != ev.after.get(layout.column):
+        elif moves_tenant(ev, layout.column):
             old, new = _tenant_of(layout, ev, ev.before), _tenant_of(layout, ev, ev.after)
-            after = {c: ev.before.get(c, v) if v is UNCHANGED_TOAST else v for c, v in ev.after.items()}
-            toast = [c for c, v in after.items() if v is UNCHANGED_TOAST]
+            gone, arrived = split_move(ev)
+            toast = [c for c, v in (arrived.after or {}).items() if v is UNCHANGED_TOAST]
             if toast:
                 raise ApplyError(f"{key[0]}.{key[1]} key {dict(ev.key)!r} moves from tenant {old!r} to {new!r} "
                                  f"but unchanged TOAST column(s) {toast} are not in the change "
                                  "(set REPLICA IDENTITY FULL on the table)")
-            tenant_items.append((old, replace(ev, op=Op.DELETE, after=None)))
-            tenant_items.append((new, replace(ev, op=Op.CREATE, before=None, after=after)))
+            tenant_items.append((old, gone))
+            tenant_items.append((new, arrived))
         else:
             tenant_items.append((_tenant_of(layout, ev, ev.after), ev))
     return tenant_items, hub_events
@@ -99,15 +112,18 @@ class TenantRouter:
     """Applies batches to the tenant files (LRU of open Appliers) and then to the hub."""
 
     def __init__(self, *, layout: TenantLayout, hub: Any, hub_path: str | Path,
-                 mappings: Mapping[tuple[str, str], TableMapping]) -> None:
+                 mappings: Mapping[tuple[str, str], TableMapping], owns: Callable[[str], bool] | None = None,
+                 max_open: int | None = None) -> None:
+        """``owns``: the tenants this router serves (a partition of a topic partitioned by tenant);
+        broadcast events go only to those. ``max_open``: the LRU size (default ``[tenants] max_open``)."""
         self.layout, self.hub, self.hub_path = layout, hub, str(hub_path)
         keep = layout.tenant_file_tables()
         self.tenant_mappings = {k: m for k, m in mappings.items() if k in keep}
         self.hub_applier = Applier(hub, mappings)
         self.identity, self.stream = state.read_source(hub), state.read_stream(hub)
-        self.known: set[str] = set(list_tenants(layout.config.pattern))
+        self.known: set[str] = {t for t in list_tenants(layout.config.pattern) if owns is None or owns(t)}
         self.created = 0
-        self.pool: TenantPool[Applier] = TenantPool(max_open=layout.config.max_open, opener=self._open,
+        self.pool: TenantPool[Applier] = TenantPool(max_open=max_open or layout.config.max_open, opener=self._open,
                                                     closer=lambda a: a.conn.close())
 
     def _open(self, tenant: str) -> Applier:
@@ -124,8 +140,10 @@ class TenantRouter:
             self.known.add(tenant)
         return Applier(open_replica(path), self.tenant_mappings)
 
-    def apply(self, batch: Sequence[Transaction]) -> RouteResult:
-        """Apply ``batch`` to every tenant file it touches, then to the hub; ack ``batch[-1].end_lsn`` after."""
+    def apply(self, batch: Sequence[Transaction], *, kafka: dict[str, Any] | None = None) -> RouteResult:
+        """Apply ``batch`` to every tenant file it touches, then to the hub; ack ``batch[-1].end_lsn`` after.
+
+        ``kafka`` (topic, partition, offset of the batch's last record) goes into the hub's position."""
         result = RouteResult(transactions=len(batch))
         per_tenant: dict[str, list[Transaction]] = {}
         hub_txns: list[Transaction] = []
@@ -150,7 +168,7 @@ class TenantRouter:
             result.tenant_transactions += applied.applied
             result.rows += applied.rows
         result.tenants_touched = len(per_tenant)
-        self.hub_applier.apply(hub_txns)
+        self.hub_applier.apply(hub_txns, kafka=kafka)
         result.tenants_created = self.created
         return result
 

@@ -1,0 +1,232 @@
+"""Database-per-tenant over Kafka: a topic partitioned by tenant -> tenant files (real broker, PostgreSQL, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apsw
+import psycopg
+import pytest
+
+from pg2edge.config import TenantsConfig
+from pg2edge.errors import ConfigError
+from pipeline.kafka.client import KafkaPythonConsumer
+from pipeline.kafka.partitioning import partition_of
+from pipeline.kafka.publisher import run_publisher
+from pipeline.kafka.records import topic_name
+from pipeline.kafka.replica import run_kafka_replica
+from pipeline.tenants.admin import list_tenants
+from pipeline.tenants.kafka_replica import hub_path, run_tenant_kafka_replica
+
+pytestmark = pytest.mark.kafka
+
+PARTS = 4
+SCHEMA = ("CREATE TABLE notes (tenant_id text, id int, body text, PRIMARY KEY (tenant_id, id))",
+          "CREATE TABLE plans (id int PRIMARY KEY, name text)",
+          "INSERT INTO plans VALUES (1, 'free'), (2, 'pro')",
+          "INSERT INTO notes SELECT 't' || (g % 50), g, 'note ' || g FROM generate_series(1, 1000) g")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _sql(dsn: str, *statements: str, params: tuple = ()) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for stmt in statements:
+            conn.execute(stmt, params or None)
+
+
+def _pg_rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]
+
+
+def _file_rows(path: Path, query: str) -> list[tuple]:
+    db = apsw.Connection(str(path))
+    try:
+        return [tuple(r) for r in db.execute(query).fetchall()]
+    finally:
+        db.close()
+
+
+def _config(tmp_path: Path) -> TenantsConfig:
+    return TenantsConfig(pattern=str(tmp_path / "tenants" / "{tenant}.db"),
+                         shared_path=str(tmp_path / "tenants" / "_shared.db"), shared="every", max_open=8)
+
+
+def _publish(dsn: str, bootstrap: str, tmp_path: Path, *, partitions: int = PARTS, prefix: str = "tk") -> None:
+    run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=tmp_path / "pub.db",
+                  tenant_column="tenant_id", partitions=partitions, until_caught_up=True, say=_quiet)
+
+
+def _consume(dsn: str, bootstrap: str, cfg: TenantsConfig, partitions: list[int] | None = None):
+    return run_tenant_kafka_replica(bootstrap=bootstrap, dsn=dsn, tenants=cfg, topic_prefix="tk",
+                                    partitions=partitions, until_caught_up=True, idle_seconds=1.0, say=_quiet)
+
+
+def _assert_split(dsn: str, cfg: TenantsConfig) -> None:
+    tenants = [r[0] for r in _pg_rows(dsn, "SELECT DISTINCT tenant_id FROM notes ORDER BY 1")]
+    files = list_tenants(cfg.pattern)
+    assert set(tenants) <= set(files)
+    shared = _pg_rows(dsn, "SELECT id, name FROM plans ORDER BY id")
+    for tenant, tf in files.items():
+        want = _pg_rows(dsn, "SELECT tenant_id, id, body FROM notes WHERE tenant_id = %s ORDER BY id", (tenant,))
+        assert _file_rows(tf.path, "SELECT tenant_id, id, body FROM notes ORDER BY id") == want, tenant
+        assert _file_rows(tf.path, "SELECT id, name FROM plans ORDER BY id") == shared, tenant
+    for p in range(PARTS):
+        hub = hub_path(cfg.shared_path, p)
+        assert _file_rows(hub, "SELECT id, name FROM plans ORDER BY id") == shared, hub
+        assert _file_rows(hub, "SELECT count(*) FROM notes") == [(0,)], hub
+
+
+def _moving_pair() -> tuple[str, str]:
+    """Two tenants of the sample whose partitions differ (a move crosses partitions)."""
+    for i in range(50):
+        for j in range(50):
+            if partition_of(f"t{i}", PARTS) != partition_of(f"t{j}", PARTS):
+                return f"t{i}", f"t{j}"
+    raise AssertionError("every tenant hashes to one partition")
+
+
+def _partition_records(bootstrap: str, topic: str) -> dict[int, list]:
+    consumer = KafkaPythonConsumer(bootstrap)
+    out: dict[int, list] = {}
+    try:
+        for p in range(PARTS):
+            consumer.seek(topic, p, 0)
+        idle = time.monotonic()
+        while time.monotonic() - idle < 1.5:
+            got = consumer.poll(timeout=0.3)
+            if got:
+                idle = time.monotonic()
+            for r in got:
+                out.setdefault(r.partition, []).append(r)
+    finally:
+        consumer.close()
+    return out
+
+
+def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    _sql(pg_dsn, *SCHEMA)
+    _publish(pg_dsn, kafka_bootstrap, tmp_path)
+    cfg = _config(tmp_path)
+    # two consumers share the topic: partitions 0-1, then 2-3 (e.g. two edges); each owns its tenants
+    first = _consume(pg_dsn, kafka_bootstrap, cfg, [0, 1])
+    owned = {t for t in list_tenants(cfg.pattern)}
+    assert owned and all(partition_of(t, PARTS) in (0, 1) for t in owned)
+    second = _consume(pg_dsn, kafka_bootstrap, cfg, [2, 3])
+    assert first.snapshot_rows + second.snapshot_rows == 1000 + 2 * PARTS  # shared rows reach every partition
+    assert len(list_tenants(cfg.pattern)) == 50
+    _assert_split(pg_dsn, cfg)
+
+    old, new = _moving_pair()
+    _sql(pg_dsn,
+         "INSERT INTO notes SELECT 't' || (g % 50), g, 'more ' || g FROM generate_series(1001, 1400) g",
+         "UPDATE notes SET body = body || ' (edited)' WHERE id % 7 = 0",
+         "DELETE FROM notes WHERE id % 11 = 0",
+         "INSERT INTO notes VALUES ('brand-new', 1, 'first note of a new tenant')",
+         "UPDATE plans SET name = 'enterprise' WHERE id = 2",
+         "INSERT INTO plans VALUES (3, 'team')")
+    moved = _pg_rows(pg_dsn, "SELECT id FROM notes WHERE tenant_id = %s ORDER BY id LIMIT 1", (old,))[0][0]
+    _sql(pg_dsn, "UPDATE notes SET tenant_id = %s WHERE tenant_id = %s AND id = %s", params=(new, old, moved))
+    _publish(pg_dsn, kafka_bootstrap, tmp_path)
+    report = _consume(pg_dsn, kafka_bootstrap, cfg)  # now one consumer of every partition
+    assert report.tenants_created == 1 and "brand-new" in list_tenants(cfg.pattern)
+    assert _file_rows(list_tenants(cfg.pattern)[new].path, "SELECT count(*) FROM notes WHERE id = %d" % moved) == [(1,)]
+    _assert_split(pg_dsn, cfg)
+
+    # the topic itself: each tenant's records in its partition, shared rows in every partition
+    records = _partition_records(kafka_bootstrap, topic_name("tk", _pg_rows(pg_dsn, "SELECT current_database()")[0][0]))
+    assert sorted(records) == list(range(PARTS))
+    for p, recs in records.items():
+        plans = 0
+        for r in recs:
+            if r.headers.get("pg2edge.kind") == b"control":
+                continue
+            ev = json.loads(r.value)
+            table, row = ev["source"]["table"], ev["after"] or ev["before"]
+            if table == "notes":
+                assert partition_of(row["tenant_id"], PARTS) == p, (p, row)
+            else:
+                plans += 1
+        assert plans == 2 + 2, p  # 2 snapshot rows + 1 update + 1 insert of the shared table
+
+
+def test_plain_replica_and_changed_partitioning_are_refused(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    _sql(pg_dsn, *SCHEMA)
+    _publish(pg_dsn, kafka_bootstrap, tmp_path, prefix="tr")
+    with pytest.raises(ConfigError, match="partitioned by tenant column 'tenant_id' into 4 partitions"):
+        run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "plain.db", dsn=pg_dsn, topic_prefix="tr",
+                          until_caught_up=True, idle_seconds=1.0, say=_quiet)
+    with pytest.raises(ConfigError, match="partitioned as .* but .* was asked"):
+        _publish(pg_dsn, kafka_bootstrap, tmp_path, partitions=2, prefix="tr")
+    with pytest.raises(ConfigError, match="no partition 9"):
+        run_tenant_kafka_replica(bootstrap=kafka_bootstrap, dsn=pg_dsn, tenants=_config(tmp_path), topic_prefix="tr",
+                                 partitions=[9], until_caught_up=True, say=_quiet)
+
+
+def _hub_offsets(cfg: TenantsConfig) -> list[int]:
+    out = []
+    for p in range(PARTS):
+        path = hub_path(cfg.shared_path, p)
+        pos = _file_rows(path, "SELECT value FROM _pg2edge_state WHERE scope = 'position'") if path.exists() else []
+        out.append(json.loads(pos[0][0])["kafka"]["offset"] if pos else -1)
+    return out
+
+
+@pytest.mark.slow
+def test_tenant_replica_killed_mid_stream_ends_equal(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path,
+                                                     run_cli) -> None:
+    _sql(pg_dsn, *SCHEMA)
+    _publish(pg_dsn, kafka_bootstrap, tmp_path)
+    # 12,000 transactions of 5 changes across tenants, committed one by one inside the server
+    _sql(pg_dsn, """
+        CREATE PROCEDURE churn(n int) LANGUAGE plpgsql AS $$
+        BEGIN
+          FOR i IN 0 .. n - 1 LOOP
+            INSERT INTO notes SELECT 't' || ((i + g) % 50), 10000 + i * 5 + g, 'k' FROM generate_series(0, 2) g;
+            UPDATE notes SET body = body || '.' WHERE id = i % 1000 + 1;
+            DELETE FROM notes WHERE id = 10000 + (i - 1) * 5;
+            COMMIT;
+          END LOOP;
+        END $$""", "CALL churn(12000)")
+    _publish(pg_dsn, kafka_bootstrap, tmp_path)
+    cfg = _config(tmp_path)
+    (tmp_path / "pg2edge.toml").write_text(
+        f"[tenants]\npattern = {cfg.pattern!r}\nshared_path = {cfg.shared_path!r}\nmax_open = 8\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "pg2edge", "sync", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn,
+            "--from-kafka", "--bootstrap", kafka_bootstrap, "--tenant-pattern", cfg.pattern, "--topic",
+            topic_name("tk", _pg_rows(pg_dsn, "SELECT current_database()")[0][0])]
+    kills, offsets = 0, []
+    for delay in (2.0, 2.5, 3.0, 3.5, 4.0):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(30)
+        offsets.append(_hub_offsets(cfg))
+    assert kills >= 3
+    assert sum(o != offsets[-1] for o in offsets) >= 2, "fewer than two kills landed mid-stream"
+    done = run_cli("sync", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn, "--from-kafka",
+                   "--bootstrap", kafka_bootstrap, "--tenant-pattern", cfg.pattern, "--until-caught-up",
+                   "--topic", args[-1])
+    assert done.returncode == 0, done.stderr
+    _assert_split(pg_dsn, cfg)
+
+
+def test_cli_refuses_bad_partition_options(run_cli) -> None:
+    out = run_cli("publish", "--source", "postgresql://nobody@127.0.0.1:1/x", "--bootstrap", "127.0.0.1:1",
+                  "--partitions", "4")
+    assert out.returncode == 2 and "--partitions needs --tenant-column" in out.stderr
+    out = run_cli("sync", "--source", "postgresql://nobody@127.0.0.1:1/x", "--from-kafka", "--bootstrap",
+                  "127.0.0.1:1", "--tenant-pattern", "t/{tenant}.db", "--consume-partitions", "0-x")
+    assert out.returncode == 2 and "--consume-partitions '0-x'" in out.stderr
