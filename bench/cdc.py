@@ -16,16 +16,18 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import apsw
 import psycopg
 
-from pg2edge.pgcluster import LocalCluster
-from pipeline.daemon import run_sync
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.lagprobe import TICKS_DDL, measure_lag  # noqa: E402
+from pg2edge.pgcluster import LocalCluster  # noqa: E402
+from pipeline.daemon import run_sync  # noqa: E402
 
 
 def quiet(_: str) -> None:
@@ -55,51 +57,17 @@ def drain(dsn: str, target: Path, changes: int) -> float:
 
 def lag(dsn: str, target: Path, tps: int, seconds: float) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)")
+        conn.execute(TICKS_DDL)
     stop = threading.Event()
     daemon = threading.Thread(target=run_sync, kwargs=dict(dsn=dsn, target=target, stop=stop, say=quiet,
                                                            max_wait=0.05))
     daemon.start()
     time.sleep(3)  # slot + mapping ready
-    committed: dict[int, float] = {}
-    lags: list[float] = []
-    done = threading.Event()
-
-    def reader() -> None:
-        db = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
-        db.setbusytimeout(1000)
-        seen = 0
-        while not (done.is_set() and seen >= len(committed)):
-            row = db.execute("SELECT max(id) FROM ticks").fetchone()
-            top = row[0] or 0 if row else 0
-            now = time.perf_counter()
-            for i in range(seen + 1, top + 1):
-                if i in committed:
-                    lags.append(now - committed[i])
-            seen = max(seen, top)
-            time.sleep(0.001)
-        db.close()
-
-    watcher = threading.Thread(target=reader)
-    watcher.start()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        interval = 1.0 / tps
-        next_at = time.perf_counter()
-        end = next_at + seconds
-        i = 0
-        while time.perf_counter() < end:
-            i += 1
-            conn.execute("INSERT INTO ticks VALUES (%s, now())", (i,))
-            committed[i] = time.perf_counter()
-            next_at += interval
-            pause = next_at - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-    done.set()
-    watcher.join(timeout=60)
-    stop.set()
-    daemon.join(timeout=60)
-    return lags
+    try:
+        return measure_lag(dsn, target, tps=tps, seconds=seconds)
+    finally:
+        stop.set()
+        daemon.join(timeout=60)
 
 
 def main() -> None:
@@ -115,7 +83,6 @@ def main() -> None:
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE lag")
             lags = lag(cluster.dsn("lag"), work / "lag.db", args.tps, args.seconds)
-        lags.sort()
         p50 = statistics.median(lags) * 1000
         p99 = lags[int(len(lags) * 0.99) - 1] * 1000
         achieved = len(lags) / args.seconds

@@ -29,7 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-import apsw
 import psycopg
 
 # this file is named kafka.py: its folder must not shadow the kafka package
@@ -37,6 +36,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.lagprobe import TICKS_DDL, measure_lag  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
 from pipeline.kafka.publisher import run_publisher  # noqa: E402
 from pipeline.kafka.records import topic_name  # noqa: E402
@@ -100,7 +100,7 @@ def throughput(dsn: str, bootstrap: str, work: Path, changes: int, producer: dic
 def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, producer: dict[str, object],
         client: str) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)")
+        conn.execute(TICKS_DDL)
         db = conn.info.dbname
     done = run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix="lag", state_path=work / "lagpub.db",
                          until_caught_up=True, say=quiet, producer_options=producer, client=client)
@@ -116,48 +116,12 @@ def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, producer
     for t in threads:
         t.start()
     time.sleep(2)
-    committed: dict[int, float] = {}
-    lags: list[float] = []
-    done = threading.Event()
-
-    def reader() -> None:
-        conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
-        conn.setbusytimeout(1000)
-        seen = 0
-        deadline = None
-        while not (done.is_set() and seen >= len(committed)):
-            if done.is_set():
-                deadline = deadline or time.monotonic() + 30
-                if time.monotonic() > deadline:
-                    break
-            row = conn.execute("SELECT max(id) FROM ticks").fetchone()
-            top = (row[0] or 0) if row else 0
-            now = time.perf_counter()
-            lags.extend(now - committed[i] for i in range(seen + 1, top + 1) if i in committed)
-            seen = max(seen, top)
-            time.sleep(0.001)
-        conn.close()
-
-    watcher = threading.Thread(target=reader)
-    watcher.start()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        next_at = time.perf_counter()
-        end = next_at + seconds
-        i = 0
-        while time.perf_counter() < end:
-            i += 1
-            conn.execute("INSERT INTO ticks VALUES (%s, now())", (i,))
-            committed[i] = time.perf_counter()
-            next_at += 1.0 / tps
-            pause = next_at - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-    done.set()
-    watcher.join(60)
-    stop.set()
-    for t in threads:
-        t.join(60)
-    return sorted(lags)
+    try:
+        return measure_lag(dsn, target, tps=tps, seconds=seconds)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
 
 
 def main() -> None:
