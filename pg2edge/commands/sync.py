@@ -49,18 +49,14 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
-    if args.tenant_pattern:
-        if args.metrics_port:
-            from pg2edge.errors import ConfigError
-
-            raise ConfigError("--metrics-port is not available with --tenant-pattern yet")
-        return _run_tenants(args, config)
     metrics = None
     if args.metrics_port:
         from pipeline.metrics import Metrics
 
         metrics = Metrics()
         metrics.serve(args.metrics_port)
+    if args.tenant_pattern:
+        return _run_tenants(args, config, metrics)
     if args.from_kafka:
         return _run_kafka(args, config, metrics)
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
@@ -96,7 +92,7 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     return 0
 
 
-def _run_tenants(args: argparse.Namespace, config: Any) -> int:
+def _run_tenants(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.config import parse_duration
     from pipeline.lsn import format_lsn
     from pipeline.tenants.daemon import run_tenant_sync
@@ -104,7 +100,7 @@ def _run_tenants(args: argparse.Namespace, config: Any) -> int:
     report = run_tenant_sync(dsn=config.require_source(), tenants=config.tenants, tables=args.tables, jobs=args.jobs,
                              options=config.translate, until_caught_up=args.until_caught_up,
                              heartbeat_interval=parse_duration(args.heartbeat),
-                             allow_replica_identity_full=args.allow_replica_identity_full)
+                             allow_replica_identity_full=args.allow_replica_identity_full, metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"tenant sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row "
           f"changes routed, {report.tenants_created} new tenant file(s); shared file at {at}")
