@@ -21,6 +21,7 @@ from pipeline.kafka.partitioning import partition_of
 from pipeline.kafka.publisher import run_publisher
 from pipeline.kafka.records import topic_name
 from pipeline.kafka.replica import run_kafka_replica
+from pipeline.metrics import Metrics
 from pipeline.tenants.admin import list_tenants
 from pipeline.tenants.kafka_replica import hub_path, run_tenant_kafka_replica
 
@@ -66,9 +67,10 @@ def _publish(dsn: str, bootstrap: str, tmp_path: Path, *, partitions: int = PART
                   tenant_column="tenant_id", partitions=partitions, until_caught_up=True, say=_quiet)
 
 
-def _consume(dsn: str, bootstrap: str, cfg: TenantsConfig, partitions: list[int] | None = None):
+def _consume(dsn: str, bootstrap: str, cfg: TenantsConfig, partitions: list[int] | None = None, metrics=None):
     return run_tenant_kafka_replica(bootstrap=bootstrap, dsn=dsn, tenants=cfg, topic_prefix="tk",
-                                    partitions=partitions, until_caught_up=True, idle_seconds=1.0, say=_quiet)
+                                    partitions=partitions, until_caught_up=True, idle_seconds=1.0, say=_quiet,
+                                    metrics=metrics)
 
 
 def _assert_split(dsn: str, cfg: TenantsConfig) -> None:
@@ -137,7 +139,13 @@ def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_b
     moved = _pg_rows(pg_dsn, "SELECT id FROM notes WHERE tenant_id = %s ORDER BY id LIMIT 1", (old,))[0][0]
     _sql(pg_dsn, "UPDATE notes SET tenant_id = %s WHERE tenant_id = %s AND id = %s", params=(new, old, moved))
     _publish(pg_dsn, kafka_bootstrap, tmp_path)
-    report = _consume(pg_dsn, kafka_bootstrap, cfg)  # now one consumer of every partition
+    metrics = Metrics()
+    report = _consume(pg_dsn, kafka_bootstrap, cfg, metrics=metrics)  # now one consumer of every partition
+    applied = metrics.registry.get_sample_value
+    # 400 + 1 inserts, and the move crossed partitions: a delete in one, an insert in the other
+    assert applied("pg2edge_applied_changes_total", {"table": "public.notes", "op": "c"}) == 402
+    assert applied("pg2edge_applied_changes_total", {"table": "public.plans", "op": "c"}) == PARTS  # each partition
+    assert applied("pg2edge_batch_apply_seconds_count") >= 1
     assert report.tenants_created == 1 and "brand-new" in list_tenants(cfg.pattern)
     assert _file_rows(list_tenants(cfg.pattern)[new].path, "SELECT count(*) FROM notes WHERE id = %d" % moved) == [(1,)]
     _assert_split(pg_dsn, cfg)

@@ -34,6 +34,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--linger-ms", type=int, default=5, metavar="MS", help="producer linger (default 5)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="producer compression (default none)")
+    parser.add_argument("--metrics-port", type=int, metavar="N",
+                        help="serve Prometheus metrics on this port (published changes, lag, retained WAL)")
     tenant = parser.add_argument_group("partitioned by tenant (replicas: sync --from-kafka --tenant-pattern)")
     tenant.add_argument("--tenant-column", metavar="COL",
                         help="partition the topic by this column's value: a tenant's records share one partition; "
@@ -52,13 +54,20 @@ def _run(args: argparse.Namespace) -> int:
 
         raise ConfigError("--partitions needs --tenant-column (without it the topic has one partition)")
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
+    metrics = None
+    if args.metrics_port:
+        from pipeline.metrics import Metrics
+
+        metrics = Metrics(role="publisher")
+        metrics.serve(args.metrics_port)
     report = run_publisher(
         dsn=config.require_source(), bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, tables=args.tables,
         state_path=args.state, allow_replica_identity_full=args.allow_replica_identity_full,
         until_caught_up=args.until_caught_up, client=args.client, heartbeat_interval=parse_duration(args.heartbeat),
         tenant_column=args.tenant_column, partitions=args.partitions or (8 if args.tenant_column else 1),
         producer_options={"linger_ms": args.linger_ms,
-                          "compression_type": None if args.compression == "none" else args.compression})
+                          "compression_type": None if args.compression == "none" else args.compression},
+        metrics=metrics)
     print(f"publish stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, {report.transactions} "
           f"transactions ({report.events} changes) to {report.topic}; acknowledged {format_lsn(report.acked_lsn)}")
     return 0

@@ -52,18 +52,16 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
-    if args.tenant_pattern:
-        if args.metrics_port:
-            from pg2edge.errors import ConfigError
-
-            raise ConfigError("--metrics-port is not available with --tenant-pattern yet")
-        return _run_tenant_kafka(args, config) if args.from_kafka else _run_tenants(args, config)
     metrics = None
     if args.metrics_port:
         from pipeline.metrics import Metrics
 
         metrics = Metrics()
         metrics.serve(args.metrics_port)
+    if args.tenant_pattern:
+        if args.from_kafka:
+            return _run_tenant_kafka(args, config, metrics)
+        return _run_tenants(args, config, metrics)
     if args.from_kafka:
         return _run_kafka(args, config, metrics)
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
@@ -99,7 +97,7 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     return 0
 
 
-def _run_tenants(args: argparse.Namespace, config: Any) -> int:
+def _run_tenants(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.config import parse_duration
     from pipeline.lsn import format_lsn
     from pipeline.tenants.daemon import run_tenant_sync
@@ -107,7 +105,7 @@ def _run_tenants(args: argparse.Namespace, config: Any) -> int:
     report = run_tenant_sync(dsn=config.require_source(), tenants=config.tenants, tables=args.tables, jobs=args.jobs,
                              options=config.translate, until_caught_up=args.until_caught_up,
                              heartbeat_interval=parse_duration(args.heartbeat),
-                             allow_replica_identity_full=args.allow_replica_identity_full)
+                             allow_replica_identity_full=args.allow_replica_identity_full, metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"tenant sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row "
           f"changes routed, {report.tenants_created} new tenant file(s); shared file at {at}")
@@ -130,7 +128,7 @@ def parse_partitions(text: str) -> list[int]:
     return out
 
 
-def _run_tenant_kafka(args: argparse.Namespace, config: Any) -> int:
+def _run_tenant_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.errors import ConfigError
     from pipeline.tenants.kafka_replica import run_tenant_kafka_replica
 
@@ -139,7 +137,8 @@ def _run_tenant_kafka(args: argparse.Namespace, config: Any) -> int:
     report = run_tenant_kafka_replica(
         bootstrap=args.bootstrap, dsn=config.require_source(), tenants=config.tenants, topic=args.topic,
         partitions=parse_partitions(args.consume_partitions) if args.consume_partitions else None,
-        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up)
+        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
+        metrics=metrics)
     print(f"tenant sync --from-kafka stopped ({report.stopped_by}): partitions "
           f"{','.join(map(str, report.partitions))}: {report.snapshot_rows} snapshot rows, {report.transactions} "
           f"transactions ({report.rows} row changes) routed, {report.tenants_created} new tenant file(s)")

@@ -39,6 +39,7 @@ from pipeline.kafka import records
 from pipeline.kafka.client import Headers, Producer, ensure_topic, make_producer
 from pipeline.kafka.partitioning import TenantPartitioning, discover
 from pipeline.lsn import format_lsn
+from pipeline.metrics import Metrics, StreamProbe
 from pipeline.publication import setup_publication, slot_change
 from pipeline.replication import ReplicationStream, drop_slot, identify_system
 from pipeline.snapshot import published_tables, stream_names
@@ -177,7 +178,8 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
                   client: str = "kafka-python", tenant_column: str | None = None, partitions: int = 1,
-                  stop: threading.Event | None = None, say: Callable[[str], None] = print) -> PublishReport:
+                  stop: threading.Event | None = None, say: Callable[[str], None] = print,
+                  metrics: Metrics | None = None) -> PublishReport:
     """Publish the snapshot (once), then every committed change, until stopped (or caught up).
 
     ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions."""
@@ -216,9 +218,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         source = CdcSource(stream)
         heart = Heartbeater(dsn, interval=heartbeat_interval)
         acked = pos.end_lsn
+        probe = StreamProbe(metrics, dsn=dsn, slot=names.slot, position=pos)
         try:
             while True:
                 heart.maybe_beat()
+                probe.start_batch()
                 batch = source.batch(max_wait=max_wait)
                 if batch:
                     for txn in batch:
@@ -234,11 +238,13 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                         state.write_position(db, state.Position(commit_lsn=last.commit_lsn, end_lsn=last.end_lsn,
                                                                 xid=last.xid, commit_ts_ms=last.commit_ts))
                     report.transactions += len(batch)
+                    probe.batch_done(batch)
                 beat = source.ack_heartbeat()
                 if beat is not None:
                     acked = max(acked, beat)
                     _send_everywhere(producer, topic, n, records.control_record("heartbeat", lsn=beat))
                     producer.flush()
+                probe.turn(reached_lsn=acked, server_wal_end=stream.server_wal_end)
                 reason = flag.stop_reason(caught_up=goal is not None and acked >= goal)
                 if reason:
                     report.stopped_by = reason

@@ -12,6 +12,7 @@ from pipeline import state
 from pipeline.applier import open_replica
 from pipeline.daemon import Heartbeater, StopFlag, build_mappings, current_wal_lsn
 from pipeline.lsn import format_lsn
+from pipeline.metrics import Metrics, StreamProbe
 from pipeline.replication import ReplicationStream
 from pipeline.snapshot import published_tables
 from pipeline.source import CdcSource
@@ -35,7 +36,7 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                     jobs: int = 2, options: TranslateConfig | None = None, until_caught_up: bool = False,
                     heartbeat_interval: float = 1.0, allow_replica_identity_full: bool = False,
                     stop: threading.Event | None = None, say: Callable[[str], None] = print,
-                    max_wait: float = 0.2) -> TenantSyncReport:
+                    max_wait: float = 0.2, metrics: Metrics | None = None) -> TenantSyncReport:
     """Tenant snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
     report = TenantSyncReport()
@@ -57,12 +58,15 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
         source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
                                              start_lsn=pos.end_lsn))
         heart = Heartbeater(dsn, interval=heartbeat_interval)
+        probe = StreamProbe(metrics, dsn=dsn, slot=names.slot, position=pos)
         try:
             while True:
                 heart.maybe_beat()
                 batch = source.batch(max_wait=max_wait)
                 if batch:
+                    probe.start_batch()
                     result = router.apply(batch)  # every tenant file, then the hub, committed
+                    probe.batch_done(batch)
                     source.ack(batch[-1].end_lsn)
                     report.transactions += result.transactions
                     report.rows += result.rows
@@ -70,6 +74,8 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                 if beat is not None:
                     state.advance_watermark(hub, beat)
                 current = state.read_position(hub)
+                probe.turn(reached_lsn=current.visible_lsn if current else None,
+                           server_wal_end=source.stream.server_wal_end)
                 reason = flag.stop_reason(caught_up=goal is not None and current is not None
                                           and current.visible_lsn >= goal)
                 if reason:

@@ -41,6 +41,7 @@ from pipeline.kafka import records
 from pipeline.kafka.client import Consumer, Record, make_consumer
 from pipeline.kafka.partitioning import partition_of
 from pipeline.lsn import format_lsn
+from pipeline.metrics import Metrics
 from pipeline.replication import identify_system
 from pipeline.snapshot import published_tables
 from pipeline.tenants.admin import delete_tenant, list_tenants
@@ -76,9 +77,10 @@ class _Partition:
     """One partition: its hub file and the router into its tenants' files."""
 
     def __init__(self, *, topic: str, partition: int, partitions: int, dsn: str, tenants: TenantsConfig,
-                 options: TranslateConfig, max_open: int, say: Say) -> None:
+                 options: TranslateConfig, max_open: int, say: Say, metrics: Metrics | None = None) -> None:
         self.topic, self.partition, self.partitions = topic, partition, partitions
         self.dsn, self.config, self.options, self.max_open, self.say = dsn, tenants, options, max_open, say
+        self.metrics = metrics
         self.path = hub_path(tenants.shared_path, partition)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hub = open_replica(self.path)
@@ -177,6 +179,9 @@ class _Partition:
         if pos is not None and pos.commit_lsn > 0 and lsn > (pos.watermark_lsn or 0):
             with self.hub:
                 state.write_position(self.hub, replace(pos, watermark_lsn=lsn, kafka=self.kafka_pos(offset)))
+            if self.metrics is not None:
+                self.metrics.record_lag(reached_lsn=lsn, server_wal_end=0, commit_end_lsn=pos.end_lsn,
+                                        commit_ts_ms=pos.commit_ts_ms)
 
     def feed(self, got: Sequence[Record], report: TenantKafkaReport) -> bool:
         """Apply this partition's records in offset order; True if any was not a heartbeat."""
@@ -198,7 +203,12 @@ class _Partition:
                 if self.router is None:
                     raise ConfigError(f"topic {self.topic} partition {self.partition} has changes before a complete "
                                       "snapshot: was it written by pg2edge publish?")
+                started = time.perf_counter()
                 result = self.router.apply(batch, kafka=self.kafka_pos(last))
+                if self.metrics is not None:
+                    self.metrics.record_batch(batch, time.perf_counter() - started)
+                    self.metrics.record_lag(reached_lsn=batch[-1].end_lsn, server_wal_end=0,
+                                            commit_end_lsn=batch[-1].end_lsn, commit_ts_ms=batch[-1].commit_ts)
                 report.transactions += result.transactions
                 report.rows += result.rows
             batch, rows = [], []
@@ -253,11 +263,13 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
                              options: TranslateConfig | None = None, until_caught_up: bool = False,
                              until_lsn: int | None = None, idle_seconds: float = 2.0, max_records: int = 5000,
                              stop: threading.Event | None = None, consumer: Consumer | None = None,
-                             say: Say = print) -> TenantKafkaReport:
+                             say: Say = print, metrics: Metrics | None = None) -> TenantKafkaReport:
     """Consume the change topic (all partitions, or ``partitions``) into one SQLite file per tenant.
 
     Stops like :func:`pipeline.kafka.replica.run_kafka_replica`: at ``until_lsn``, with
     ``until_caught_up`` at the source's current LSN or after ``idle_seconds`` without a change.
+    ``metrics``: applied changes by table and op, batch latency and lag seconds (the slot's
+    retained WAL is the publisher's metric).
     """
     options = options or TranslateConfig()
     topic = topic or records.topic_name(topic_prefix, identify_system(dsn).database)
@@ -273,7 +285,7 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
         max_open = max(1, tenants.max_open // len(chosen))
         for p in chosen:
             parts[p] = _Partition(topic=topic, partition=p, partitions=n, dsn=dsn, tenants=tenants, options=options,
-                                  max_open=max_open, say=say)
+                                  max_open=max_open, say=say, metrics=metrics)
             consumer.seek(topic, p, parts[p].start_offset())
         say(f"consuming {topic} partition(s) {','.join(map(str, chosen))} of {n} into {tenants.pattern}")
         last_news = last_commit = time.monotonic()
