@@ -34,6 +34,10 @@ def register(sub: Any) -> None:
     kafka.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
                         help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
     kafka.add_argument("--topic", metavar="T", help="topic (default pg2edge.<database>.changes)")
+    kafka.add_argument("--seed-from", metavar="REPLICA.db",
+                       help="create the new --target as a copy of this (live) Kafka replica, rows, position and "
+                            "retry queue, then continue from its offset (for a topic whose retention dropped the "
+                            "snapshot)")
     parser.add_argument("--max-attempts", type=int, default=5, metavar="N",
                         help="attempts before a failing change goes to the DLQ (default 5)")
     parser.add_argument("--retry-delay", default="1s", metavar="DURATION",
@@ -86,7 +90,8 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
     report = run_kafka_replica(
         bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
-        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
+        group=args.group, client=args.client, options=config.translate, seed_from=args.seed_from,
+        until_caught_up=args.until_caught_up,
         policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)),
         metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"

@@ -44,6 +44,7 @@ from pipeline.source import CdcSource
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE = "pg2edge-publisher.db"
+RESNAPSHOT = "resnapshot"  # run status: a finished snapshot the operator asked to replace (--resnapshot)
 
 
 @dataclass
@@ -108,8 +109,9 @@ def _publish_snapshot(dsn: str, snapshot: str, lsn: int, tables: Sequence[tuple[
 def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.StreamInfo,
               ident: state.SourceIdentity, producer: Producer, topic: str, say: Callable[[str], None]) -> int:
     run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
-    if run:  # an interrupted snapshot: its rows may be half published; start a clean one
-        say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
+    if run:  # an interrupted snapshot (its rows may be half published) or --resnapshot: start a clean one
+        if run.get("status") != RESNAPSHOT:
+            say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
         with db:
             state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {**run, "status": "abandoned"})
         keeper.stop_keeper(int(run.get("keeper_pid") or 0))
@@ -146,9 +148,10 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                   state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
-                  client: str = "kafka-python",
+                  client: str = "kafka-python", resnapshot: bool = False,
                   stop: threading.Event | None = None, say: Callable[[str], None] = print) -> PublishReport:
-    """Publish the snapshot (once), then every committed change, until stopped (or caught up)."""
+    """Publish the snapshot (once, or again with ``resnapshot``), then every committed change, until stopped
+    (or caught up). A re-snapshot takes a new slot and makes every replica of the topic empty and reload."""
     state_path = str(state_path)
     db = open_state(state_path)
     flag = StopFlag(stop)
@@ -172,6 +175,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                 state.write_source(db, ident)
                 state.write_stream(db, names)
         run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+        if resnapshot and run and run.get("status") == "done":
+            say(f"--resnapshot: publishing a new snapshot to {topic} (every replica empties its tables and reloads)")
+            with db:
+                run = {**run, "status": RESNAPSHOT, "keeper_pid": None}  # that keeper ended: signal no stale pid
+                state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, run)
         if not run or run.get("status") != "done":
             report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, producer, topic, say)
             say(f"snapshot: {report.snapshot_rows} rows published to {topic}")
