@@ -67,6 +67,10 @@ def _run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
     if args.from_kafka:
         return _run_kafka(args, config, metrics)
+    if args.seed_from:
+        from pg2edge.errors import ConfigError
+
+        raise ConfigError("--seed-from copies a Kafka replica: use it with --from-kafka")
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
                       tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
