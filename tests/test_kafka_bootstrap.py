@@ -21,7 +21,7 @@ import pytest
 from pipeline import retry, state
 from pipeline.kafka.bootstrap import (OffsetGuard, RecordsLostError, SeedError, SnapshotMissingError,
                                       TopicRewoundError, start_guard)
-from pipeline.kafka.client import KafkaPythonConsumer, KafkaPythonProducer, Record, ensure_topic
+from pipeline.kafka.client import KafkaPythonConsumer, KafkaPythonProducer, Record, ensure_topic, make_consumer
 from pipeline.kafka.publisher import run_publisher
 from pipeline.kafka.records import topic_name
 from pipeline.kafka.replica import run_kafka_replica
@@ -91,10 +91,13 @@ def _copy_topic(bootstrap: str, records: list[Record], topic: str) -> None:
     producer.close()
 
 
-def test_watermarks_of_a_real_topic_and_an_existing_replica_resumes(kafka_bootstrap: str) -> None:
-    topic = "wm.plain"
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_watermarks_of_a_real_topic_and_an_existing_replica_resumes(kafka_bootstrap: str, client: str) -> None:
+    if client == "confluent":
+        pytest.importorskip("confluent_kafka")
+    topic = f"wm.{client}"
     _copy_topic(kafka_bootstrap, [_record(i) for i in range(5)], topic)
-    consumer = KafkaPythonConsumer(kafka_bootstrap)
+    consumer = make_consumer(client, kafka_bootstrap)
     try:
         earliest, end = consumer.watermarks(topic, 0)
         assert earliest == 0 and end >= 1  # Tansu reports the last batch's base offset + 1 as the end
