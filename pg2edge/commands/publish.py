@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
                         help="set REPLICA IDENTITY FULL on selected tables without a primary key")
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit 0 once everything committed before the start is published")
+    parser.add_argument("--resnapshot", action="store_true",
+                        help="publish a fresh snapshot into the existing topic (new slot); every replica of the "
+                             "topic empties its tables and reloads. For a topic whose retention dropped the snapshot")
     parser.add_argument("--heartbeat", default="1s", metavar="DURATION", help="heartbeat interval (default 1s)")
     parser.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
                         help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
@@ -63,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     report = run_publisher(
         dsn=config.require_source(), bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, tables=args.tables,
         state_path=args.state, allow_replica_identity_full=args.allow_replica_identity_full,
-        until_caught_up=args.until_caught_up, client=args.client, heartbeat_interval=parse_duration(args.heartbeat),
+        until_caught_up=args.until_caught_up, client=args.client, resnapshot=args.resnapshot,
+        heartbeat_interval=parse_duration(args.heartbeat),
         tenant_column=args.tenant_column, partitions=args.partitions or (8 if args.tenant_column else 1),
         producer_options={"linger_ms": args.linger_ms,
                           "compression_type": None if args.compression == "none" else args.compression},

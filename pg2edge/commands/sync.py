@@ -37,6 +37,10 @@ def register(sub: Any) -> None:
     kafka.add_argument("--consume-partitions", metavar="LIST",
                        help="with --tenant-pattern: consume only these partitions of a topic partitioned by "
                             "tenant, e.g. 0-3,6 (default all)")
+    kafka.add_argument("--seed-from", metavar="REPLICA.db",
+                       help="create the new --target as a copy of this (live) Kafka replica, rows, position and "
+                            "retry queue, then continue from its offset (for a topic whose retention dropped the "
+                            "snapshot)")
     parser.add_argument("--max-attempts", type=int, default=5, metavar="N",
                         help="attempts before a failing change goes to the DLQ (default 5)")
     parser.add_argument("--retry-delay", default="1s", metavar="DURATION",
@@ -59,11 +63,19 @@ def _run(args: argparse.Namespace) -> int:
         metrics = Metrics()
         metrics.serve(args.metrics_port)
     if args.tenant_pattern:
+        if args.seed_from:
+            from pg2edge.errors import ConfigError
+
+            raise ConfigError("--seed-from copies one Kafka replica file; it does not apply to --tenant-pattern")
         if args.from_kafka:
             return _run_tenant_kafka(args, config, metrics)
         return _run_tenants(args, config, metrics)
     if args.from_kafka:
         return _run_kafka(args, config, metrics)
+    if args.seed_from:
+        from pg2edge.errors import ConfigError
+
+        raise ConfigError("--seed-from copies a Kafka replica: use it with --from-kafka")
     report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
                       tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
@@ -87,7 +99,8 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
     report = run_kafka_replica(
         bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
-        group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
+        group=args.group, client=args.client, options=config.translate, seed_from=args.seed_from,
+        until_caught_up=args.until_caught_up,
         policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)),
         metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"

@@ -54,6 +54,9 @@ class Consumer(Protocol):
 
     def poll(self, *, timeout: float, max_records: int = 5000) -> list[Record]: ...
 
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        """(earliest available offset, offset of the next record to be written) of the partition."""
+
     def commit(self, topic: str, partition: int, offset: int) -> None:
         """Advisory: record ``offset`` as the group's next offset (the replica's own state is the truth)."""
 
@@ -168,6 +171,16 @@ class KafkaPythonConsumer:
                                   value=r.value, headers=dict(r.headers or ())))
         out.sort(key=lambda r: (r.topic, r.partition, r.offset))
         return out
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        tp = TopicPartition(topic, partition)
+        try:
+            return int(self._consumer.beginning_offsets([tp])[tp]), int(self._consumer.end_offsets([tp])[tp])
+        except KafkaError as exc:
+            raise TransportError(f"cannot read the offsets of topic {topic} partition {partition}: {exc}") from exc
 
     def commit(self, topic: str, partition: int, offset: int) -> None:
         if not self._group:

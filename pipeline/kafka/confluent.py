@@ -96,6 +96,14 @@ class ConfluentConsumer:
                               value=m.value(), headers=dict(m.headers() or ())))
         return out
 
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        try:
+            low, high = self._consumer.get_watermark_offsets(self._ck.TopicPartition(topic, partition), timeout=10,
+                                                             cached=False)
+        except self._ck.KafkaException as exc:
+            raise TransportError(f"cannot read the offsets of topic {topic} partition {partition}: {exc}") from exc
+        return int(low), int(high)
+
     def commit(self, topic: str, partition: int, offset: int) -> None:
         if not self._group:
             return

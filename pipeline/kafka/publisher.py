@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STATE = "pg2edge-publisher.db"
 PARTITIONING = ("kafka", "partitioning")
+RESNAPSHOT = "resnapshot"  # run status: a finished snapshot the operator asked to replace (--resnapshot)
 
 
 @dataclass
@@ -123,8 +124,9 @@ def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.Strea
               ident: state.SourceIdentity, producer: Producer, topic: str, say: Callable[[str], None],
               parting: TenantPartitioning | None) -> int:
     run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
-    if run:  # an interrupted snapshot: its rows may be half published; start a clean one
-        say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
+    if run:  # an interrupted snapshot (its rows may be half published) or --resnapshot: start a clean one
+        if run.get("status") != RESNAPSHOT:
+            say("the previous snapshot was interrupted: publishing a new one (replicas empty their tables)")
         with db:
             state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {**run, "status": "abandoned"})
         keeper.stop_keeper(int(run.get("keeper_pid") or 0))
@@ -177,10 +179,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                   state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
-                  client: str = "kafka-python", tenant_column: str | None = None, partitions: int = 1,
-                  stop: threading.Event | None = None, say: Callable[[str], None] = print,
+                  client: str = "kafka-python", resnapshot: bool = False, tenant_column: str | None = None,
+                  partitions: int = 1, stop: threading.Event | None = None, say: Callable[[str], None] = print,
                   metrics: Metrics | None = None) -> PublishReport:
-    """Publish the snapshot (once), then every committed change, until stopped (or caught up).
+    """Publish the snapshot (once, or again with ``resnapshot``), then every committed change, until stopped
+    (or caught up). A re-snapshot takes a new slot and makes every replica of the topic empty and reload.
 
     ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions."""
     state_path = str(state_path)
@@ -208,6 +211,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         ensure_topic(bootstrap, topic, partitions=n)
         producer = producer or make_producer(client, bootstrap, **(producer_options or {}))
         run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
+        if resnapshot and run and run.get("status") == "done":
+            say(f"--resnapshot: publishing a new snapshot to {topic} (every replica empties its tables and reloads)")
+            with db:
+                run = {**run, "status": RESNAPSHOT, "keeper_pid": None}  # that keeper ended: signal no stale pid
+                state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, run)
         if not run or run.get("status") != "done":
             report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, producer, topic, say, parting)
             say(f"snapshot: {report.snapshot_rows} rows published to {topic}")

@@ -29,6 +29,7 @@ from pipeline.applier import TableMapping, open_replica
 from pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
 from pipeline.events import Transaction
 from pipeline.kafka import records
+from pipeline.kafka.bootstrap import seed_replica, start_guard
 from pipeline.kafka.client import Consumer, make_consumer
 from pipeline.lsn import format_lsn
 from pipeline.replication import identify_system
@@ -138,13 +139,16 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                       policy: RetryPolicy | None = None, until_caught_up: bool = False, until_lsn: int | None = None,
                       idle_seconds: float = 2.0,
                       stop: threading.Event | None = None, consumer: Consumer | None = None,
-                      client: str = "kafka-python", max_records: int = 5000,
+                      client: str = "kafka-python", max_records: int = 5000, seed_from: str | Path | None = None,
                       say: Callable[[str], None] = print, metrics: Any = None) -> ReplicaReport:
     """Consume the change topic into ``target`` until stopped.
 
     ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
     ``until_caught_up``: stop at the source's current LSN (needs ``dsn`` and a running publisher),
     or once the topic brought no row change for ``idle_seconds`` (the publisher may be stopped).
+    ``seed_from``: create the (new) ``target`` as a copy of this live replica first, then continue from its
+    offset. Records the replica needs that the topic no longer holds stop it with a named error
+    (:mod:`pipeline.kafka.bootstrap`).
     """
     options = options or TranslateConfig()
     if topic is None:
@@ -157,6 +161,13 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
         if dsn is None:
             raise ConfigError("--until-caught-up needs --source")
         goal = current_wal_lsn(dsn)
+    if seed_from is not None:
+        ident = None
+        if dsn is not None:
+            sysid = identify_system(dsn)
+            ident = state.SourceIdentity(system_identifier=sysid.system_identifier, database=sysid.database)
+        seeded = seed_replica(seed=seed_from, target=target, topic=topic, source=ident)
+        say(f"seeded {target} from {seed_from} at offset {seeded.kafka['offset'] if seeded.kafka else '-'}")
     db = open_replica(target)
     flag = StopFlag(stop)
     restore = flag.install()
@@ -167,9 +178,10 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
         rep = _Replica(db, dsn=dsn, topic=topic, options=options, policy=policy, metrics=metrics)
         mirror = QueueMirror(bootstrap=bootstrap, topic=topic, replica=group or Path(target).name, client=client)
         pos = state.read_position(db)
-        start = int(pos.kafka["offset"]) + 1 if pos and pos.kafka and pos.kafka.get("topic") == topic else 0
-        consumer.seek(topic, 0, start)
-        say(f"consuming {topic} from offset {start}")
+        stored = int(pos.kafka["offset"]) if pos and pos.kafka and pos.kafka.get("topic") == topic else None
+        guard = start_guard(consumer, topic, stored_offset=stored)
+        consumer.seek(topic, 0, guard.expected)
+        say(f"consuming {topic} from offset {guard.expected}")
         regroup = records.Regrouper()
         last_commit = last_data = time.monotonic()
         while True:
@@ -192,6 +204,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                 batch, rows = [], []
 
             for record in got:
+                if not guard.admit(record):
+                    continue
                 item = regroup.feed(record)
                 if not isinstance(item, records.ControlItem) or item.data.get("type") != "heartbeat":
                     last_data = time.monotonic()
@@ -229,6 +243,7 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                     report.stopped_by = "caught up"
                     break
             if until_caught_up and not regroup.pending and now - last_data >= idle_seconds:
+                guard.missing()
                 report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
                 break
             if flag.event.is_set():

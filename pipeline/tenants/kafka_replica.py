@@ -18,6 +18,8 @@ the snapshot's staging area, the shared tables, and the partition's position
 
 A restart seeks each partition to its hub's offset + 1; tenant files skip what
 they already hold by commit LSN, so each file sees each transaction once.
+Each partition's offsets are checked like a plain Kafka replica's
+(:mod:`pipeline.kafka.bootstrap`): records deleted by retention stop it by name.
 ``partitions`` lets several processes (or edges) share a topic's partitions.
 """
 
@@ -38,6 +40,7 @@ from pipeline.applier import Applier, open_replica
 from pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
 from pipeline.events import ChangeEvent, Transaction
 from pipeline.kafka import records
+from pipeline.kafka.bootstrap import OffsetGuard, start_guard
 from pipeline.kafka.client import Consumer, Record, make_consumer
 from pipeline.kafka.partitioning import partition_of
 from pipeline.lsn import format_lsn
@@ -85,6 +88,7 @@ class _Partition:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hub = open_replica(self.path)
         self.regroup = records.Regrouper()
+        self.guard: OffsetGuard  # set by the caller once the consumer is known (start_guard)
         self.layout: TenantLayout | None = None
         self.hub_applier: Applier | None = None
         self.router: TenantRouter | None = None
@@ -121,11 +125,12 @@ class _Partition:
     def kafka_pos(self, offset: int) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": offset}
 
-    def start_offset(self) -> int:
+    def stored_offset(self) -> int | None:
+        """The offset of the last record applied (None: nothing applied yet)."""
         pos = state.read_position(self.hub)
         if pos and pos.kafka and pos.kafka.get("topic") == self.topic and pos.kafka.get("partition") == self.partition:
-            return int(pos.kafka["offset"]) + 1
-        return 0
+            return int(pos.kafka["offset"])
+        return None
 
     def visible_lsn(self) -> int:
         pos = state.read_position(self.hub)
@@ -214,6 +219,8 @@ class _Partition:
             batch, rows = [], []
 
         for record in got:
+            if not self.guard.admit(record):
+                continue
             item = self.regroup.feed(record)
             if isinstance(item, records.TxnItem):
                 if rows:
@@ -286,7 +293,8 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
         for p in chosen:
             parts[p] = _Partition(topic=topic, partition=p, partitions=n, dsn=dsn, tenants=tenants, options=options,
                                   max_open=max_open, say=say, metrics=metrics)
-            consumer.seek(topic, p, parts[p].start_offset())
+            guard = parts[p].guard = start_guard(consumer, topic, stored_offset=parts[p].stored_offset(), partition=p)
+            consumer.seek(topic, p, guard.expected)
         say(f"consuming {topic} partition(s) {','.join(map(str, chosen))} of {n} into {tenants.pattern}")
         last_news = last_commit = time.monotonic()
         while True:
@@ -301,12 +309,14 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
             if group and now - last_commit > 5.0:
                 last_commit = now
                 for p, part in parts.items():
-                    consumer.commit(topic, p, part.start_offset())
+                    consumer.commit(topic, p, part.guard.expected)
             if goal is not None and all(part.visible_lsn() >= goal for part in parts.values()):
                 report.stopped_by = "caught up"
                 break
             if until_caught_up and not any(part.regroup.pending for part in parts.values()) \
                     and now - last_news >= idle_seconds:
+                for part in parts.values():
+                    part.guard.missing()
                 report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
                 break
             if flag.event.is_set():
