@@ -5,7 +5,6 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,16 +13,11 @@ from pg2edge.pgcluster import free_port
 from pipeline.kafka.publisher import run_publisher
 from pipeline.metrics import Metrics
 from pipeline.tenants.daemon import run_tenant_sync
+from tests.support.rows import run_sql
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def _sql(dsn: str, *statements: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,11 +34,11 @@ def _changes(samples: dict, name: str, table: str) -> dict[str, float]:
 @pytest.mark.kafka
 def test_publisher_endpoint_counts_published_changes_lag_and_retained_wal(pg_dsn: str, kafka_bootstrap: str,
                                                                          tmp_path: Path) -> None:
-    _sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (0, 'before')")
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (0, 'before')")
     state_path = tmp_path / "pub.db"
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="m1", state_path=state_path,
                   until_caught_up=True, say=_quiet)  # the snapshot: not counted as published changes
-    _sql(pg_dsn, "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 30) g",
+    run_sql(pg_dsn, "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 30) g",
          *[f"UPDATE t SET v = 'y' WHERE id = {i}" for i in range(1, 6)], "DELETE FROM t WHERE id = 0")
     metrics = Metrics(role="publisher")
     port = free_port()
@@ -84,11 +78,11 @@ TENANT_SCHEMA = ("CREATE TABLE notes (tenant_id text, id int, body text, PRIMARY
 
 
 def test_tenant_daemon_reports_routed_changes_by_table_and_op(pg_dsn: str, tmp_path: Path) -> None:
-    _sql(pg_dsn, *TENANT_SCHEMA)
+    run_sql(pg_dsn, *TENANT_SCHEMA)
     cfg = TenantsConfig(pattern=str(tmp_path / "tenants" / "{tenant}.db"),
                         shared_path=str(tmp_path / "tenants" / "_shared.db"))
     run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, "INSERT INTO notes SELECT 't' || (g % 3), g, 'new' FROM generate_series(101, 120) g",
+    run_sql(pg_dsn, "INSERT INTO notes SELECT 't' || (g % 3), g, 'new' FROM generate_series(101, 120) g",
          "UPDATE notes SET body = 'edited' WHERE id <= 4",
          "UPDATE notes SET tenant_id = 't0' WHERE tenant_id = 't1' AND id = 7",  # a tenant move: one source update
          "DELETE FROM notes WHERE id IN (10, 11)",
@@ -108,7 +102,7 @@ def test_tenant_daemon_reports_routed_changes_by_table_and_op(pg_dsn: str, tmp_p
 
 
 def test_cli_tenant_sync_serves_metrics(pg_dsn: str, tmp_path: Path, run_cli) -> None:
-    _sql(pg_dsn, *TENANT_SCHEMA)
+    run_sql(pg_dsn, *TENANT_SCHEMA)
     done = run_cli("sync", "--source", pg_dsn, "--tenant-pattern", str(tmp_path / "t" / "{tenant}.db"),
                    "--metrics-port", str(free_port()), "--until-caught-up")
     assert done.returncode == 0, done.stderr
@@ -117,7 +111,7 @@ def test_cli_tenant_sync_serves_metrics(pg_dsn: str, tmp_path: Path, run_cli) ->
 
 @pytest.mark.kafka
 def test_cli_publish_accepts_metrics_port(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path, run_cli) -> None:
-    _sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
     done = run_cli("publish", "--source", pg_dsn, "--bootstrap", kafka_bootstrap, "--topic-prefix", "m2",
                    "--state", str(tmp_path / "pub.db"), "--metrics-port", str(free_port()), "--until-caught-up")
     assert done.returncode == 0, done.stderr

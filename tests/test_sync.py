@@ -19,26 +19,21 @@ from pipeline.status import WaitTimeout, wait_for_lsn
 from tests.conftest import REPO, _cli_env
 from tests.support.replica import assert_replica_equals, current_lsn, wait_until
 from tests.support.writeload import WriteLoad
+from tests.support.rows import run_sql
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-def _sql(dsn: str, *statements: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)
-
-
 def test_changes_of_every_kind_stream_into_the_replica(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn,
+    run_sql(pg_dsn,
          "CREATE TABLE docs (id int PRIMARY KEY, title text, body text, n numeric(12,2), tags text[], meta jsonb)",
          "ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL",
          "CREATE TABLE other (id bigint PRIMARY KEY, v text)",
          "INSERT INTO docs VALUES (1, 'a', repeat('x', 100000), 1.50, '{a,b}', '{\"k\": [1, 2]}')")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn,
+    run_sql(pg_dsn,
          "UPDATE docs SET title = 'toast untouched' WHERE id = 1",  # body arrives as unchanged TOAST
          "INSERT INTO docs SELECT g, 't' || g, 'b', g, '{}', 'null' FROM generate_series(2, 50) g",
          "UPDATE docs SET id = 1000 WHERE id = 2",  # primary-key change
@@ -55,9 +50,9 @@ def test_changes_of_every_kind_stream_into_the_replica(pg_dsn: str, sqlite_path)
 
 
 def test_add_column_while_streaming(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)", "INSERT INTO items VALUES (1, 'a')")
+    run_sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)", "INSERT INTO items VALUES (1, 'a')")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, "ALTER TABLE items ADD COLUMN price numeric(10,2)", "INSERT INTO items VALUES (2, 'b', 9.99)",
+    run_sql(pg_dsn, "ALTER TABLE items ADD COLUMN price numeric(10,2)", "INSERT INTO items VALUES (2, 'b', 9.99)",
          "UPDATE items SET price = 1.25 WHERE id = 1")
     report = run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
     assert any("column-added" in f for f in report.findings)
@@ -65,13 +60,13 @@ def test_add_column_while_streaming(pg_dsn: str, sqlite_path) -> None:
 
 
 def test_partitioned_table_streams_through_its_root(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn,
+    run_sql(pg_dsn,
          "CREATE TABLE measures (id int, at date NOT NULL, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
          "CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
          "CREATE TABLE measures_2025 PARTITION OF measures FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
          "INSERT INTO measures VALUES (1, '2024-05-01', 1), (2, '2025-05-01', 2)")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, "INSERT INTO measures VALUES (3, '2024-06-01', 3), (4, '2025-06-01', 4)",
+    run_sql(pg_dsn, "INSERT INTO measures VALUES (3, '2024-06-01', 3), (4, '2025-06-01', 4)",
          "UPDATE measures SET v = 20 WHERE id = 2")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
     db = apsw.Connection(str(sqlite_path))
@@ -80,13 +75,13 @@ def test_partitioned_table_streams_through_its_root(pg_dsn: str, sqlite_path) ->
 
 
 def test_read_your_writes_with_wait_and_status(pg_dsn: str, sqlite_path, run_cli) -> None:
-    _sql(pg_dsn, "CREATE TABLE prefs (id int PRIMARY KEY, theme text)")
+    run_sql(pg_dsn, "CREATE TABLE prefs (id int PRIMARY KEY, theme text)")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
     stop = threading.Event()
     daemon = threading.Thread(target=run_sync, kwargs=dict(dsn=pg_dsn, target=sqlite_path, stop=stop, say=_quiet))
     daemon.start()
     try:
-        _sql(pg_dsn, "INSERT INTO prefs VALUES (1, 'dark')")
+        run_sql(pg_dsn, "INSERT INTO prefs VALUES (1, 'dark')")
         token = current_lsn(pg_dsn)  # what an app takes after its commit
         wait_for_lsn(sqlite_path, token, timeout=10)
         db = apsw.Connection(str(sqlite_path))
@@ -99,7 +94,7 @@ def test_read_your_writes_with_wait_and_status(pg_dsn: str, sqlite_path, run_cli
     finally:
         stop.set()
         daemon.join(timeout=30)
-    _sql(pg_dsn, "INSERT INTO prefs VALUES (2, 'light')")
+    run_sql(pg_dsn, "INSERT INTO prefs VALUES (2, 'light')")
     with pytest.raises(WaitTimeout, match="is `pg2edge sync` running"):
         wait_for_lsn(sqlite_path, current_lsn(pg_dsn), timeout=0.5)
     result = run_cli("wait", "--target", str(sqlite_path), "--lsn", current_lsn(pg_dsn), "--timeout", "0.5")
@@ -113,7 +108,7 @@ def _start_sync(pg_dsn: str, sqlite_path) -> subprocess.Popen[str]:
 
 
 def test_sigterm_finishes_the_batch_and_exits_0(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
     proc = _start_sync(pg_dsn, sqlite_path)
     try:
         wait_until(sqlite_path.exists, timeout=30)
@@ -128,7 +123,7 @@ def test_sigterm_finishes_the_batch_and_exits_0(pg_dsn: str, sqlite_path) -> Non
 def test_sigkill_at_random_moments_under_load_loses_and_doubles_nothing(pg_dsn: str, sqlite_path) -> None:
     load = WriteLoad(pg_dsn, "load", rows_per_txn=4, pause=0.001)
     load.create_table()
-    _sql(pg_dsn, "CREATE TABLE ledger (id bigserial PRIMARY KEY, amount int NOT NULL)")
+    run_sql(pg_dsn, "CREATE TABLE ledger (id bigserial PRIMARY KEY, amount int NOT NULL)")
     rng = random.Random(11)
     load.start()
     ledger_stop = threading.Event()
@@ -160,10 +155,10 @@ def test_sigkill_at_random_moments_under_load_loses_and_doubles_nothing(pg_dsn: 
 
 
 def test_columns_the_codec_does_not_copy_are_left_out_of_the_stream(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn, "CREATE TABLE articles (id int PRIMARY KEY, body text, tsv tsvector)",
+    run_sql(pg_dsn, "CREATE TABLE articles (id int PRIMARY KEY, body text, tsv tsvector)",
          "INSERT INTO articles VALUES (1, 'edge sqlite', to_tsvector('edge sqlite'))")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, "INSERT INTO articles VALUES (2, 'more', to_tsvector('more'))",
+    run_sql(pg_dsn, "INSERT INTO articles VALUES (2, 'more', to_tsvector('more'))",
          "UPDATE articles SET body = 'changed', tsv = to_tsvector('changed') WHERE id = 1")
     report = run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
     assert not any("column-added" in f for f in report.findings)
@@ -182,10 +177,10 @@ def test_server_date_and_interval_styles_do_not_change_stored_values(pg_dsn: str
                                ("IntervalStyle", "sql_standard"), ("extra_float_digits", "-2")):
             conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                 sql.Identifier(dbname), sql.Identifier(setting), sql.Literal(value)))
-    _sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, at timestamptz, d date, iv interval, f float8)",
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, at timestamptz, d date, iv interval, f float8)",
          "INSERT INTO t VALUES (1, '2024-01-02 03:04:05.5+00', '2024-03-05', '1 day 02:00:00', 0.1)")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, "INSERT INTO t VALUES (2, '2024-12-31 23:00:00-05', '1999-12-31', '-3 mons', 1e-7)")
+    run_sql(pg_dsn, "INSERT INTO t VALUES (2, '2024-12-31 23:00:00-05', '1999-12-31', '-3 mons', 1e-7)")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet)
     db = apsw.Connection(str(sqlite_path))
     rows = db.execute("SELECT id, at, d, f FROM t ORDER BY id").fetchall()
@@ -195,7 +190,7 @@ def test_server_date_and_interval_styles_do_not_change_stored_values(pg_dsn: str
 
 
 def test_sigterm_during_the_snapshot_stops_cleanly_and_a_rerun_resumes(pg_dsn: str, sqlite_path) -> None:
-    _sql(pg_dsn, "CREATE TABLE big (id bigint PRIMARY KEY, body text)",
+    run_sql(pg_dsn, "CREATE TABLE big (id bigint PRIMARY KEY, body text)",
          "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 600000) g")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pg2edge", "sync", "--source", pg_dsn, "--target", str(sqlite_path)],
@@ -231,12 +226,12 @@ def test_metrics_endpoint_reports_applied_changes_lag_and_queue_depths(pg_dsn: s
     from pg2edge.pgcluster import free_port
     from pipeline.metrics import Metrics
 
-    _sql(pg_dsn, "CREATE TABLE m (id int PRIMARY KEY, v text)")
+    run_sql(pg_dsn, "CREATE TABLE m (id int PRIMARY KEY, v text)")
     metrics = Metrics()
     port = free_port()
     metrics.serve(port)
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet, metrics=metrics)
-    _sql(pg_dsn, "INSERT INTO m SELECT g, 'x' FROM generate_series(1, 25) g", "UPDATE m SET v = 'y' WHERE id <= 5",
+    run_sql(pg_dsn, "INSERT INTO m SELECT g, 'x' FROM generate_series(1, 25) g", "UPDATE m SET v = 'y' WHERE id <= 5",
          "DELETE FROM m WHERE id = 25")
     run_sync(dsn=pg_dsn, target=sqlite_path, until_caught_up=True, say=_quiet, metrics=metrics)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import apsw
-import psycopg
 import pytest
 
 from pg2edge.config import TenantsConfig
@@ -14,29 +13,11 @@ from pipeline.tenants.admin import list_tenants
 from pipeline.tenants.daemon import run_tenant_sync
 from pipeline.tenants.errors import TenantIdError, TenantTableError
 from pipeline.tenants.ids import tenant_path
+from tests.support.rows import file_rows, pg_rows, run_sql
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def _sql(dsn: str, *statements: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)
-
-
-def _pg_rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-
-
-def _file_rows(path: Path, query: str) -> list[tuple]:
-    db = apsw.Connection(str(path))
-    try:
-        return [tuple(r) for r in db.execute(query).fetchall()]
-    finally:
-        db.close()
 
 
 def _config(tmp_path: Path, **kw) -> TenantsConfig:
@@ -45,18 +26,18 @@ def _config(tmp_path: Path, **kw) -> TenantsConfig:
 
 
 def _assert_split(dsn: str, cfg: TenantsConfig, *, shared_in_tenants: bool) -> None:
-    tenants = [r[0] for r in _pg_rows(dsn, "SELECT DISTINCT tenant_id FROM notes ORDER BY 1")]
+    tenants = [r[0] for r in pg_rows(dsn, "SELECT DISTINCT tenant_id FROM notes ORDER BY 1")]
     files = list_tenants(cfg.pattern)
     assert set(tenants) <= set(files)
-    shared = _pg_rows(dsn, "SELECT id, name FROM plans ORDER BY id")
+    shared = pg_rows(dsn, "SELECT id, name FROM plans ORDER BY id")
     for tenant, tf in files.items():
-        want = _pg_rows(dsn, "SELECT tenant_id, id, body FROM notes WHERE tenant_id = %s ORDER BY id", (tenant,))
-        assert _file_rows(tf.path, "SELECT tenant_id, id, body FROM notes ORDER BY id") == want, tenant
-        got_shared = _file_rows(tf.path, "SELECT id, name FROM plans ORDER BY id") if shared_in_tenants else []
+        want = pg_rows(dsn, "SELECT tenant_id, id, body FROM notes WHERE tenant_id = %s ORDER BY id", (tenant,))
+        assert file_rows(tf.path, "SELECT tenant_id, id, body FROM notes ORDER BY id") == want, tenant
+        got_shared = file_rows(tf.path, "SELECT id, name FROM plans ORDER BY id") if shared_in_tenants else []
         assert got_shared == (shared if shared_in_tenants else []), tenant
     hub = Path(cfg.shared_path)
-    assert _file_rows(hub, "SELECT id, name FROM plans ORDER BY id") == shared
-    assert _file_rows(hub, "SELECT count(*) FROM notes") == [(0,)]
+    assert file_rows(hub, "SELECT id, name FROM plans ORDER BY id") == shared
+    assert file_rows(hub, "SELECT count(*) FROM notes") == [(0,)]
 
 
 SCHEMA = ("CREATE TABLE notes (tenant_id text, id int, body text, PRIMARY KEY (tenant_id, id))",
@@ -67,7 +48,7 @@ SCHEMA = ("CREATE TABLE notes (tenant_id text, id int, body text, PRIMARY KEY (t
 
 @pytest.mark.parametrize("shared", ["every", "file"])
 def test_fifty_tenants_snapshot_and_cdc(pg_dsn: str, tmp_path: Path, shared: str) -> None:
-    _sql(pg_dsn, *SCHEMA)
+    run_sql(pg_dsn, *SCHEMA)
     cfg = _config(tmp_path, shared=shared, max_open=5)
     report = run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
     assert report.snapshot.tenants == 50 and len(list_tenants(cfg.pattern)) == 50
@@ -77,7 +58,7 @@ def test_fifty_tenants_snapshot_and_cdc(pg_dsn: str, tmp_path: Path, shared: str
     assert state.read_position(db).commit_lsn == report.snapshot.snapshot.consistent_lsn
     db.close()
 
-    _sql(pg_dsn,
+    run_sql(pg_dsn,
          "INSERT INTO notes SELECT 't' || (g % 50), g, 'new ' || g FROM generate_series(1001, 1200) g",
          "UPDATE notes SET body = body || ' edited' WHERE id % 7 = 0",
          "DELETE FROM notes WHERE id % 11 = 0",
@@ -92,19 +73,19 @@ def test_fifty_tenants_snapshot_and_cdc(pg_dsn: str, tmp_path: Path, shared: str
     assert report.tenants_created == 1 and report.peak_open_files <= 5
     assert "brand-new" in list_tenants(cfg.pattern)
     _assert_split(pg_dsn, cfg, shared_in_tenants=shared == "every")
-    assert _file_rows(tenant_path(cfg.pattern, "t8"), "SELECT count(*) FROM notes") == [(0,)]
+    assert file_rows(tenant_path(cfg.pattern, "t8"), "SELECT count(*) FROM notes") == [(0,)]
 
     # a restart replays nothing twice: files skip what they hold
-    _sql(pg_dsn, "UPDATE notes SET body = 'again' WHERE id = 1", "TRUNCATE notes",
+    run_sql(pg_dsn, "UPDATE notes SET body = 'again' WHERE id = 1", "TRUNCATE notes",
          "INSERT INTO notes VALUES ('t2', 1, 'after truncate')")
     run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
     _assert_split(pg_dsn, cfg, shared_in_tenants=shared == "every")
-    assert sum(_file_rows(tf.path, "SELECT count(*) FROM notes")[0][0]
+    assert sum(file_rows(tf.path, "SELECT count(*) FROM notes")[0][0]
                for tf in list_tenants(cfg.pattern).values()) == 1
 
 
 def test_hostile_tenant_values_are_encoded_or_refused(pg_dsn: str, tmp_path: Path) -> None:
-    _sql(pg_dsn, SCHEMA[0], SCHEMA[1],
+    run_sql(pg_dsn, SCHEMA[0], SCHEMA[1],
          "INSERT INTO notes VALUES ('../../etc/passwd', 1, 'x'), ('a/b', 1, 'y'), ('.hidden', 1, 'z')")
     cfg = _config(tmp_path, max_open=2)
     run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
@@ -113,20 +94,20 @@ def test_hostile_tenant_values_are_encoded_or_refused(pg_dsn: str, tmp_path: Pat
     assert set(files) == {"../../etc/passwd", "a/b", ".hidden"}
     assert all(f.path.parent == folder for f in files.values())
     assert not (tmp_path / "etc").exists()
-    _sql(pg_dsn, "INSERT INTO notes VALUES ('', 2, 'empty tenant')")
+    run_sql(pg_dsn, "INSERT INTO notes VALUES ('', 2, 'empty tenant')")
     with pytest.raises(TenantIdError, match="empty tenant id.*public.notes"):
         run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
 
 
 def test_tenant_table_without_the_column_in_its_key_is_refused(pg_dsn: str, tmp_path: Path) -> None:
-    _sql(pg_dsn, "CREATE TABLE events (id int PRIMARY KEY, tenant_id text, v text)",
+    run_sql(pg_dsn, "CREATE TABLE events (id int PRIMARY KEY, tenant_id text, v text)",
          "INSERT INTO events VALUES (1, 'a', 'x')")
     with pytest.raises(TenantTableError, match="public.events"):
         run_tenant_sync(dsn=pg_dsn, tenants=_config(tmp_path), until_caught_up=True, say=_quiet)
 
 
 def test_cli_sync_list_and_delete(pg_dsn: str, tmp_path: Path, run_cli) -> None:
-    _sql(pg_dsn, *SCHEMA)
+    run_sql(pg_dsn, *SCHEMA)
     pattern = str(tmp_path / "t" / "{tenant}.db")
     done = run_cli("sync", "--source", pg_dsn, "--tenant-pattern", pattern, "--until-caught-up")
     assert done.returncode == 0, done.stderr
@@ -147,11 +128,11 @@ def test_cli_sync_list_and_delete(pg_dsn: str, tmp_path: Path, run_cli) -> None:
 
 def test_crash_between_tenant_files_and_hub_applies_nothing_twice(pg_dsn: str, tmp_path: Path) -> None:
     # a keyless REPLICA IDENTITY FULL tenant table: a transaction applied twice would duplicate rows
-    _sql(pg_dsn, "CREATE TABLE logs (tenant_id text NOT NULL, msg text)", "ALTER TABLE logs REPLICA IDENTITY FULL",
+    run_sql(pg_dsn, "CREATE TABLE logs (tenant_id text NOT NULL, msg text)", "ALTER TABLE logs REPLICA IDENTITY FULL",
          "INSERT INTO logs SELECT 't' || (g % 10), 'boot' FROM generate_series(1, 30) g")
     cfg = _config(tmp_path, max_open=3)
     run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
-    _sql(pg_dsn, *[f"INSERT INTO logs VALUES ('t{i % 10}', 'm{i}')" for i in range(40)])
+    run_sql(pg_dsn, *[f"INSERT INTO logs VALUES ('t{i % 10}', 'm{i}')" for i in range(40)])
     blocker = apsw.Connection(cfg.shared_path)
     blocker.execute("BEGIN EXCLUSIVE")  # the hub cannot commit: tenant files commit, then the batch fails
     try:
@@ -171,5 +152,5 @@ def test_crash_between_tenant_files_and_hub_applies_nothing_twice(pg_dsn: str, t
     assert ahead > 0  # some tenant files committed the batch the hub did not
     run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
     for tenant, tf in list_tenants(cfg.pattern).items():
-        want = _pg_rows(pg_dsn, "SELECT msg FROM logs WHERE tenant_id = %s ORDER BY msg", (tenant,))
-        assert _file_rows(tf.path, "SELECT msg FROM logs ORDER BY msg") == want, tenant
+        want = pg_rows(pg_dsn, "SELECT msg FROM logs WHERE tenant_id = %s ORDER BY msg", (tenant,))
+        assert file_rows(tf.path, "SELECT msg FROM logs ORDER BY msg") == want, tenant

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import apsw
-import psycopg
 import pytest
 
 from pg2edge.config import TenantsConfig
@@ -24,6 +22,7 @@ from pipeline.kafka.replica import run_kafka_replica
 from pipeline.metrics import Metrics
 from pipeline.tenants.admin import list_tenants
 from pipeline.tenants.kafka_replica import hub_path, run_tenant_kafka_replica
+from tests.support.rows import file_rows, pg_rows, run_sql
 
 pytestmark = pytest.mark.kafka
 
@@ -36,25 +35,6 @@ SCHEMA = ("CREATE TABLE notes (tenant_id text, id int, body text, PRIMARY KEY (t
 
 def _quiet(_: str) -> None:
     pass
-
-
-def _sql(dsn: str, *statements: str, params: tuple = ()) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt, params or None)
-
-
-def _pg_rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-
-
-def _file_rows(path: Path, query: str) -> list[tuple]:
-    db = apsw.Connection(str(path))
-    try:
-        return [tuple(r) for r in db.execute(query).fetchall()]
-    finally:
-        db.close()
 
 
 def _config(tmp_path: Path) -> TenantsConfig:
@@ -74,18 +54,18 @@ def _consume(dsn: str, bootstrap: str, cfg: TenantsConfig, partitions: list[int]
 
 
 def _assert_split(dsn: str, cfg: TenantsConfig) -> None:
-    tenants = [r[0] for r in _pg_rows(dsn, "SELECT DISTINCT tenant_id FROM notes ORDER BY 1")]
+    tenants = [r[0] for r in pg_rows(dsn, "SELECT DISTINCT tenant_id FROM notes ORDER BY 1")]
     files = list_tenants(cfg.pattern)
     assert set(tenants) <= set(files)
-    shared = _pg_rows(dsn, "SELECT id, name FROM plans ORDER BY id")
+    shared = pg_rows(dsn, "SELECT id, name FROM plans ORDER BY id")
     for tenant, tf in files.items():
-        want = _pg_rows(dsn, "SELECT tenant_id, id, body FROM notes WHERE tenant_id = %s ORDER BY id", (tenant,))
-        assert _file_rows(tf.path, "SELECT tenant_id, id, body FROM notes ORDER BY id") == want, tenant
-        assert _file_rows(tf.path, "SELECT id, name FROM plans ORDER BY id") == shared, tenant
+        want = pg_rows(dsn, "SELECT tenant_id, id, body FROM notes WHERE tenant_id = %s ORDER BY id", (tenant,))
+        assert file_rows(tf.path, "SELECT tenant_id, id, body FROM notes ORDER BY id") == want, tenant
+        assert file_rows(tf.path, "SELECT id, name FROM plans ORDER BY id") == shared, tenant
     for p in range(PARTS):
         hub = hub_path(cfg.shared_path, p)
-        assert _file_rows(hub, "SELECT id, name FROM plans ORDER BY id") == shared, hub
-        assert _file_rows(hub, "SELECT count(*) FROM notes") == [(0,)], hub
+        assert file_rows(hub, "SELECT id, name FROM plans ORDER BY id") == shared, hub
+        assert file_rows(hub, "SELECT count(*) FROM notes") == [(0,)], hub
 
 
 def _moving_pair() -> tuple[str, str]:
@@ -116,7 +96,7 @@ def _partition_records(bootstrap: str, topic: str) -> dict[int, list]:
 
 
 def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
-    _sql(pg_dsn, *SCHEMA)
+    run_sql(pg_dsn, *SCHEMA)
     _publish(pg_dsn, kafka_bootstrap, tmp_path)
     cfg = _config(tmp_path)
     # two consumers share the topic: partitions 0-1, then 2-3 (e.g. two edges); each owns its tenants
@@ -129,15 +109,15 @@ def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_b
     _assert_split(pg_dsn, cfg)
 
     old, new = _moving_pair()
-    _sql(pg_dsn,
+    run_sql(pg_dsn,
          "INSERT INTO notes SELECT 't' || (g % 50), g, 'more ' || g FROM generate_series(1001, 1400) g",
          "UPDATE notes SET body = body || ' (edited)' WHERE id % 7 = 0",
          "DELETE FROM notes WHERE id % 11 = 0",
          "INSERT INTO notes VALUES ('brand-new', 1, 'first note of a new tenant')",
          "UPDATE plans SET name = 'enterprise' WHERE id = 2",
          "INSERT INTO plans VALUES (3, 'team')")
-    moved = _pg_rows(pg_dsn, "SELECT id FROM notes WHERE tenant_id = %s ORDER BY id LIMIT 1", (old,))[0][0]
-    _sql(pg_dsn, "UPDATE notes SET tenant_id = %s WHERE tenant_id = %s AND id = %s", params=(new, old, moved))
+    moved = pg_rows(pg_dsn, "SELECT id FROM notes WHERE tenant_id = %s ORDER BY id LIMIT 1", (old,))[0][0]
+    run_sql(pg_dsn, "UPDATE notes SET tenant_id = %s WHERE tenant_id = %s AND id = %s", params=(new, old, moved))
     _publish(pg_dsn, kafka_bootstrap, tmp_path)
     metrics = Metrics()
     report = _consume(pg_dsn, kafka_bootstrap, cfg, metrics=metrics)  # now one consumer of every partition
@@ -147,11 +127,11 @@ def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_b
     assert applied("pg2edge_applied_changes_total", {"table": "public.plans", "op": "c"}) == PARTS  # each partition
     assert applied("pg2edge_batch_apply_seconds_count") >= 1
     assert report.tenants_created == 1 and "brand-new" in list_tenants(cfg.pattern)
-    assert _file_rows(list_tenants(cfg.pattern)[new].path, "SELECT count(*) FROM notes WHERE id = %d" % moved) == [(1,)]
+    assert file_rows(list_tenants(cfg.pattern)[new].path, "SELECT count(*) FROM notes WHERE id = %d" % moved) == [(1,)]
     _assert_split(pg_dsn, cfg)
 
     # the topic itself: each tenant's records in its partition, shared rows in every partition
-    records = _partition_records(kafka_bootstrap, topic_name("tk", _pg_rows(pg_dsn, "SELECT current_database()")[0][0]))
+    records = _partition_records(kafka_bootstrap, topic_name("tk", pg_rows(pg_dsn, "SELECT current_database()")[0][0]))
     assert sorted(records) == list(range(PARTS))
     for p, recs in records.items():
         plans = 0
@@ -168,7 +148,7 @@ def test_tenant_partitions_snapshot_cdc_and_split_consumers(pg_dsn: str, kafka_b
 
 
 def test_plain_replica_and_changed_partitioning_are_refused(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path) -> None:
-    _sql(pg_dsn, *SCHEMA)
+    run_sql(pg_dsn, *SCHEMA)
     _publish(pg_dsn, kafka_bootstrap, tmp_path, prefix="tr")
     with pytest.raises(ConfigError, match="partitioned by tenant column 'tenant_id' into 4 partitions"):
         run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "plain.db", dsn=pg_dsn, topic_prefix="tr",
@@ -184,7 +164,7 @@ def _hub_offsets(cfg: TenantsConfig) -> list[int]:
     out = []
     for p in range(PARTS):
         path = hub_path(cfg.shared_path, p)
-        pos = _file_rows(path, "SELECT value FROM _pg2edge_state WHERE scope = 'position'") if path.exists() else []
+        pos = file_rows(path, "SELECT value FROM _pg2edge_state WHERE scope = 'position'") if path.exists() else []
         out.append(json.loads(pos[0][0])["kafka"]["offset"] if pos else -1)
     return out
 
@@ -192,10 +172,10 @@ def _hub_offsets(cfg: TenantsConfig) -> list[int]:
 @pytest.mark.slow
 def test_tenant_replica_killed_mid_stream_ends_equal(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path,
                                                      run_cli) -> None:
-    _sql(pg_dsn, *SCHEMA)
+    run_sql(pg_dsn, *SCHEMA)
     _publish(pg_dsn, kafka_bootstrap, tmp_path)
     # 12,000 transactions of 5 changes across tenants, committed one by one inside the server
-    _sql(pg_dsn, """
+    run_sql(pg_dsn, """
         CREATE PROCEDURE churn(n int) LANGUAGE plpgsql AS $$
         BEGIN
           FOR i IN 0 .. n - 1 LOOP
@@ -212,7 +192,7 @@ def test_tenant_replica_killed_mid_stream_ends_equal(pg_dsn: str, kafka_bootstra
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     args = [sys.executable, "-m", "pg2edge", "sync", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn,
             "--from-kafka", "--bootstrap", kafka_bootstrap, "--tenant-pattern", cfg.pattern, "--topic",
-            topic_name("tk", _pg_rows(pg_dsn, "SELECT current_database()")[0][0])]
+            topic_name("tk", pg_rows(pg_dsn, "SELECT current_database()")[0][0])]
     kills, offsets = 0, []
     for delay in (2.0, 2.5, 3.0, 3.5, 4.0):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
