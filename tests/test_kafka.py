@@ -149,3 +149,33 @@ def test_records_carry_the_envelope_and_transaction_boundaries(pg_dsn: str, kafk
     assert len(txns) >= 5
     assert all(len({e.source.commit_lsn for e in t.events}) == 1 for t in txns)
     assert [t.commit_lsn for t in txns] == sorted(t.commit_lsn for t in txns)
+
+
+def test_until_caught_up_never_stops_before_reading_what_the_topic_held(pg_dsn: str, kafka_bootstrap: str,
+                                                                        tmp_path: Path) -> None:
+    """An idle stop (no record for idle_seconds) waits until every record present at start was read:
+    a slow first fetch must not end a new replica with nothing applied (exit 0, no tables)."""
+    _setup(pg_dsn)
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="idle", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+
+
+    class SlowFirstFetch(KafkaPythonConsumer):  # the real client; its first polls come back empty, as under load
+        empty_polls = 3
+
+        def poll(self, *, timeout: float, max_records: int = 5000):
+            if self.empty_polls:
+                self.empty_polls -= 1
+                time.sleep(timeout)
+                return []
+            return super().poll(timeout=timeout, max_records=max_records)
+
+    consumer = SlowFirstFetch(kafka_bootstrap)
+    try:
+        report = run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "r.db", dsn=pg_dsn,
+                                   topic=topic_name("idle", _db_name(pg_dsn)), until_caught_up=True,
+                                   idle_seconds=0.3, consumer=consumer, say=lambda s: None)
+    finally:
+        consumer.close()
+    assert report.snapshot_rows == 2300
+    assert_replica_equals(pg_dsn, tmp_path / "r.db")

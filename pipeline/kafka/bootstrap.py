@@ -101,6 +101,13 @@ class OffsetGuard:
             self.missing()
         return False
 
+    @property
+    def read_to_start_end(self) -> bool:
+        """True once every record that existed at start was received. The broker's end offset may be
+        low (Tansu reports the last batch's base offset + 1), never high, so this is a necessary
+        condition for "caught up" (an idle stop must not happen before it)."""
+        return self.expected >= self.end_at_start
+
     def missing(self) -> None:
         """Raise if this new replica has not found a snapshot-begin (called at the end of the topic, or idle)."""
         if self.need_snapshot and self.skipped:

@@ -145,7 +145,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
 
     ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
     ``until_caught_up``: stop at the source's current LSN (needs ``dsn`` and a running publisher),
-    or once the topic brought no row change for ``idle_seconds`` (the publisher may be stopped).
+    or once the topic brought no row change for ``idle_seconds`` (the publisher may be stopped) after every
+    record that was in the topic at start was read.
     ``seed_from``: create the (new) ``target`` as a copy of this live replica first, then continue from its
     offset. Records the replica needs that the topic no longer holds stop it with a named error
     (:mod:`pipeline.kafka.bootstrap`).
@@ -242,7 +243,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
                 if cur is not None and cur.commit_lsn > 0 and cur.visible_lsn >= goal:
                     report.stopped_by = "caught up"
                     break
-            if until_caught_up and not regroup.pending and now - last_data >= idle_seconds:
+            if until_caught_up and not regroup.pending and now - last_data >= idle_seconds \
+                    and guard.read_to_start_end:
                 guard.missing()
                 report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
                 break

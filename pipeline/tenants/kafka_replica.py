@@ -313,8 +313,8 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
             if goal is not None and all(part.visible_lsn() >= goal for part in parts.values()):
                 report.stopped_by = "caught up"
                 break
-            if until_caught_up and not any(part.regroup.pending for part in parts.values()) \
-                    and now - last_news >= idle_seconds:
+            if until_caught_up and now - last_news >= idle_seconds \
+                    and all(not part.regroup.pending and part.guard.read_to_start_end for part in parts.values()):
                 for part in parts.values():
                     part.guard.missing()
                 report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
