@@ -272,11 +272,8 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                                         names.slot, status.retained_wal_bytes, retained_wal_warn_bytes)
                 current = state.read_position(db)
                 if metrics is not None and current is not None:
-                    if current.commit_ts_ms:
-                        metrics.lag_seconds.set(max(0.0, time.time() - current.commit_ts_ms / 1000.0)
-                                                if current.watermark_lsn is None or
-                                                current.watermark_lsn <= current.end_lsn else 0.0)
-                    metrics.lag_bytes.set(max(0, stream.server_wal_end - current.visible_lsn))
+                    metrics.record_lag(reached_lsn=current.visible_lsn, server_wal_end=stream.server_wal_end,
+                                       commit_end_lsn=current.end_lsn, commit_ts_ms=current.commit_ts_ms)
                 reason = flag.stop_reason(caught_up=goal is not None and current is not None
                                           and current.visible_lsn >= goal)
                 if reason:
