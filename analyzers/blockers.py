@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analyzers.catalog import ColumnFact, TableFacts
-from analyzers.model import Issue
+from pg2edge.analyzers.catalog import ColumnFact, TableFacts
+from pg2edge.analyzers.model import Issue
 
 GB = 1024**3
 MB = 1024**2

@@ -9,12 +9,12 @@ from typing import Any
 
 import psycopg
 
-from analyzers import blockers as blk
-from analyzers.catalog import Snapshot, TableFacts, max_row_bytes, read_counters, read_snapshot
-from analyzers.groups import connected_groups
-from analyzers.model import AnalysisReport, Issue, Summary, TableReport
-from analyzers.statements import top_queries
-from analyzers.verdicts import MOVABLE, VERDICT_ORDER, verdict
+from pg2edge.analyzers import blockers as blk
+from pg2edge.analyzers.catalog import Snapshot, TableFacts, max_row_bytes, read_counters, read_snapshot
+from pg2edge.analyzers.groups import connected_groups
+from pg2edge.analyzers.model import AnalysisReport, Issue, Summary, TableReport
+from pg2edge.analyzers.statements import top_queries
+from pg2edge.analyzers.verdicts import MOVABLE, VERDICT_ORDER, verdict
 from pg2edge import dsn as dsnlib
 from pg2edge.config import AnalyzeConfig
 from pg2edge.errors import EmptyStatsError, PrivilegeError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 import math
 
-from analyzers.model import AnalysisReport
-from analyzers.report import _summary_lines, human_bytes, ratio_text
+from pg2edge.analyzers.model import AnalysisReport
+from pg2edge.analyzers.report import _summary_lines, human_bytes, ratio_text
 
 COLORS = {"excellent": "#1a7f37", "good": "#4ac26b", "maybe": "#d4a72c", "keep": "#cf222e", "idle": "#8c959f"}
 ROW_H, BAR_H, LABEL_W, PLOT_W = 34, 12, 190, 560

@@ -9,7 +9,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from analyzers.model import AnalysisReport, TableReport
+from pg2edge.analyzers.model import AnalysisReport, TableReport
 
 FORMATS = ("table", "json", "markdown", "html")
 VERDICT_STYLE = {"excellent": "bold green", "good": "green", "maybe": "yellow", "keep": "red", "idle": "dim"}
@@ -103,7 +103,7 @@ def render(report: AnalysisReport, fmt: str) -> str:
     if fmt == "markdown":
         return as_markdown(report)
     if fmt == "html":
-        from analyzers.html import as_html
+        from pg2edge.analyzers.html import as_html
 
         return as_html(report)
     if fmt == "table":

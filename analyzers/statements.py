@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from analyzers.model import TopQuery
+from pg2edge.analyzers.model import TopQuery
 
 TOP_PER_TABLE = 3
 MAX_STATEMENTS = 2000

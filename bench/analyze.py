@@ -11,7 +11,7 @@ import time
 
 import psycopg
 
-from analyzers import analyze
+from pg2edge.analyzers import analyze
 from pg2edge.pgcluster import LocalCluster
 
 

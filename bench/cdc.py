@@ -27,7 +27,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.lagprobe import TICKS_DDL, measure_lag  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
-from pipeline.daemon import run_sync  # noqa: E402
+from pg2edge.pipeline.daemon import run_sync  # noqa: E402
 
 
 def quiet(_: str) -> None:

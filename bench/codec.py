@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from translators.codec import row_codec  # noqa: E402
-from translators.schema import Column, Table  # noqa: E402
+from pg2edge.translators.codec import row_codec  # noqa: E402
+from pg2edge.translators.schema import Column, Table  # noqa: E402
 
 COLUMNS = (
     Column("id", "bigint", "int8"), Column("name", "text", "text"),

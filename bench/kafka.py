@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.lagprobe import TICKS_DDL, measure_lag  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
-from pipeline.kafka.publisher import run_publisher  # noqa: E402
-from pipeline.kafka.records import topic_name  # noqa: E402
-from pipeline.kafka.replica import run_kafka_replica  # noqa: E402
-from pipeline.lsn import parse_lsn  # noqa: E402
+from pg2edge.pipeline.kafka.publisher import run_publisher  # noqa: E402
+from pg2edge.pipeline.kafka.records import topic_name  # noqa: E402
+from pg2edge.pipeline.kafka.replica import run_kafka_replica  # noqa: E402
+from pg2edge.pipeline.lsn import parse_lsn  # noqa: E402
 from tests.support.kafka import Broker, tansu_binary  # noqa: E402
 
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from pg2edge.config import TenantsConfig  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
-from pipeline.kafka.publisher import run_publisher  # noqa: E402
-from pipeline.tenants.admin import list_tenants  # noqa: E402
-from pipeline.tenants.kafka_replica import run_tenant_kafka_replica  # noqa: E402
+from pg2edge.pipeline.kafka.publisher import run_publisher  # noqa: E402
+from pg2edge.pipeline.tenants.admin import list_tenants  # noqa: E402
+from pg2edge.pipeline.tenants.kafka_replica import run_tenant_kafka_replica  # noqa: E402
 from tests.support.kafka import Broker, tansu_binary  # noqa: E402
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flows.errors import NoServer
+from pg2edge.flows.errors import NoServer
 from pg2edge.config import Config
-from flows.secrets import parameters_config
+from pg2edge.flows.secrets import parameters_config
 
 VALIDATE_EVERY_SECONDS = 15 * 60
 
@@ -23,7 +23,7 @@ def require_server() -> str:
 
 def deployments(config: Config, target: str, *, validate_every: int = VALIDATE_EVERY_SECONDS) -> list[Any]:
     """One deployment per flow; ``phase3_validate`` also runs every ``validate_every`` seconds."""
-    from flows.phases import migrate, phase1_analyze, phase2_dual_write, phase3_validate, phase4_cutover
+    from pg2edge.flows.phases import migrate, phase1_analyze, phase2_dual_write, phase3_validate, phase4_cutover
 
     params = {"config": parameters_config(config).model_dump(mode="json"), "target": target}
     return [

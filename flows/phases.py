@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from flows import tasks
-from flows.errors import GateFailed, NotApproved
+from pg2edge.flows import tasks
+from pg2edge.flows.errors import GateFailed, NotApproved
 from pg2edge.config import Config
 
 APPROVAL_TIMEOUT = 24 * 3600
@@ -92,7 +92,7 @@ FLOWS = {"phase1_analyze": phase1_analyze, "phase2_dual_write": phase2_dual_writ
 
 def run_flow(name: str, *, config: Config, target: str | None, auto_approve: bool = False) -> Any:
     """Run one flow by its name (``pg2edge flow run NAME``); the DSN password stays out of the parameters."""
-    from flows.secrets import parameters_config
+    from pg2edge.flows.secrets import parameters_config
 
     config = parameters_config(config)
     fn = FLOWS[name]

@@ -28,7 +28,7 @@ def _key(name: str) -> str:
 
 @task(name="analyze", **IO_RETRIES)
 def analyze_task(config: Config) -> Any:
-    from analyzers import analyze, render
+    from pg2edge.analyzers import analyze, render
 
     report = analyze(config.require_source(), config=config.analyze)
     create_markdown_artifact(render(report, "markdown"), key=_key("candidates"),
@@ -38,14 +38,14 @@ def analyze_task(config: Config) -> Any:
 
 @task(name="candidates")
 def candidates_task(report: Any) -> list[str]:
-    from analyzers.verdicts import MOVABLE
+    from pg2edge.analyzers.verdicts import MOVABLE
 
     return [t.table for t in report.tables if t.verdict in MOVABLE and not t.blockers]
 
 
 @task(name="translate schema", **IO_RETRIES)
 def translate_task(config: Config, tables: list[str]) -> Any:
-    from translators.render import translate_schema
+    from pg2edge.translators.render import translate_schema
 
     names = [t.split(".", 1)[-1] for t in tables]
     result = translate_schema(config.require_source(), schemas=config.analyze.schemas, tables=names,
@@ -60,7 +60,7 @@ def translate_task(config: Config, tables: list[str]) -> Any:
 
 @task(name="snapshot", **IO_RETRIES)
 def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
-    from pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.snapshot import run_snapshot
 
     return run_snapshot(dsn=config.require_source(), target=target, tables=",".join(tables),
                         options=config.translate, say=_say)
@@ -68,7 +68,7 @@ def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
 
 @task(name="sync until caught up", **IO_RETRIES)
 def sync_task(config: Config, target: str) -> Any:
-    from pipeline.daemon import run_sync
+    from pg2edge.pipeline.daemon import run_sync
 
     return run_sync(dsn=config.require_source(), target=target, options=config.translate, until_caught_up=True,
                     say=_say)
@@ -76,7 +76,7 @@ def sync_task(config: Config, target: str) -> Any:
 
 @task(name="validate", **IO_RETRIES)
 def validate_task(config: Config, target: str, mode: str = "full") -> Any:
-    from validators import render, validate
+    from pg2edge.validators import render, validate
 
     report = validate(config.require_source(), target, mode=mode, options=config.translate)
     create_markdown_artifact(render(report, "markdown"), key=_key("validation"),
@@ -86,8 +86,8 @@ def validate_task(config: Config, target: str, mode: str = "full") -> Any:
 
 @task(name="cutover checklist", **IO_RETRIES)
 def checklist_task(config: Config, target: str) -> Any:
-    from pipeline.cutover.checklist import render
-    from pipeline.cutover.gates import run_checklist
+    from pg2edge.pipeline.cutover.checklist import render
+    from pg2edge.pipeline.cutover.gates import run_checklist
 
     checklist = run_checklist(config.require_source(), target, thresholds=config.cutover, options=config.translate)
     create_markdown_artifact(render(checklist, "markdown"), key=_key("cutover-checklist"),
@@ -97,7 +97,7 @@ def checklist_task(config: Config, target: str) -> Any:
 
 @task(name="freeze")
 def freeze_task(config: Config, target: str) -> Any:
-    from pipeline.cutover.freeze import freeze, published_tables
+    from pg2edge.pipeline.cutover.freeze import freeze, published_tables
 
     dsn = config.require_source()
     return freeze(dsn, published_tables(dsn, replica=target), replica=target)
@@ -105,21 +105,21 @@ def freeze_task(config: Config, target: str) -> Any:
 
 @task(name="drain", **IO_RETRIES)
 def drain_task(config: Config, target: str) -> Any:
-    from pipeline.cutover.actions import drain
+    from pg2edge.pipeline.cutover.actions import drain
 
     return drain(config.require_source(), target)
 
 
 @task(name="backup")
 def backup_task(target: str) -> Path:
-    from pipeline.cutover.backup import backup_replica
+    from pg2edge.pipeline.cutover.backup import backup_replica
 
     return backup_replica(target)
 
 
 @task(name="promote")
 def promote_task(config: Config, target: str) -> Any:
-    from pipeline.cutover.actions import promote
+    from pg2edge.pipeline.cutover.actions import promote
 
     result = promote(config.require_source(), target, take_backup=False)
     lines = ["## Cutover: promoted", ""] + [f"- {c}" for c in result.changes] + ["", f"Undo: `{result.undo}`"]

@@ -1,9 +1,10 @@
 """pg2edge: move the read-heavy part of PostgreSQL to edge SQLite and keep it in sync.
 
-The shared core: configuration, CLI entry point, connection helpers, the
-throwaway PostgreSQL cluster and the sample shop database. The four phases
-live in the top-level packages analyzers/, translators/, pipeline/,
-validators/ and flows/.
+One import name. The phases live in the repository's top-level folders and are
+imported through it: ``pg2edge.analyzers``, ``pg2edge.translators``,
+``pg2edge.pipeline``, ``pg2edge.validators`` and ``pg2edge.flows`` (links in this
+folder point at them). The core (``pg2edge.config``, ``pg2edge.dsn``,
+``pg2edge.errors``) is the ground floor; the CLI (``pg2edge.commands``) the top.
 """
 
 __version__ = "0.1.0"

@@ -37,8 +37,8 @@ class DemoContext:
 
 
 def _phase_analyze(ctx: DemoContext) -> None:
-    from analyzers import analyze
-    from analyzers.report import print_report
+    from pg2edge.analyzers import analyze
+    from pg2edge.analyzers.report import print_report
 
     report = analyze(ctx.dsn, config=ctx.config.analyze)
     ctx.results["analyze"] = report
@@ -46,11 +46,11 @@ def _phase_analyze(ctx: DemoContext) -> None:
 
 
 def _phase_dual_write(ctx: DemoContext) -> None:
-    from analyzers.verdicts import MOVABLE
-    from pipeline.daemon import run_sync
-    from pipeline.lsn import format_lsn
-    from pipeline.snapshot import run_snapshot
-    from pipeline.status import replica_status
+    from pg2edge.analyzers.verdicts import MOVABLE
+    from pg2edge.pipeline.daemon import run_sync
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.status import replica_status
 
     report = ctx.results["analyze"]
     tables = [t.table for t in report.tables if t.verdict in MOVABLE and not t.blockers]  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ def _phase_dual_write(ctx: DemoContext) -> None:
 
 
 def _phase_validate(ctx: DemoContext) -> None:
-    from validators import render, validate
+    from pg2edge.validators import render, validate
 
     report = validate(ctx.dsn, ctx.replica, mode="full", options=ctx.config.translate)
     ctx.results["validate"] = report
@@ -79,10 +79,10 @@ def _phase_validate(ctx: DemoContext) -> None:
 
 
 def _phase_cutover(ctx: DemoContext) -> None:
-    from pipeline.cutover.actions import drain, promote
-    from pipeline.cutover.checklist import render
-    from pipeline.cutover.freeze import freeze, published_tables
-    from pipeline.cutover.gates import run_checklist
+    from pg2edge.pipeline.cutover.actions import drain, promote
+    from pg2edge.pipeline.cutover.checklist import render
+    from pg2edge.pipeline.cutover.freeze import freeze, published_tables
+    from pg2edge.pipeline.cutover.gates import run_checklist
 
     checklist = run_checklist(ctx.dsn, ctx.replica, thresholds=ctx.config.cutover, options=ctx.config.translate)
     ctx.results["check"] = checklist

@@ -86,7 +86,7 @@ def with_options(dsn: str, options: str) -> str:
 
 def codec_dsn(dsn: str) -> str:
     """The DSN with the value codec's session settings added to any options it already has."""
-    from translators.codec.base import session_options
+    from pg2edge.translators.codec.base import session_options
 
     existing = str(conninfo.conninfo_to_dict(dsn).get("options") or "")
     return with_options(dsn, session_options(existing))

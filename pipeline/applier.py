@@ -23,12 +23,12 @@ from typing import Any
 
 import apsw
 
-from pipeline import drift, state
-from pipeline.errors import ApplyError
-from pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Row, Transaction
-from pipeline.pgoutput import Column, Relation
-from translators.findings import Finding, Level
-from translators.quoting import quote_ident
+from pg2edge.pipeline import drift, state
+from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Row, Transaction
+from pg2edge.pipeline.pgoutput import Column, Relation
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 

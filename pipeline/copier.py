@@ -22,7 +22,7 @@ from typing import Any
 
 import apsw
 
-from translators.quoting import quote_ident
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
-from pipeline import state
-from pipeline.applier import TableMapping, open_replica
-from pipeline.lsn import format_lsn, parse_lsn
-from pipeline.replication import ReplicationStream, slot_status
-from pipeline.snapshot import SnapshotReport, prepare_tables, published_tables, run_snapshot
-from pipeline.source import CdcSource
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import TableMapping, open_replica
+from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.replication import ReplicationStream, slot_status
+from pg2edge.pipeline.snapshot import SnapshotReport, prepare_tables, published_tables, run_snapshot
+from pg2edge.pipeline.source import CdcSource
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,14 @@ class _TableEncoder:
     """A table's codec that rebuilds itself when the source gained a column (ADD COLUMN while streaming)."""
 
     def __init__(self, dsn: str, table: Any, options: TranslateConfig) -> None:
-        from translators.codec import row_codec
+        from pg2edge.translators.codec import row_codec
 
         self.dsn, self.table, self.options = dsn, table, options
         self.codec = row_codec(table, options=options)
 
     def _refresh(self) -> None:
-        from translators.codec import row_codec
-        from translators.introspect import introspect
+        from pg2edge.translators.codec import row_codec
+        from pg2edge.translators.introspect import introspect
 
         with dsnlib.connect(self.dsn, autocommit=True) as conn:
             schema = introspect(conn, schemas=[self.table.schema], tables=[self.table.name])
@@ -123,7 +123,7 @@ class _TableEncoder:
 
 def build_mappings(dsn: str, db: Any, publication: str, options: TranslateConfig) -> dict[tuple[str, str], TableMapping]:
     """Source (schema, table) -> target table and codec encoder, for every published table."""
-    from translators.naming import sqlite_table_name
+    from pg2edge.translators.naming import sqlite_table_name
 
     model = prepare_tables(dsn, db, published_tables(dsn, publication), options=options, say=log.info)
     out = {}
@@ -225,8 +225,8 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         names = state.read_stream(db)
         pos = state.read_position(db)
         assert names is not None and pos is not None
-        from pipeline.retry import QueueingApplier
-        from pipeline.retry import counts as retry_counts
+        from pg2edge.pipeline.retry import QueueingApplier
+        from pg2edge.pipeline.retry import counts as retry_counts
 
         applier = QueueingApplier(db, build_mappings(dsn, db, names.publication, options), policy=policy)
         goal = current_wal_lsn(dsn) if until_caught_up else None

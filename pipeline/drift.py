@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.pgoutput import Column, Relation
-from translators.findings import Finding, Level
+from pg2edge.pipeline.pgoutput import Column, Relation
+from pg2edge.translators.findings import Finding, Level
 
 
 @dataclass(frozen=True, slots=True)

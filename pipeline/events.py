@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.pgoutput import UNCHANGED_TOAST, Relation, Value
+from pg2edge.pipeline.pgoutput import UNCHANGED_TOAST, Relation, Value
 
 __all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Op", "Row", "SourceInfo", "Transaction", "TOAST_JSON"]
 

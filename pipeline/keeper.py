@@ -44,7 +44,7 @@ def start_keeper(*, dsn: str, slot: str, replica: str, timeout: float = 60.0,
                  hold_seconds: float = 3600.0) -> KeptSnapshot:
     """Start a detached keeper; returns once the slot and snapshot exist."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "pg2edge.pipeline.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, start_new_session=True, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps({"dsn": dsn, "slot": slot, "replica": replica, "timeout": timeout,
@@ -78,7 +78,7 @@ def _run_record(replica: str) -> dict[str, object] | None:
     except apsw.Error:
         return None
     try:
-        from pipeline.state import read_record
+        from pg2edge.pipeline.state import read_record
 
         return read_record(conn, RUN_SCOPE, RUN_NAME)
     finally:
@@ -113,7 +113,7 @@ def _connection_alive(conn: object) -> bool:
 
 def main() -> int:
     from pg2edge.dsn import scrub
-    from pipeline.replication import create_slot_with_snapshot
+    from pg2edge.pipeline.replication import create_slot_with_snapshot
 
     cfg = json.loads(sys.stdin.readline())
     stop = False

@@ -22,8 +22,8 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from pg2edge.errors import SourceError
-from pipeline.events import Transaction
-from pipeline.state import Position
+from pg2edge.pipeline.events import Transaction
+from pg2edge.pipeline.state import Position
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class StreamProbe:
 
     def sample_slot(self) -> None:
         """Query the slot's retained WAL; a failed query keeps the last value (the stream reports real outages)."""
-        from pipeline.replication import slot_status
+        from pg2edge.pipeline.replication import slot_status
 
         assert self.metrics is not None
         try:

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Union
 
-from pipeline.errors import ProtocolError
+from pg2edge.pipeline.errors import ProtocolError
 
 PG_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z in Unix milliseconds
 

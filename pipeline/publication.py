@@ -24,9 +24,9 @@ from psycopg import sql
 
 from pg2edge.dsn import connect, describe
 from pg2edge.errors import ConfigError, PrivilegeError, SourceError
-from pipeline import state
-from pipeline.errors import ReplicaIdentityError
-from pipeline.sourcechanges import SourceChange, apply_changes
+from pg2edge.pipeline import state
+from pg2edge.pipeline.errors import ReplicaIdentityError
+from pg2edge.pipeline.sourcechanges import SourceChange, apply_changes
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from psycopg import pq
 
 from pg2edge.dsn import codec_dsn, connect, describe
 from pg2edge.errors import PrivilegeError, SourceError
-from pipeline.errors import ProtocolError, ReplicationError, SlotTimeoutError
-from pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.errors import ProtocolError, ReplicationError, SlotTimeoutError
+from pg2edge.pipeline.lsn import format_lsn, parse_lsn
 
 __all__ = [
     "ReplicationStream", "SlotSnapshot", "SlotStatus", "slot_status", "SystemIdentity", "XLogData", "create_slot",

@@ -28,10 +28,10 @@ from typing import Any
 import apsw
 
 from pg2edge.errors import TargetError
-from pipeline.applier import Applier, ApplyResult, TableMapping
-from pipeline.errors import ApplyError
-from pipeline.events import ChangeEvent, Op, Transaction
-from translators.quoting import quote_ident
+from pg2edge.pipeline.applier import Applier, ApplyResult, TableMapping
+from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.events import ChangeEvent, Op, Transaction
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +310,9 @@ def replay_dlq(*, target: str, dsn: str, ids: Sequence[int] | None = None, optio
                policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
     from pg2edge.config import TranslateConfig
-    from pipeline import state
-    from pipeline.applier import open_replica
-    from pipeline.daemon import build_mappings
+    from pg2edge.pipeline import state
+    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.daemon import build_mappings
 
     conn = open_replica(target)
     try:

@@ -32,12 +32,12 @@ import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pipeline import keeper, state
-from pipeline.applier import open_replica
-from pipeline.copier import CopySpec, copy_tables
-from pipeline.publication import setup_publication, slot_change
-from pipeline.replication import drop_slot, identify_system
-from translators.quoting import quote_ident
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.copier import CopySpec, copy_tables
+from pg2edge.pipeline.publication import setup_publication, slot_change
+from pg2edge.pipeline.replication import drop_slot, identify_system
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _snapshot_alive(dsn: str, snapshot: str) -> bool:
 
 
 def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[str | None]], tuple[Any, ...]]:
-    from translators.codec import row_codec
+    from pg2edge.translators.codec import row_codec
 
     return row_codec(table, options=options).encode_row_text
 
@@ -135,8 +135,8 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
 def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, str]], *,
                    options: TranslateConfig, say: Say) -> dict[str, Any]:
     """Introspect the published tables, create the missing replica tables; returns qualified -> Table."""
-    from translators.ddl import apply_ddl, plan_ddl
-    from translators.introspect import introspect
+    from pg2edge.translators.ddl import apply_ddl, plan_ddl
+    from pg2edge.translators.introspect import introspect
 
     with dsnlib.connect(dsn, autocommit=True) as conn:
         schema = introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
@@ -181,7 +181,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 state.write_stream(db, names)
         published = published_tables(dsn, names.publication)
         model = prepare_tables(dsn, db, published, options=options, say=say)
-        from translators.naming import sqlite_table_name
+        from pg2edge.translators.naming import sqlite_table_name
 
         target_of = {q: sqlite_table_name(t.schema, t.name) for q, t in model.items()}
         resume = bool(run) and _snapshot_alive(dsn, str(run["snapshot"]))
@@ -217,7 +217,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 if q in done:
                     report.skipped_done.append(q)
                     continue
-                from translators.codec import row_codec
+                from pg2edge.translators.codec import row_codec
 
                 codec = row_codec(table, options=options)
                 db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy

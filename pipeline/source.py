@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from pipeline import pgoutput
-from pipeline.assembler import Assembler, Heartbeat
-from pipeline.events import Transaction
-from pipeline.replication import ReplicationStream
+from pg2edge.pipeline import pgoutput
+from pg2edge.pipeline.assembler import Assembler, Heartbeat
+from pg2edge.pipeline.events import Transaction
+from pg2edge.pipeline.replication import ReplicationStream
 
 
 class CdcSource:

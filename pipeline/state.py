@@ -27,9 +27,9 @@ from typing import Any
 
 import apsw
 
-from pipeline.errors import StateError
-from pipeline.sourcechanges import SourceChange
-from translators.quoting import quote_ident
+from pg2edge.pipeline.errors import StateError
+from pg2edge.pipeline.sourcechanges import SourceChange
+from pg2edge.translators.quoting import quote_ident
 
 STATE_TABLE = "_pg2edge_state"
 _T = quote_ident(STATE_TABLE)

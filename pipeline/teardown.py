@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import keeper, state
-from pipeline.applier import open_replica
-from pipeline.sourcechanges import teardown as undo_changes
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.sourcechanges import teardown as undo_changes
 
 
 def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:

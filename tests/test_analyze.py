@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from analyzers import analyze, render
+from pg2edge.analyzers import analyze, render
 from pg2edge.config import AnalyzeConfig
 from pg2edge.errors import EmptyStatsError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzers import analyze, render
+from pg2edge.analyzers import analyze, render
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

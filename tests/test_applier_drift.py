@@ -6,10 +6,10 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline import state
-from pipeline.applier import Applier, TableMapping, open_replica
-from pipeline.replication import ReplicationStream, create_slot
-from pipeline.source import CdcSource
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
+from pg2edge.pipeline.replication import ReplicationStream, create_slot
+from pg2edge.pipeline.source import CdcSource
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 
 

@@ -9,12 +9,12 @@ import apsw
 import psycopg
 import pytest
 
-from pipeline import state
-from pipeline.applier import Applier, TableMapping, open_replica
-from pipeline.errors import ApplyError
-from pipeline.publication import setup_publication
-from pipeline.replication import ReplicationStream, create_slot, slot_status
-from pipeline.source import CdcSource
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
+from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.publication import setup_publication
+from pg2edge.pipeline.replication import ReplicationStream, create_slot, slot_status
+from pg2edge.pipeline.source import CdcSource
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 
 ITEMS = ["id", "name", "price", "body"]

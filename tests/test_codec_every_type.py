@@ -21,10 +21,10 @@ import pytest
 from psycopg import sql
 
 from pg2edge.config import TranslateConfig
-from translators.codec import CodecError, row_codec
-from translators.ddl import apply_ddl, plan_ddl
-from translators.introspect import introspect
-from translators.quoting import quote_ident
+from pg2edge.translators.codec import CodecError, row_codec
+from pg2edge.translators.ddl import apply_ddl, plan_ddl
+from pg2edge.translators.introspect import introspect
+from pg2edge.translators.quoting import quote_ident
 from tests.support.copyloop import copy_rows, insert_rows
 
 SETUP = r"""

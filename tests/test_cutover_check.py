@@ -10,13 +10,13 @@ import psycopg
 import pytest
 
 from pg2edge.config import CutoverConfig
-from pipeline import state
-from pipeline.applier import open_replica
-from pipeline.cutover.backup import backup_replica
-from pipeline.cutover.gates import run_checklist
-from pipeline.daemon import run_sync
-from pipeline.retry import ensure_queue_table
-from validators import validate
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.cutover.backup import backup_replica
+from pg2edge.pipeline.cutover.gates import run_checklist
+from pg2edge.pipeline.daemon import run_sync
+from pg2edge.pipeline.retry import ensure_queue_table
+from pg2edge.validators import validate
 
 
 def _quiet(_line: str) -> None:

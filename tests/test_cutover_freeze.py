@@ -7,12 +7,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline import state
-from pipeline.applier import open_replica
-from pipeline.cutover.errors import FreezeError
-from pipeline.cutover.freeze import freeze, frozen_tables, plan_freeze, unfreeze
-from pipeline.lsn import parse_lsn
-from pipeline.sourcechanges import teardown
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.cutover.errors import FreezeError
+from pg2edge.pipeline.cutover.freeze import freeze, frozen_tables, plan_freeze, unfreeze
+from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.sourcechanges import teardown
 
 WRITES = [
     "INSERT INTO {t} (id, v) VALUES (100, 'x')",

@@ -10,10 +10,10 @@ from pathlib import Path
 import apsw
 import pytest
 
-from pipeline import state
-from pipeline.applier import open_replica
-from pipeline.cutover.backup import backup_replica, default_backup_path
-from pipeline.cutover.errors import BackupError
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.cutover.backup import backup_replica, default_backup_path
+from pg2edge.pipeline.cutover.errors import BackupError
 
 
 def fill(path: Path, rows: int) -> None:

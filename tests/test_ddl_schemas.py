@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from pg2edge.config import TranslateConfig
-from translators.ddl import plan_ddl
-from translators.introspect import introspect
+from pg2edge.translators.ddl import plan_ddl
+from pg2edge.translators.introspect import introspect
 from tests.support.copyloop import migrate
 
 HOSTILE = r'''

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import state
-from pipeline.exports import D1_STATEMENT_LIMIT, ExportError, RowTooLargeError, export_d1, export_turso
-from pipeline.exports.literals import sql_literal
+from pg2edge.pipeline import state
+from pg2edge.pipeline.exports import D1_STATEMENT_LIMIT, ExportError, RowTooLargeError, export_d1, export_turso
+from pg2edge.pipeline.exports.literals import sql_literal
 
 USER_TABLES = ["categories", "products", "tags", "notes"]
 

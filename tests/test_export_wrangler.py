@@ -11,7 +11,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from pipeline.exports import export_d1
+from pg2edge.pipeline.exports import export_d1
 from tests.test_export import USER_TABLES, build_replica
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import apsw
 import psycopg
 import pytest
 
-from translators.ddl import apply_ddl, plan_ddl
-from translators.introspect import introspect, parse_dump
+from pg2edge.translators.ddl import apply_ddl, plan_ddl
+from pg2edge.translators.introspect import introspect, parse_dump
 
 
 def _pg_dump() -> str | None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline.kafka.client import KafkaPythonConsumer
-from pipeline.kafka.publisher import run_publisher
-from pipeline.kafka.records import Regrouper, topic_name
-from pipeline.kafka.replica import run_kafka_replica
-from pipeline.lsn import parse_lsn
+from pg2edge.pipeline.kafka.client import KafkaPythonConsumer
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.kafka.records import Regrouper, topic_name
+from pg2edge.pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline.lsn import parse_lsn
 from tests.support.replica import assert_replica_equals, current_lsn, diff_replica
 
 pytestmark = pytest.mark.kafka

@@ -18,14 +18,14 @@ import apsw
 import psycopg
 import pytest
 
-from pipeline import retry, state
-from pipeline.kafka.bootstrap import (OffsetGuard, RecordsLostError, SeedError, SnapshotMissingError,
+from pg2edge.pipeline import retry, state
+from pg2edge.pipeline.kafka.bootstrap import (OffsetGuard, RecordsLostError, SeedError, SnapshotMissingError,
                                       TopicRewoundError, start_guard)
-from pipeline.kafka.client import KafkaPythonConsumer, KafkaPythonProducer, Record, ensure_topic, make_consumer
-from pipeline.kafka.publisher import run_publisher
-from pipeline.kafka.records import topic_name
-from pipeline.kafka.replica import run_kafka_replica
-from pipeline.lsn import parse_lsn
+from pg2edge.pipeline.kafka.client import KafkaPythonConsumer, KafkaPythonProducer, Record, ensure_topic, make_consumer
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.kafka.records import topic_name
+from pg2edge.pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline.lsn import parse_lsn
 from tests.support.replica import assert_replica_equals, current_lsn, wait_until
 from tests.test_kafka import _db_name, _setup, _writes
 

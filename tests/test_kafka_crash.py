@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline.kafka.publisher import run_publisher
-from pipeline.kafka.records import topic_name
-from pipeline.kafka.replica import run_kafka_replica
-from pipeline.lsn import parse_lsn
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.kafka.records import topic_name
+from pg2edge.pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline.lsn import parse_lsn
 from tests.support.replica import assert_replica_equals, current_lsn
 from tests.support.writeload import WriteLoad
 

@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pg2edge.config import TenantsConfig
 from pg2edge.pgcluster import free_port
-from pipeline.kafka.publisher import run_publisher
-from pipeline.metrics import Metrics
-from pipeline.tenants.daemon import run_tenant_sync
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.tenants.daemon import run_tenant_sync
 from tests.support.rows import run_sql
 
 

@@ -8,12 +8,12 @@ import psycopg
 import pytest
 
 from pg2edge.errors import ConfigError
-from pipeline import state
-from pipeline.applier import open_replica
-from pipeline.errors import ReplicaIdentityError
-from pipeline.publication import setup_publication, slot_change
-from pipeline.replication import create_slot
-from pipeline.sourcechanges import teardown
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.errors import ReplicaIdentityError
+from pg2edge.pipeline.publication import setup_publication, slot_change
+from pg2edge.pipeline.replication import create_slot
+from pg2edge.pipeline.sourcechanges import teardown
 
 DDL = [
     "CREATE TABLE orders (id int PRIMARY KEY, total numeric)",

@@ -17,10 +17,10 @@ import pytest
 import sqlglot
 
 from tests.query_corpus import CORPUS, CorpusQuery
-from pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.snapshot import run_snapshot
 from tests.support.pgtypes import column_types
-from translators.findings import Level
-from translators.query import translate_sql
+from pg2edge.translators.findings import Level
+from pg2edge.translators.query import translate_sql
 
 
 @pytest.fixture(scope="module")

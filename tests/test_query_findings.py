@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from translators.findings import Level, StrictModeError
-from translators.query import QuerySyntaxError, QueryTranslation, translate_sql
+from pg2edge.translators.findings import Level, StrictModeError
+from pg2edge.translators.query import QuerySyntaxError, QueryTranslation, translate_sql
 
 SHOP_TYPES = {
     "products": {"id": "uuid", "price": "numeric(12,2)", "name": "text", "active": "boolean", "category_id": "bigint"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import apsw
 import pytest
 
-from translators.query import translate_sql
+from pg2edge.translators.query import translate_sql
 
 
 def check(pairs: list[tuple[str, str]]) -> None:

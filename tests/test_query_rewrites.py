@@ -8,9 +8,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from translators.query import rewrites, temporal
-from translators.query.columns import numeric_columns_to_real
-from translators.query.rewrites import REWRITES
+from pg2edge.translators.query import rewrites, temporal
+from pg2edge.translators.query.columns import numeric_columns_to_real
+from pg2edge.translators.query.rewrites import REWRITES
 
 # rewrite -> (PostgreSQL expression it applies to, that node rewritten, printed as SQLite)
 CASES: dict[Callable[[exp.Expression], exp.Expression], tuple[str, str]] = {

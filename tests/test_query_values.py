@@ -8,8 +8,8 @@ import apsw
 import psycopg
 
 from tests.test_query_corpus import normalize, values_equal
-from translators.findings import Level
-from translators.query import translate_sql
+from pg2edge.translators.findings import Level
+from pg2edge.translators.query import translate_sql
 
 TS = "timestamptz '2024-02-29 10:11:12.5+00'"
 EXPRESSIONS = [

@@ -14,11 +14,11 @@ import apsw
 import psycopg
 import pytest
 
-from pipeline import retry
-from pipeline.daemon import run_sync
-from pipeline.kafka.publisher import run_publisher
-from pipeline.kafka.records import topic_name
-from pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline import retry
+from pg2edge.pipeline.daemon import run_sync
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.kafka.records import topic_name
+from pg2edge.pipeline.kafka.replica import run_kafka_replica
 from tests.support.replica import assert_replica_equals, diff_replica, wait_until
 
 POLICY = retry.RetryPolicy(max_attempts=3, base_delay=0.1)
@@ -109,7 +109,7 @@ def test_poison_change_goes_to_retry_then_dlq_and_replays_in_order(
     queue = _queue(target)
     assert [c.status for c in queue] == ["dead", "waiting", "waiting"]
     if transport == "kafka":  # the queue is mirrored to <topic>.retry and <topic>.dlq for other consumers
-        from pipeline.kafka.queue_topics import read_topic
+        from pg2edge.pipeline.kafka.queue_topics import read_topic
 
         dlq = read_topic(bootstrap, topic + ".dlq")
         assert [(r["status"], r["event"]["after"]["name"]) for r in dlq] == [("dead", "poison 1")]

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from pg2edge import sample
-from pipeline import keeper, state
-from pipeline.snapshot import run_snapshot
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.snapshot import run_snapshot
 from tests.support.replica import assert_replica_equals
 from tests.support.writeload import WriteLoad
 
@@ -67,7 +67,7 @@ def test_table_without_key_is_refused_by_name_and_source_writes_keep_working(pg_
 
 
 def test_rows_written_during_the_snapshot_land_exactly_once(pg_dsn: str, sqlite_path) -> None:
-    from pipeline.daemon import run_sync
+    from pg2edge.pipeline.daemon import run_sync
 
     sample.install(pg_dsn)
     load = WriteLoad(pg_dsn, "load")
@@ -133,8 +133,8 @@ def test_when_the_exported_snapshot_is_gone_a_clean_snapshot_starts(pg_dsn: str,
 
 
 def test_a_big_table_is_copied_in_key_range_slices_by_several_workers(pg_dsn: str, sqlite_path) -> None:
-    from pipeline.snapshot import SPLIT_ROWS, key_slices
-    from translators.introspect import introspect
+    from pg2edge.pipeline.snapshot import SPLIT_ROWS, key_slices
+    from pg2edge.translators.introspect import introspect
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE wide (id bigint PRIMARY KEY, v text)")

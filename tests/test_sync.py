@@ -14,8 +14,8 @@ import apsw
 import psycopg
 import pytest
 
-from pipeline.daemon import run_sync
-from pipeline.status import WaitTimeout, wait_for_lsn
+from pg2edge.pipeline.daemon import run_sync
+from pg2edge.pipeline.status import WaitTimeout, wait_for_lsn
 from tests.conftest import REPO, _cli_env
 from tests.support.replica import assert_replica_equals, current_lsn, wait_until
 from tests.support.writeload import WriteLoad
@@ -224,7 +224,7 @@ def test_metrics_endpoint_reports_applied_changes_lag_and_queue_depths(pg_dsn: s
     import urllib.request
 
     from pg2edge.pgcluster import free_port
-    from pipeline.metrics import Metrics
+    from pg2edge.pipeline.metrics import Metrics
 
     run_sql(pg_dsn, "CREATE TABLE m (id int PRIMARY KEY, v text)")
     metrics = Metrics()

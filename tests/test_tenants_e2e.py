@@ -8,11 +8,11 @@ import apsw
 import pytest
 
 from pg2edge.config import TenantsConfig
-from pipeline import state
-from pipeline.tenants.admin import list_tenants
-from pipeline.tenants.daemon import run_tenant_sync
-from pipeline.tenants.errors import TenantIdError, TenantTableError
-from pipeline.tenants.ids import tenant_path
+from pg2edge.pipeline import state
+from pg2edge.pipeline.tenants.admin import list_tenants
+from pg2edge.pipeline.tenants.daemon import run_tenant_sync
+from pg2edge.pipeline.tenants.errors import TenantIdError, TenantTableError
+from pg2edge.pipeline.tenants.ids import tenant_path
 from tests.support.rows import file_rows, pg_rows, run_sql
 
 

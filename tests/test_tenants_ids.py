@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from pg2edge.config import load_config
-from pipeline.tenants.errors import TenantIdError, TenantPatternError
-from pipeline.tenants.ids import decode_tenant_id, encode_tenant_id, file_regex, tenant_path
-from pipeline.tenants.pool import TenantPool
+from pg2edge.pipeline.tenants.errors import TenantIdError, TenantPatternError
+from pg2edge.pipeline.tenants.ids import decode_tenant_id, encode_tenant_id, file_regex, tenant_path
+from pg2edge.pipeline.tenants.pool import TenantPool
 
 HOSTILE = ["../../etc/passwd", "..", ".", "a/b", "a\\b", "/abs", ".hidden", "_shared", "ü ß", "x?*:|<>\"",
            "-rf", "con", "tenant\n1"]

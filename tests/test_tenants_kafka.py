@@ -14,14 +14,14 @@ import pytest
 
 from pg2edge.config import TenantsConfig
 from pg2edge.errors import ConfigError
-from pipeline.kafka.client import KafkaPythonConsumer
-from pipeline.kafka.partitioning import partition_of
-from pipeline.kafka.publisher import run_publisher
-from pipeline.kafka.records import topic_name
-from pipeline.kafka.replica import run_kafka_replica
-from pipeline.metrics import Metrics
-from pipeline.tenants.admin import list_tenants
-from pipeline.tenants.kafka_replica import hub_path, run_tenant_kafka_replica
+from pg2edge.pipeline.kafka.client import KafkaPythonConsumer
+from pg2edge.pipeline.kafka.partitioning import partition_of
+from pg2edge.pipeline.kafka.publisher import run_publisher
+from pg2edge.pipeline.kafka.records import topic_name
+from pg2edge.pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.tenants.admin import list_tenants
+from pg2edge.pipeline.tenants.kafka_replica import hub_path, run_tenant_kafka_replica
 from tests.support.rows import file_rows, pg_rows, run_sql
 
 pytestmark = pytest.mark.kafka

@@ -6,9 +6,9 @@ import apsw
 import pytest
 
 from pg2edge.config import TranslateConfig
-from translators.ddl import plan_ddl
-from translators.schema import Check, Column, Index, Schema, Table
-from translators.typemap import rule_for
+from pg2edge.translators.ddl import plan_ddl
+from pg2edge.translators.schema import Check, Column, Index, Schema, Table
+from pg2edge.translators.typemap import rule_for
 
 NUM = lambda p, s: (p << 16 | s) + 4  # noqa: E731  numeric typmod
 
@@ -72,7 +72,7 @@ ARRAYS = [
 
 @pytest.mark.parametrize(("element", "text", "expected"), ARRAYS)
 def test_array_mapping(element: str, text: str, expected: str | None) -> None:
-    from translators.codec import Inexact
+    from pg2edge.translators.codec import Inexact
 
     rule = rule_for(Column("a", f"{element}[]", f"_{element}", is_array=True, element_type=element))
     assert rule.decl == "TEXT"

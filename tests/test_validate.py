@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from pg2edge import sample
-from pipeline import state
-from pipeline.daemon import run_sync
+from pg2edge.pipeline import state
+from pg2edge.pipeline.daemon import run_sync
 from tests.support.writeload import WriteLoad
-from validators import render, validate
+from pg2edge.validators import render, validate
 
 
 def _quiet(_: str) -> None:

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pg2edge.config import TranslateConfig
-from translators.codec.base import Inexact
-from translators.expressions import ExpressionTranslator, constant_text, is_sequence_default, sqlite_literal
-from translators.findings import Finding, Level
-from translators.naming import sqlite_index_name, sqlite_table_name
-from translators.quoting import quote_ident
-from translators.schema import Column, Schema, Table
-from translators.typemap import TypeRule, rule_for
+from pg2edge.translators.codec.base import Inexact
+from pg2edge.translators.expressions import ExpressionTranslator, constant_text, is_sequence_default, sqlite_literal
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
+from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.schema import Column, Schema, Table
+from pg2edge.translators.typemap import TypeRule, rule_for
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from translators.findings import Finding, Level
-from translators.schema import Check, Column, Enum, ForeignKey, Index, Schema, Table, Unique
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.schema import Check, Column, Enum, ForeignKey, Index, Schema, Table, Unique
 
 _TYPNAMES = {
     "integer": "int4", "int": "int4", "int4": "int4", "bigint": "int8", "int8": "int8", "smallint": "int2",

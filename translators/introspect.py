@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from translators.schema import Check, Column, Domain, Enum, ForeignKey, Index, Schema, Table, Unique, View
+from pg2edge.translators.schema import Check, Column, Domain, Enum, ForeignKey, Index, Schema, Table, Unique, View
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,6 @@ def introspect(conn: psycopg.Connection[Any], *, schemas: Sequence[str] = ("publ
 
 def parse_dump(sql_text: str) -> Schema:
     """Best-effort schema model from ``pg_dump --schema-only`` text (see translators/dump.py)."""
-    from translators.dump import parse_dump as _parse
+    from pg2edge.translators.dump import parse_dump as _parse
 
     return _parse(sql_text)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pg2edge.config import TranslateConfig
-from translators.ddl import DdlPlan, plan_ddl, table_order
-from translators.findings import Finding, check_strict
-from translators.naming import sqlite_table_name
-from translators.schema import Schema
-from translators.typemap import rule_for
+from pg2edge.translators.ddl import DdlPlan, plan_ddl, table_order
+from pg2edge.translators.findings import Finding, check_strict
+from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.translators.schema import Schema
+from pg2edge.translators.typemap import rule_for
 
 
 @dataclass
@@ -91,8 +91,8 @@ def translate_schema(dsn: str, *, schemas: Sequence[str] = ("public",), tables: 
 
     from pg2edge import dsn as dsnlib
     from pg2edge.errors import TargetError
-    from translators.ddl import apply_ddl
-    from translators.introspect import introspect
+    from pg2edge.translators.ddl import apply_ddl
+    from pg2edge.translators.introspect import introspect
 
     options = options or TranslateConfig()
     with dsnlib.connect(dsn, autocommit=True) as conn:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pg2edge.config import TranslateConfig
-from translators.codec import arrays, other, scalars, temporal
-from translators.findings import Level
-from translators.quoting import quote_ident
-from translators.schema import Column
+from pg2edge.translators.codec import arrays, other, scalars, temporal
+from pg2edge.translators.findings import Level
+from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.schema import Column
 
 TextEncoder = Callable[[str], Any]
 PyEncoder = Callable[[Any], Any]

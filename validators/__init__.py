@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from validators.report import Mismatch, TableResult, ValidationReport, render
-from validators.run import validate
+from pg2edge.validators.report import Mismatch, TableResult, ValidationReport, render
+from pg2edge.validators.run import validate
 
 __all__ = ["Mismatch", "TableResult", "ValidationReport", "render", "validate"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from psycopg import sql
 
-from translators.codec import RowCodec
+from pg2edge.translators.codec import RowCodec
 
 MOD = 2**63
 _md5 = hashlib.md5

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from validators.canonical import row_digest
-from validators.report import Mismatch
-from validators.source import Key, TableSide
+from pg2edge.validators.canonical import row_digest
+from pg2edge.validators.report import Mismatch
+from pg2edge.validators.source import Key, TableSide
 
 
 def row_diff(columns: Iterable[str], source: tuple[Any, ...], replica: tuple[Any, ...]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from validators.canonical import MOD
-from validators.replica import ReplicaSnapshot
-from validators.source import Key, KeyRange, SourceSnapshot, TableSide, ranges_from
+from pg2edge.validators.canonical import MOD
+from pg2edge.validators.replica import ReplicaSnapshot
+from pg2edge.validators.source import Key, KeyRange, SourceSnapshot, TableSide, ranges_from
 
 
 @dataclass

@@ -9,11 +9,11 @@ from typing import Any
 import apsw
 
 from pg2edge.errors import TargetError
-from pipeline import state
-from translators.naming import sqlite_table_name
-from translators.quoting import quote_ident
-from validators.canonical import MOD, register_sqlite, row_digest
-from validators.source import Key, KeyRange, TableSide
+from pg2edge.pipeline import state
+from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.translators.quoting import quote_ident
+from pg2edge.validators.canonical import MOD, register_sqlite, row_digest
+from pg2edge.validators.source import Key, KeyRange, TableSide
 
 
 class ReplicaSnapshot:

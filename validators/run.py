@@ -23,15 +23,15 @@ from typing import Literal
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError, TargetError
-from pipeline import state
-from pipeline.lsn import format_lsn
-from translators.codec import row_codec
-from validators.compare import differing_keys, mismatches
-from validators.full import diff_full
-from validators.replica import ReplicaSnapshot
-from validators.report import TableResult, ValidationReport
-from validators.source import Key, SourceSnapshot, TableSide
-from validators.waiting import wait_for_replica
+from pg2edge.pipeline import state
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.translators.codec import row_codec
+from pg2edge.validators.compare import differing_keys, mismatches
+from pg2edge.validators.full import diff_full
+from pg2edge.validators.replica import ReplicaSnapshot
+from pg2edge.validators.report import TableResult, ValidationReport
+from pg2edge.validators.source import Key, SourceSnapshot, TableSide
+from pg2edge.validators.waiting import wait_for_replica
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
 def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None,
                 options: TranslateConfig) -> list[TableSide]:
     """The tables to validate (default: the replica's publication) with their codecs."""
-    from pipeline.snapshot import published_tables
-    from translators.introspect import introspect
+    from pg2edge.pipeline.snapshot import published_tables
+    from pg2edge.translators.introspect import introspect
 
     if isinstance(tables, str):
         tables = [t.strip() for t in tables.split(",") if t.strip()]
@@ -131,7 +131,7 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
                                                             results[side.table.qualified])
     _recheck(dsn, target, sides, results, pending, mode=mode, timeout=timeout)
     if repair and any(results[s.table.qualified].mismatches for s in sides):
-        from validators.repair import repair_keys
+        from pg2edge.validators.repair import repair_keys
 
         keys = {s.table.qualified: [tuple(m.key[k] for k in s.key) for m in results[s.table.qualified].mismatches]
                 for s in sides}
@@ -173,7 +173,7 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
 
 
 def _record(target: str | Path, report: ValidationReport) -> None:
-    from pipeline.applier import open_replica
+    from pg2edge.pipeline.applier import open_replica
 
     db = open_replica(target)
     try:

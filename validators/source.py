@@ -22,10 +22,10 @@ from typing import Any
 from psycopg import sql
 
 from pg2edge import dsn as dsnlib
-from pipeline.lsn import parse_lsn
-from translators.codec import RowCodec
-from translators.schema import Table
-from validators.canonical import (MOD, pg_canonical_columns, pg_canonical_sql, pg_digest_of_columns, pg_digest_sql,
+from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.translators.codec import RowCodec
+from pg2edge.translators.schema import Table
+from pg2edge.validators.canonical import (MOD, pg_canonical_columns, pg_canonical_sql, pg_digest_of_columns, pg_digest_sql,
                                   python_fallback_columns, row_digest)
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class TableSide:
                     [[k[i] for k in keys] for i in range(len(self.key))])
         canon = sql.SQL(", ").join(pg_canonical_sql(self.codec, k) for k in self.key)
         arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in self.key)
-        from validators.canonical import canonical
+        from pg2edge.validators.canonical import canonical
 
         return (sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(canon, arrays),
                 [[canonical(k[i]) for k in keys] for i in range(len(self.key))])

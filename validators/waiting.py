@@ -21,10 +21,10 @@ import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import Pg2EdgeError
-from pipeline import state
-from pipeline.lsn import format_lsn
-from pipeline.replication import slot_status
-from pipeline.status import WaitTimeout, wait_for_lsn
+from pg2edge.pipeline import state
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.replication import slot_status
+from pg2edge.pipeline.status import WaitTimeout, wait_for_lsn
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from analyzers import analyze, render
+    from pg2edge.analyzers import analyze, render
     from pg2edge.config import load_config
 
     config = load_config(args.config, overrides={
@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.format == "table" and not args.output:
         from rich.console import Console
 
-        from analyzers.report import print_report
+        from pg2edge.analyzers.report import print_report
 
         print_report(report, Console())
         return 0

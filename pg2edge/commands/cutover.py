@@ -68,7 +68,7 @@ def _add_freeze(actions: Any) -> None:
 
 
 def _freeze(args: argparse.Namespace) -> int:
-    from pipeline.cutover.freeze import freeze, published_tables
+    from pg2edge.pipeline.cutover.freeze import freeze, published_tables
 
     dsn = _source(args)
     tables = _tables(args.tables) or published_tables(dsn, replica=args.target)
@@ -90,7 +90,7 @@ def _add_unfreeze(actions: Any) -> None:
 
 
 def _unfreeze(args: argparse.Namespace) -> int:
-    from pipeline.cutover.freeze import unfreeze
+    from pg2edge.pipeline.cutover.freeze import unfreeze
 
     result = unfreeze(_source(args), replica=args.target, tables=_tables(args.tables))
     _print_changes(result, nothing="no table is frozen; nothing changed")
@@ -114,7 +114,7 @@ def _add_backup(actions: Any) -> None:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from pipeline.cutover.backup import backup_replica
+    from pg2edge.pipeline.cutover.backup import backup_replica
 
     out = backup_replica(args.target, args.output)
     print(f"backed up {args.target} to {out}")
@@ -135,8 +135,8 @@ def _add_check(actions: Any) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pipeline.cutover.checklist import render
-    from pipeline.cutover.gates import run_checklist
+    from pg2edge.pipeline.cutover.checklist import render
+    from pg2edge.pipeline.cutover.gates import run_checklist
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     checklist = run_checklist(config.require_source(), config.require_target(), thresholds=config.cutover,
@@ -164,7 +164,7 @@ def _add_drain(actions: Any) -> None:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    from pipeline.cutover.actions import drain
+    from pg2edge.pipeline.cutover.actions import drain
 
     _print_action(drain(_source(args), args.target, timeout=args.timeout))
     return 0
@@ -184,7 +184,7 @@ def _add_promote(actions: Any) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from pipeline.cutover.actions import promote
+    from pg2edge.pipeline.cutover.actions import promote
 
     _print_action(promote(_source(args), args.target, drop_slot=args.drop_slot, backup=args.backup))
     return 0
@@ -200,7 +200,7 @@ def _add_rollback(actions: Any) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from pipeline.cutover.actions import rollback
+    from pg2edge.pipeline.cutover.actions import rollback
 
     _print_action(rollback(_source(args), args.target))
     return 0

@@ -37,8 +37,8 @@ def _print(rows: list[dict[str, Any]], fmt: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
     from pg2edge.errors import ConfigError
-    from pipeline import retry
-    from pipeline.status import _open_readonly
+    from pg2edge.pipeline import retry
+    from pg2edge.pipeline.status import _open_readonly
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     target = config.require_target()
@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
             conn.close()
         return 0
     if args.action == "drop":
-        from pipeline.applier import open_replica
+        from pg2edge.pipeline.applier import open_replica
 
         conn = open_replica(target)
         try:

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.exports import export_d1, export_turso
+    from pg2edge.pipeline.exports import export_d1, export_turso
 
     export = export_turso if args.format == "turso" else export_d1
     result = export(args.target, args.output, overwrite=args.force)

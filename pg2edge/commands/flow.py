@@ -51,7 +51,7 @@ def _add_run(actions: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.phases import run_flow
+    from pg2edge.flows.phases import run_flow
 
     config = _load(args)
     config.require_source()
@@ -74,7 +74,7 @@ def _add_resume(actions: Any) -> None:
 def _resume(args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    from flows.deploy import require_server
+    from pg2edge.flows.deploy import require_server
     from pg2edge.errors import ConfigError
 
     require_server()
@@ -100,7 +100,7 @@ def _add_serve(actions: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flows.deploy import require_server, serve
+    from pg2edge.flows.deploy import require_server, serve
     from pg2edge.config import parse_duration
 
     require_server()

@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config, parse_duration
-    from pipeline.kafka.publisher import run_publisher
-    from pipeline.lsn import format_lsn
+    from pg2edge.pipeline.kafka.publisher import run_publisher
+    from pg2edge.pipeline.lsn import format_lsn
 
     if args.partitions is not None and not args.tenant_column:
         from pg2edge.errors import ConfigError
@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
     metrics = None
     if args.metrics_port:
-        from pipeline.metrics import Metrics
+        from pg2edge.pipeline.metrics import Metrics
 
         metrics = Metrics(role="publisher")
         metrics.serve(args.metrics_port)

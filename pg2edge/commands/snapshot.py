@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
     from pg2edge.progress import table_progress
-    from pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.snapshot import run_snapshot
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_tenants(args: argparse.Namespace, config: Any) -> int:
-    from pipeline.tenants.split import run_tenant_snapshot
+    from pg2edge.pipeline.tenants.split import run_tenant_snapshot
 
     report = run_tenant_snapshot(dsn=config.require_source(), tenants=config.tenants, tables=args.tables,
                                  jobs=args.jobs, options=config.translate,

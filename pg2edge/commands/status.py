@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pipeline.status import replica_status
+    from pg2edge.pipeline.status import replica_status
 
     targets = args.target or [load_config(None, overrides={"target": {"path": None}}).require_target()]
     statuses = [replica_status(t, source=args.source).as_dict() for t in targets]

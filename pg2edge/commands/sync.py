@@ -49,16 +49,16 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config, parse_duration
-    from pipeline.daemon import run_sync
-    from pipeline.lsn import format_lsn
-    from pipeline.retry import RetryPolicy
+    from pg2edge.pipeline.daemon import run_sync
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.retry import RetryPolicy
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
     metrics = None
     if args.metrics_port:
-        from pipeline.metrics import Metrics
+        from pg2edge.pipeline.metrics import Metrics
 
         metrics = Metrics()
         metrics.serve(args.metrics_port)
@@ -91,9 +91,9 @@ def _run(args: argparse.Namespace) -> int:
 def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.config import parse_duration
     from pg2edge.errors import ConfigError
-    from pipeline.kafka.replica import run_kafka_replica
-    from pipeline.lsn import format_lsn
-    from pipeline.retry import RetryPolicy
+    from pg2edge.pipeline.kafka.replica import run_kafka_replica
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.retry import RetryPolicy
 
     if not args.bootstrap:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
@@ -112,8 +112,8 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
 
 def _run_tenants(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.config import parse_duration
-    from pipeline.lsn import format_lsn
-    from pipeline.tenants.daemon import run_tenant_sync
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.tenants.daemon import run_tenant_sync
 
     report = run_tenant_sync(dsn=config.require_source(), tenants=config.tenants, tables=args.tables, jobs=args.jobs,
                              options=config.translate, until_caught_up=args.until_caught_up,
@@ -143,7 +143,7 @@ def parse_partitions(text: str) -> list[int]:
 
 def _run_tenant_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.errors import ConfigError
-    from pipeline.tenants.kafka_replica import run_tenant_kafka_replica
+    from pg2edge.pipeline.tenants.kafka_replica import run_tenant_kafka_replica
 
     if not args.bootstrap:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")

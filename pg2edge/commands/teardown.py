@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pipeline.teardown import teardown_replica
+    from pg2edge.pipeline.teardown import teardown_replica
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     for description in teardown_replica(dsn=config.require_source(), target=config.require_target()):

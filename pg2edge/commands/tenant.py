@@ -42,7 +42,7 @@ def _pattern(args: argparse.Namespace) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from pipeline.tenants.admin import list_tenants
+    from pg2edge.pipeline.tenants.admin import list_tenants
 
     files = list_tenants(_pattern(args))
     for tf in files.values():
@@ -53,7 +53,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     from pg2edge.errors import ConfigError
-    from pipeline.tenants.admin import delete_tenant
+    from pg2edge.pipeline.tenants.admin import delete_tenant
 
     if not args.yes:
         raise ConfigError(f"refusing to delete tenant {args.tenant!r} without --yes")

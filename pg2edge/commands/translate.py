@@ -56,7 +56,7 @@ def _write(text: str, path: str | None) -> None:
 
 def _schema(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from translators.render import translate_schema
+    from pg2edge.translators.render import translate_schema
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else (config.tables or None)
@@ -82,13 +82,13 @@ def _query(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("translate query: give the SQL as an argument or with --file FILE")
     from pg2edge.config import load_config
-    from translators.query import translate_sql
+    from pg2edge.translators.query import translate_sql
 
     dsn = load_config(args.config, overrides={"source": {"dsn": args.source}}).source.dsn
     types = None
     if dsn:
         from pg2edge.dsn import connect
-        from translators.introspect import introspect
+        from pg2edge.translators.introspect import introspect
 
         with connect(dsn, autocommit=True) as conn:
             types = introspect(conn).column_types()

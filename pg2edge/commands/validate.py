@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from validators import render, validate
+    from pg2edge.validators import render, validate
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
     report = validate(config.require_source(), config.require_target(), tables=args.tables, mode=args.mode,

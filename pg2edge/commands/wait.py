@@ -21,8 +21,8 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
 
     target = load_config(None, overrides={"target": {"path": args.target}}).require_target()
-    from pipeline.lsn import format_lsn
-    from pipeline.status import wait_for_lsn
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.status import wait_for_lsn
 
     pos = wait_for_lsn(target, args.lsn, timeout=args.timeout)
     print(f"replica at {format_lsn(pos.visible_lsn)} >= {args.lsn}")

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from pg2edge.errors import SourceError
-from translators.quoting import quote_ident
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 

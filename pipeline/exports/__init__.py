@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.exports.d1 import D1_STATEMENT_LIMIT, export_d1
-from pipeline.exports.errors import ExportError, RowTooLargeError
-from pipeline.exports.result import ExportResult
-from pipeline.exports.turso import export_turso
+from pg2edge.pipeline.exports.d1 import D1_STATEMENT_LIMIT, export_d1
+from pg2edge.pipeline.exports.errors import ExportError, RowTooLargeError
+from pg2edge.pipeline.exports.result import ExportResult
+from pg2edge.pipeline.exports.turso import export_turso
 
 __all__ = ["D1_STATEMENT_LIMIT", "ExportError", "ExportResult", "RowTooLargeError", "export_d1", "export_turso"]

@@ -17,11 +17,11 @@ from typing import Any, TextIO
 
 import apsw
 
-from pipeline.exports.errors import ExportError, RowTooLargeError
-from pipeline.exports.literals import sql_literal
-from pipeline.exports.result import ExportResult
-from pipeline.exports.schema import Schema, Table, check_output, open_readonly, read_schema
-from translators.quoting import quote_ident
+from pg2edge.pipeline.exports.errors import ExportError, RowTooLargeError
+from pg2edge.pipeline.exports.literals import sql_literal
+from pg2edge.pipeline.exports.result import ExportResult
+from pg2edge.pipeline.exports.schema import Schema, Table, check_output, open_readonly, read_schema
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 

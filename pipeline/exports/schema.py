@@ -7,8 +7,8 @@ from pathlib import Path
 
 import apsw
 
-from pipeline.exports.errors import ExportError
-from translators.quoting import quote_ident
+from pg2edge.pipeline.exports.errors import ExportError
+from pg2edge.translators.quoting import quote_ident
 
 INTERNAL_PREFIX = "_pg2edge_"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import apsw
 
-from pipeline.exports.errors import ExportError
-from pipeline.exports.result import ExportResult
-from pipeline.exports.schema import check_output, open_readonly, read_schema
-from translators.quoting import quote_ident
+from pg2edge.pipeline.exports.errors import ExportError
+from pg2edge.pipeline.exports.result import ExportResult
+from pg2edge.pipeline.exports.schema import check_output, open_readonly, read_schema
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import apsw
 
 from pg2edge.errors import Pg2EdgeError
-from pipeline import state
-from pipeline.kafka import records
-from pipeline.kafka.client import Consumer, Record
+from pg2edge.pipeline import state
+from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.kafka.client import Consumer, Record
 
 log = logging.getLogger(__name__)
 

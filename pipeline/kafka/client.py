@@ -204,7 +204,7 @@ CLIENTS = ("kafka-python", "confluent")
 def make_producer(client: str, bootstrap: str, **options: Any) -> Producer:
     """A producer of the named client (``kafka-python`` or ``confluent``)."""
     if client == "confluent":
-        from pipeline.kafka.confluent import ConfluentProducer
+        from pg2edge.pipeline.kafka.confluent import ConfluentProducer
 
         return ConfluentProducer(bootstrap, **options)
     return KafkaPythonProducer(bootstrap, **options)
@@ -212,7 +212,7 @@ def make_producer(client: str, bootstrap: str, **options: Any) -> Producer:
 
 def make_consumer(client: str, bootstrap: str, *, group: str | None = None) -> Consumer:
     if client == "confluent":
-        from pipeline.kafka.confluent import ConfluentConsumer
+        from pg2edge.pipeline.kafka.confluent import ConfluentConsumer
 
         return ConfluentConsumer(bootstrap, group=group)
     return KafkaPythonConsumer(bootstrap, group=group)

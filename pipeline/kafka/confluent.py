@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.kafka.client import Headers, Record, TransportError
+from pg2edge.pipeline.kafka.client import Headers, Record, TransportError
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
-from pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
-from pipeline.tenants.router import moves_tenant, split_move
+from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
+from pg2edge.pipeline.tenants.router import moves_tenant, split_move
 
 Key = tuple[str, str]
 
@@ -85,7 +85,7 @@ class TenantPartitioning:
 
 def discover(dsn: str, tables: Sequence[Key], *, column: str, partitions: int) -> TenantPartitioning:
     """The published tables that have ``column`` are tenant tables; refuse ones whose deletes lack it."""
-    from pipeline.tenants.layout import check_routable
+    from pg2edge.pipeline.tenants.layout import check_routable
 
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise ConfigError(f"--partitions must be between 1 and {MAX_PARTITIONS} (got {partitions})")

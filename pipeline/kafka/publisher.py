@@ -32,18 +32,18 @@ from psycopg import sql
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
-from pipeline import keeper, state
-from pipeline.daemon import Heartbeater, StopFlag, current_wal_lsn
-from pipeline.events import ChangeEvent, Op, SourceInfo
-from pipeline.kafka import records
-from pipeline.kafka.client import Headers, Producer, ensure_topic, make_producer
-from pipeline.kafka.partitioning import TenantPartitioning, discover
-from pipeline.lsn import format_lsn
-from pipeline.metrics import Metrics, StreamProbe
-from pipeline.publication import setup_publication, slot_change
-from pipeline.replication import ReplicationStream, drop_slot, identify_system
-from pipeline.snapshot import published_tables, stream_names
-from pipeline.source import CdcSource
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.daemon import Heartbeater, StopFlag, current_wal_lsn
+from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo
+from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.kafka.client import Headers, Producer, ensure_topic, make_producer
+from pg2edge.pipeline.kafka.partitioning import TenantPartitioning, discover
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.metrics import Metrics, StreamProbe
+from pg2edge.pipeline.publication import setup_publication, slot_change
+from pg2edge.pipeline.replication import ReplicationStream, drop_slot, identify_system
+from pg2edge.pipeline.snapshot import published_tables, stream_names
+from pg2edge.pipeline.source import CdcSource
 
 log = logging.getLogger(__name__)
 

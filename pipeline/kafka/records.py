@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.events import ChangeEvent, Transaction
-from pipeline.kafka.client import Headers, Record
-from pipeline.pgoutput import Column, Relation, ReplicaIdentity
+from pg2edge.pipeline.events import ChangeEvent, Transaction
+from pg2edge.pipeline.kafka.client import Headers, Record
+from pg2edge.pipeline.pgoutput import Column, Relation, ReplicaIdentity
 
 KIND, TXN, RELATIONS = "pg2edge.kind", "pg2edge.txn", "pg2edge.relations"
 

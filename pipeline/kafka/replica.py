@@ -24,19 +24,19 @@ import apsw
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pipeline import keeper, state
-from pipeline.applier import TableMapping, open_replica
-from pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
-from pipeline.events import Transaction
-from pipeline.kafka import records
-from pipeline.kafka.bootstrap import seed_replica, start_guard
-from pipeline.kafka.client import Consumer, make_consumer
-from pipeline.lsn import format_lsn
-from pipeline.replication import identify_system
-from pipeline.kafka.queue_topics import QueueMirror
-from pipeline.retry import QUEUE_TABLE, QueueingApplier, RetryPolicy
-from pipeline.retry import counts as retry_counts
-from translators.quoting import quote_ident
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.applier import TableMapping, open_replica
+from pg2edge.pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
+from pg2edge.pipeline.events import Transaction
+from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.kafka.bootstrap import seed_replica, start_guard
+from pg2edge.pipeline.kafka.client import Consumer, make_consumer
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.replication import identify_system
+from pg2edge.pipeline.kafka.queue_topics import QueueMirror
+from pg2edge.pipeline.retry import QUEUE_TABLE, QueueingApplier, RetryPolicy
+from pg2edge.pipeline.retry import counts as retry_counts
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class _Replica:
         started = time.perf_counter()
         result = self.applier.apply(batch, kafka=self.kafka_pos(offset), check_lsn=not snapshot)
         if self.metrics is not None:
-            from pipeline.retry import counts
+            from pg2edge.pipeline.retry import counts
 
             self.metrics.record_batch(batch, time.perf_counter() - started)
             self.metrics.record_queue(counts(self.db))

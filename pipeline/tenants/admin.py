@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.tenants.errors import TenantIdError
-from pipeline.tenants.ids import decode_tenant_id, file_regex, tenant_folder, tenant_path
+from pg2edge.pipeline.tenants.errors import TenantIdError
+from pg2edge.pipeline.tenants.ids import decode_tenant_id, file_regex, tenant_folder, tenant_path
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pg2edge.config import TenantsConfig, TranslateConfig
-from pipeline import state
-from pipeline.applier import open_replica
-from pipeline.daemon import Heartbeater, StopFlag, build_mappings, current_wal_lsn
-from pipeline.lsn import format_lsn
-from pipeline.metrics import Metrics, StreamProbe
-from pipeline.replication import ReplicationStream
-from pipeline.snapshot import published_tables
-from pipeline.source import CdcSource
-from pipeline.tenants.layout import plan_layout
-from pipeline.tenants.router import TenantRouter
-from pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.daemon import Heartbeater, StopFlag, build_mappings, current_wal_lsn
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.metrics import Metrics, StreamProbe
+from pg2edge.pipeline.replication import ReplicationStream
+from pg2edge.pipeline.snapshot import published_tables
+from pg2edge.pipeline.source import CdcSource
+from pg2edge.pipeline.tenants.layout import plan_layout
+from pg2edge.pipeline.tenants.router import TenantRouter
+from pg2edge.pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
 
 
 @dataclass

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from pipeline.tenants.errors import TenantIdError, TenantPatternError
+from pg2edge.pipeline.tenants.errors import TenantIdError, TenantPatternError
 
 PLACEHOLDER = "{tenant}"
 MAX_ID_BYTES = 200  # an encoded id (up to 3x) stays below the usual 255-byte file name limit

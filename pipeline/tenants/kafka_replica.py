@@ -35,23 +35,23 @@ from typing import Any
 
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.errors import ConfigError
-from pipeline import keeper, state
-from pipeline.applier import Applier, open_replica
-from pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
-from pipeline.events import ChangeEvent, Transaction
-from pipeline.kafka import records
-from pipeline.kafka.bootstrap import OffsetGuard, start_guard
-from pipeline.kafka.client import Consumer, Record, make_consumer
-from pipeline.kafka.partitioning import partition_of
-from pipeline.lsn import format_lsn
-from pipeline.metrics import Metrics
-from pipeline.replication import identify_system
-from pipeline.snapshot import published_tables
-from pipeline.tenants.admin import delete_tenant, list_tenants
-from pipeline.tenants.layout import TenantLayout, plan_layout
-from pipeline.tenants.router import TenantRouter
-from pipeline.tenants.split import SPLIT_NAME, SPLIT_SCOPE, split_hub
-from translators.quoting import quote_ident
+from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline.applier import Applier, open_replica
+from pg2edge.pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
+from pg2edge.pipeline.events import ChangeEvent, Transaction
+from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.kafka.bootstrap import OffsetGuard, start_guard
+from pg2edge.pipeline.kafka.client import Consumer, Record, make_consumer
+from pg2edge.pipeline.kafka.partitioning import partition_of
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.replication import identify_system
+from pg2edge.pipeline.snapshot import published_tables
+from pg2edge.pipeline.tenants.admin import delete_tenant, list_tenants
+from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
+from pg2edge.pipeline.tenants.router import TenantRouter
+from pg2edge.pipeline.tenants.split import SPLIT_NAME, SPLIT_SCOPE, split_hub
+from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]

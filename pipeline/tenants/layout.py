@@ -8,8 +8,8 @@ from typing import Any
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
-from pipeline.tenants.errors import TenantTableError
-from pipeline.tenants.ids import check_pattern
+from pg2edge.pipeline.tenants.errors import TenantTableError
+from pg2edge.pipeline.tenants.ids import check_pattern
 
 Key = tuple[str, str]  # (source schema, source table)
 
@@ -66,9 +66,9 @@ def check_routable(dsn: str, keys: list[Key], column: str) -> None:
 def plan_layout(dsn: str, published: list[tuple[str, str]], *, config: TenantsConfig,
                 options: TranslateConfig) -> TenantLayout:
     """Introspect the published tables, classify them, check routability and plan the tenant files' DDL."""
-    from translators.ddl import plan_ddl
-    from translators.introspect import introspect
-    from translators.naming import sqlite_table_name
+    from pg2edge.translators.ddl import plan_ddl
+    from pg2edge.translators.introspect import introspect
+    from pg2edge.translators.naming import sqlite_table_name
 
     check_pattern(config.pattern)
     with dsnlib.connect(dsn, autocommit=True) as conn:

@@ -28,15 +28,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import state
-from pipeline.applier import Applier, ApplyResult, TableMapping, open_replica
-from pipeline.errors import ApplyError
-from pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
-from pipeline.tenants.admin import list_tenants
-from pipeline.tenants.ids import tenant_path
-from pipeline.tenants.layout import Key, TenantLayout
-from pipeline.tenants.pool import TenantPool
-from pipeline.tenants.split import create_tenant_file
+from pg2edge.pipeline import state
+from pg2edge.pipeline.applier import Applier, ApplyResult, TableMapping, open_replica
+from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
+from pg2edge.pipeline.tenants.admin import list_tenants
+from pg2edge.pipeline.tenants.ids import tenant_path
+from pg2edge.pipeline.tenants.layout import Key, TenantLayout
+from pg2edge.pipeline.tenants.pool import TenantPool
+from pg2edge.pipeline.tenants.split import create_tenant_file
 
 log = logging.getLogger(__name__)
 

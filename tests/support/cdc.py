@@ -9,9 +9,9 @@ import apsw
 import psycopg
 from psycopg import sql
 
-from pipeline.applier import Applier, ApplyResult
-from pipeline.source import CdcSource
-from translators.quoting import quote_ident
+from pg2edge.pipeline.applier import Applier, ApplyResult
+from pg2edge.pipeline.source import CdcSource
+from pg2edge.translators.quoting import quote_ident
 
 
 def emit_marker(dsn: str) -> int:
@@ -19,7 +19,7 @@ def emit_marker(dsn: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_logical_emit_message(false, 'pg2edge-test', 'sync')::text").fetchone()
     assert row is not None
-    from pipeline.lsn import parse_lsn
+    from pg2edge.pipeline.lsn import parse_lsn
 
     return parse_lsn(row[0])
 

@@ -9,12 +9,12 @@ import psycopg
 from psycopg import sql
 
 from pg2edge.config import TranslateConfig
-from translators.codec import RowCodec, row_codec
-from translators.ddl import apply_ddl, plan_ddl, table_order
-from translators.introspect import introspect
-from translators.naming import sqlite_table_name
-from translators.quoting import quote_ident
-from translators.schema import Schema, Table
+from pg2edge.translators.codec import RowCodec, row_codec
+from pg2edge.translators.ddl import apply_ddl, plan_ddl, table_order
+from pg2edge.translators.introspect import introspect
+from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.schema import Schema, Table
 
 
 def copy_rows(conn: psycopg.Connection[Any], table: Table, codec: RowCodec) -> list[tuple[Any, ...]]:

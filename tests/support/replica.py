@@ -12,7 +12,7 @@ from psycopg import sql
 
 from pg2edge.config import TranslateConfig
 from pg2edge.dsn import codec_dsn
-from translators.quoting import quote_ident
+from pg2edge.translators.quoting import quote_ident
 
 
 def _key(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -21,7 +21,7 @@ def _key(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def source_rows(dsn: str, table: Any, options: TranslateConfig) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Rows of the source table as the codec would store them (COPY text -> codec)."""
-    from translators.codec import row_codec
+    from pg2edge.translators.codec import row_codec
 
     codec = row_codec(table, options=options)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in codec.columns)
@@ -47,8 +47,8 @@ def replica_rows(path: str | Path, target: str, columns: list[str]) -> list[tupl
 def diff_replica(dsn: str, path: str | Path, *, options: TranslateConfig | None = None,
                  tables: list[str] | None = None) -> dict[str, str]:
     """{table: description} of every table whose replica rows differ from the source; {} when equal."""
-    from translators.introspect import introspect
-    from translators.naming import sqlite_table_name
+    from pg2edge.translators.introspect import introspect
+    from pg2edge.translators.naming import sqlite_table_name
 
     options = options or TranslateConfig()
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -10,7 +10,7 @@ recorded in ``codec.findings``; with ``"raise"`` a CodecError stops the copy.
 
 from __future__ import annotations
 
-from translators.codec.base import SESSION_SETTINGS, CodecError, Inexact, session_options
-from translators.codec.row import RowCodec, row_codec
+from pg2edge.translators.codec.base import SESSION_SETTINGS, CodecError, Inexact, session_options
+from pg2edge.translators.codec.row import RowCodec, row_codec
 
 __all__ = ["SESSION_SETTINGS", "CodecError", "Inexact", "RowCodec", "row_codec", "session_options"]

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from translators.codec.base import Inexact
+from pg2edge.translators.codec.base import Inexact
 
 # How an encoded element is written in JSON.
 RAW = "raw"  # the encoder returns JSON text already (numeric text, json)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pg2edge.config import TranslateConfig
-from translators.codec.base import CodecError, Inexact
-from translators.findings import Finding, Level
-from translators.schema import Column, Table
+from pg2edge.translators.codec.base import CodecError, Inexact
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.schema import Column, Table
 
 if TYPE_CHECKING:
-    from translators.typemap import TypeRule
+    from pg2edge.translators.typemap import TypeRule
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class RowCodec:
 
     def sqlite_type_for_relation_column(self, column: Any) -> str:
         """Declared SQLite type for a column known only by pgoutput (name, type_oid, type_modifier)."""
-        from translators.typemap import rule_for
+        from pg2edge.translators.typemap import rule_for
 
         name = BUILTIN_TYPES.get(getattr(column, "type_oid", 0), "text")
         col = Column(name=column.name, pg_type=name, type_name=name, type_oid=getattr(column, "type_oid", 0),
@@ -130,7 +130,7 @@ class RowCodec:
 
 def row_codec(table: Table, *, options: TranslateConfig | None = None) -> RowCodec:
     """The codec of ``table`` under ``options`` (columns whose rule says not copied are left out)."""
-    from translators.typemap import rule_for
+    from pg2edge.translators.typemap import rule_for
 
     options = options or TranslateConfig()
     rules = {}

@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from translators.codec.base import Inexact
+from pg2edge.translators.codec.base import Inexact
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from translators.codec.base import Inexact
+from pg2edge.translators.codec.base import Inexact
 
 _TS = re.compile(
     r"^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"

@@ -18,11 +18,11 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from pg2edge.errors import Pg2EdgeError
-from translators.findings import Finding, Level, check_strict
-from translators.query import checks, columns
-from translators.query.checks import Check
-from translators.query.rewrites import REWRITES
-from translators.query.tree import Rewrite, bottom_up
+from pg2edge.translators.findings import Finding, Level, check_strict
+from pg2edge.translators.query import checks, columns
+from pg2edge.translators.query.checks import Check
+from pg2edge.translators.query.rewrites import REWRITES
+from pg2edge.translators.query.tree import Rewrite, bottom_up
 
 __all__ = ["QueryTranslation", "QuerySyntaxError", "translate_sql", "translate_statement"]
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
-from translators.findings import Finding, Level
-from translators.query import columns, temporal
-from translators.query.tree import excerpt, literal_text
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.query import columns, temporal
+from pg2edge.translators.query.tree import excerpt, literal_text
 
 Check = Callable[[exp.Expression], Finding | None]
 

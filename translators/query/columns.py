@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from translators.query.tree import Rewrite
+from pg2edge.translators.query.tree import Rewrite
 
 ColumnTypes = dict[str, dict[str, str]]
 

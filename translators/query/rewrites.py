@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from translators.query import temporal
-from translators.query.tree import Rewrite, as_integer, call, literal_text, number, paren, string
+from pg2edge.translators.query import temporal
+from pg2edge.translators.query.tree import Rewrite, as_integer, call, literal_text, number, paren, string
 
 T = exp.DataType.Type
 _TRUE = {"t", "true", "y", "yes", "on", "1"}
@@ -245,7 +245,7 @@ def distinct_on_to_row_number(node: exp.Expression) -> exp.Expression:
     distinct = node.args.get("distinct") if isinstance(node, exp.Select) else None
     if distinct is None or not distinct.args.get("on"):
         return node
-    from translators.query.distinct_on import rewrite_distinct_on
+    from pg2edge.translators.query.distinct_on import rewrite_distinct_on
 
     return rewrite_distinct_on(node)
 

@@ -12,7 +12,7 @@ import re
 
 from sqlglot import exp
 
-from translators.query.tree import as_integer, call, literal_text, number, paren, string
+from pg2edge.translators.query.tree import as_integer, call, literal_text, number, paren, string
 
 UTC_ZONES = frozenset({"utc", "etc/utc", "gmt", "etc/gmt", "z", "uct", "zulu", "+00", "+00:00", "00:00"})
 
