@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
+from pg2edge import dsn as dsnlib
 from pg2edge.analyzers import blockers as blk
 from pg2edge.analyzers.catalog import Snapshot, TableFacts, max_row_bytes, read_counters, read_snapshot
 from pg2edge.analyzers.groups import connected_groups
 from pg2edge.analyzers.model import AnalysisReport, Issue, Summary, TableReport
 from pg2edge.analyzers.statements import top_queries
 from pg2edge.analyzers.verdicts import MOVABLE, VERDICT_ORDER, verdict
-from pg2edge import dsn as dsnlib
 from pg2edge.config import AnalyzeConfig
 from pg2edge.errors import EmptyStatsError, PrivilegeError
 
@@ -143,14 +143,14 @@ def analyze(dsn: str, *, config: AnalyzeConfig | None = None,
         raise EmptyStatsError(
             f"no table traffic recorded in database {snap.database} {where}: run the application's workload "
             "(or `pg2edge sample workload`) and analyze again, or use --window 5m while the application runs")
-    for oid, rep in reports.items():
+    for rep in reports.values():
         rep.top_queries = queries.get(rep.qualified, [])
     notes = [note] if note else []
     if config.target_profile == "d1":
         notes.append("D1 limits: 10 GB per database, 1 MB per row")
     tables = sorted(reports.values(), key=_rank)
     return AnalysisReport(
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), database=snap.database,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"), database=snap.database,
         stats_reset=snap.stats_reset, window_seconds=float(config.window),
         target_profile=config.target_profile, tables=tables, summary=_summary(tables, notes))
 

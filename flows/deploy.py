@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pg2edge.flows.errors import NoServer
 from pg2edge.config import Config
+from pg2edge.flows.errors import NoServer
 from pg2edge.flows.secrets import parameters_config
 
 VALIDATE_EVERY_SECONDS = 15 * 60

@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
+from pg2edge.config import Config
 from pg2edge.flows import tasks
 from pg2edge.flows.errors import GateFailed, NotApproved
-from pg2edge.config import Config
 
 APPROVAL_TIMEOUT = 24 * 3600
 

@@ -57,7 +57,7 @@ class VerdictRules(_Section):
     maybe: float = 2.0
 
     @model_validator(mode="after")
-    def _ordered(self) -> "VerdictRules":
+    def _ordered(self) -> VerdictRules:
         if not (self.excellent >= self.good >= self.maybe > 0):
             raise ValueError(
                 "analyze.verdicts must satisfy excellent >= good >= maybe > 0 "

@@ -56,7 +56,7 @@ class SourceInfo:
                 "schema": self.schema, "table": self.table, "snapshot": self.snapshot}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SourceInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceInfo:
         return cls(lsn=int(data["lsn"]), commit_lsn=int(data.get("commit_lsn", data["lsn"])),
                    tx_id=data.get("txId"), ts_ms=int(data["ts_ms"]), schema=str(data["schema"]),
                    table=str(data["table"]), snapshot=bool(data.get("snapshot", False)))
@@ -106,13 +106,13 @@ class ChangeEvent:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ChangeEvent":
+    def from_dict(cls, data: Mapping[str, Any]) -> ChangeEvent:
         return cls(op=Op(data["op"]), before=_row_from_json(data.get("before")),
                    after=_row_from_json(data.get("after")), source=SourceInfo.from_dict(data["source"]),
                    key=_row_from_json(data.get("key")) or {})
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ChangeEvent":
+    def from_json(cls, text: str | bytes) -> ChangeEvent:
         return cls.from_dict(json.loads(text))
 
 

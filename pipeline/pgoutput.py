@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final
 
 from pg2edge.pipeline.errors import ProtocolError
 
@@ -33,7 +33,7 @@ class _UnchangedToast(enum.Enum):
 UNCHANGED_TOAST: Final = _UnchangedToast.UNCHANGED_TOAST
 """The value of a column that pgoutput did not send because it is unchanged TOAST."""
 
-Value = Union[str, None, _UnchangedToast]
+Value = str | None | _UnchangedToast
 
 
 def pg_ts_to_ms(pg_us: int) -> int:
@@ -141,7 +141,7 @@ class LogicalMessage:
     content: bytes
 
 
-Message = Union[Begin, Commit, Origin, Relation, Type, Insert, Update, Delete, Truncate, LogicalMessage]
+Message = Begin | Commit | Origin | Relation | Type | Insert | Update | Delete | Truncate | LogicalMessage
 
 _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")

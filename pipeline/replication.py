@@ -286,7 +286,7 @@ class ReplicationStream:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "ReplicationStream":
+    def __enter__(self) -> ReplicationStream:
         if self._conn is None:
             self.start()
         return self

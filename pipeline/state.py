@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import apsw
@@ -50,7 +50,7 @@ def _require_txn(conn: apsw.Connection, what: str) -> None:
 def write_record(conn: apsw.Connection, scope: str, name: str, value: Any) -> None:
     """Upsert one state record (inside the caller's transaction)."""
     _require_txn(conn, f"state record {scope}/{name}")
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
     conn.execute(f"INSERT INTO {_T} (scope, name, value, updated_at) VALUES (?, ?, ?, ?) "
                  "ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                  (scope, name, json.dumps(value, sort_keys=True), now))

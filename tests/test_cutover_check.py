@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -87,7 +87,7 @@ def test_stale_validation_fails(healthy: tuple[str, Path]) -> None:
     dsn, target = healthy
     db = open_replica(target)
     last = state.read_record(db, "validation", "last")
-    last["at"] = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat(timespec="seconds")
+    last["at"] = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
     with db:
         state.write_record(db, "validation", "last", last)
     db.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import apsw
@@ -74,7 +74,7 @@ def test_default_backup_path_and_refusals(sqlite_path: Path) -> None:
     out = backup_replica(sqlite_path)
     assert out.parent == sqlite_path.parent
     assert re.fullmatch(r"replica\.db\.backup-\d{8}T\d{6}Z\.db", out.name), out.name
-    assert default_backup_path(sqlite_path, now=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)).name == \
+    assert default_backup_path(sqlite_path, now=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)).name == \
         "replica.db.backup-20240506T070809Z.db"
     with pytest.raises(BackupError, match="already exists"):
         backup_replica(sqlite_path, out)

@@ -121,7 +121,7 @@ def test_d1_export_reproduces_data(replica: Path, tmp_path: Path) -> None:
     fresh.execute("PRAGMA foreign_keys=ON")  # parents-first order: every statement passes the FK check
     inserts = 0
     for stmt in statements:
-        body = "\n".join(l for l in stmt.splitlines() if not l.startswith("-- pg2edge"))
+        body = "\n".join(line for line in stmt.splitlines() if not line.startswith("-- pg2edge"))
         assert len(stmt.encode()) < D1_STATEMENT_LIMIT
         head = body.lstrip().upper()
         assert not head.startswith(("BEGIN", "COMMIT", "END", "ROLLBACK", "PRAGMA FOREIGN_KEYS"))

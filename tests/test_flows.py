@@ -42,8 +42,8 @@ def _artifacts() -> dict[str, Any]:
 
 def test_migrate_runs_every_phase_and_publishes_artifacts(prefect_harness: None, shop_dsn: str,
                                                           replica: Path) -> None:
-    from pg2edge.flows.phases import migrate
     from pg2edge.config import Config
+    from pg2edge.flows.phases import migrate
     from pg2edge.pipeline import state
     from pg2edge.pipeline.applier import open_replica
 
@@ -66,9 +66,9 @@ def test_migrate_runs_every_phase_and_publishes_artifacts(prefect_harness: None,
 
 
 def test_phase4_stops_at_a_failing_checklist_gate(prefect_harness: None, shop_dsn: str, replica: Path) -> None:
+    from pg2edge.config import Config
     from pg2edge.flows.errors import GateFailed
     from pg2edge.flows.phases import phase4_cutover
-    from pg2edge.config import Config
     from pg2edge.pipeline.applier import open_replica
 
     db = open_replica(replica)

@@ -19,8 +19,14 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline import retry, state
-from pg2edge.pipeline.kafka.bootstrap import (OffsetGuard, RecordsLostError, SeedError, SnapshotMissingError,
-                                      TopicRewoundError, start_guard)
+from pg2edge.pipeline.kafka.bootstrap import (
+    OffsetGuard,
+    RecordsLostError,
+    SeedError,
+    SnapshotMissingError,
+    TopicRewoundError,
+    start_guard,
+)
 from pg2edge.pipeline.kafka.client import KafkaPythonConsumer, KafkaPythonProducer, Record, ensure_topic, make_consumer
 from pg2edge.pipeline.kafka.publisher import run_publisher
 from pg2edge.pipeline.kafka.records import topic_name

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 import sqlglot
 
-from tests.query_corpus import CORPUS, CorpusQuery
 from pg2edge.pipeline.snapshot import run_snapshot
-from tests.support.pgtypes import column_types
 from pg2edge.translators.findings import Level
 from pg2edge.translators.query import translate_sql
+from tests.query_corpus import CORPUS, CorpusQuery
+from tests.support.pgtypes import column_types
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def normalize(value: Any) -> Any:
         return float(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         text = value.strftime("%Y-%m-%d %H:%M:%S")
         # the codec keeps PostgreSQL's trimmed fraction ('.52881', not '.528810')
         return text + ("." + f"{value.microsecond:06d}".rstrip("0") if value.microsecond else "")

@@ -7,9 +7,9 @@ from typing import Any
 import apsw
 import psycopg
 
-from tests.test_query_corpus import normalize, values_equal
 from pg2edge.translators.findings import Level
 from pg2edge.translators.query import translate_sql
+from tests.test_query_corpus import normalize, values_equal
 
 TS = "timestamptz '2024-02-29 10:11:12.5+00'"
 EXPRESSIONS = [

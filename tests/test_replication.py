@@ -13,8 +13,14 @@ from pg2edge.pipeline import pgoutput
 from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
 from pg2edge.pipeline.errors import ReplicationError, SlotTimeoutError
 from pg2edge.pipeline.events import Transaction
-from pg2edge.pipeline.replication import (ReplicationStream, create_slot, create_slot_with_snapshot, drop_slot,
-                                  identify_system, slot_status)
+from pg2edge.pipeline.replication import (
+    ReplicationStream,
+    create_slot,
+    create_slot_with_snapshot,
+    drop_slot,
+    identify_system,
+    slot_status,
+)
 from pg2edge.pipeline.source import CdcSource
 from tests.support.cdc import emit_marker, pg_rows, sqlite_rows, sync
 from tests.support.postgres import PgServer

@@ -18,8 +18,8 @@ from pg2edge.pipeline.daemon import run_sync
 from pg2edge.pipeline.status import WaitTimeout, wait_for_lsn
 from tests.conftest import REPO, _cli_env
 from tests.support.replica import assert_replica_equals, current_lsn, wait_until
-from tests.support.writeload import WriteLoad
 from tests.support.rows import run_sql
+from tests.support.writeload import WriteLoad
 
 
 def _quiet(_: str) -> None:

@@ -50,7 +50,7 @@ def test_lru_never_holds_more_than_max_open() -> None:
     opened: list[str] = []
     closed: list[str] = []
     pool: TenantPool[str] = TenantPool(max_open=5, opener=lambda t: opened.append(t) or t, closer=closed.append)
-    for round_ in range(3):
+    for _round in range(3):
         for i in range(50):
             assert pool.get(f"t{i}") == f"t{i}"
             assert len(pool) <= 5

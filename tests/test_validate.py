@@ -13,8 +13,8 @@ import pytest
 from pg2edge import sample
 from pg2edge.pipeline import state
 from pg2edge.pipeline.daemon import run_sync
-from tests.support.writeload import WriteLoad
 from pg2edge.validators import render, validate
+from tests.support.writeload import WriteLoad
 
 
 def _quiet(_: str) -> None:

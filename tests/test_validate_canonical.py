@@ -10,15 +10,21 @@ import pytest
 from psycopg import sql
 
 from pg2edge.config import TranslateConfig
-from tests.support.copyloop import copy_rows, insert_rows
-from tests.test_codec_every_type import every_dsn  # noqa: F401  (fixture)
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import apply_ddl, plan_ddl
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.quoting import quote_ident
-from pg2edge.validators.canonical import (canonical, pg_canonical_sql, pg_digest_sql, python_fallback_columns,
-                                  register_sqlite, row_digest)
+from pg2edge.validators.canonical import (
+    canonical,
+    pg_canonical_sql,
+    pg_digest_sql,
+    python_fallback_columns,
+    register_sqlite,
+    row_digest,
+)
 from pg2edge.validators.source import SESSION_SETTINGS
+from tests.support.copyloop import copy_rows, insert_rows
+from tests.test_codec_every_type import every_dsn  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("timezone", ["UTC", "America/St_Johns"])

@@ -33,7 +33,7 @@ class ReplicaSnapshot:
             self.conn.execute("COMMIT")
         self.conn.close()
 
-    def __enter__(self) -> "ReplicaSnapshot":
+    def __enter__(self) -> ReplicaSnapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -179,7 +179,7 @@ def _record(target: str | Path, report: ValidationReport) -> None:
     try:
         with db:
             state.write_record(db, "validation", "last", {
-                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lsn": report.lsn,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"), "lsn": report.lsn,
                 "mode": report.mode, "clean": report.clean, "repaired": report.repaired,
                 "mismatches": sum(len(t.mismatches) for t in report.tables)})
     finally:

@@ -25,8 +25,15 @@ from pg2edge import dsn as dsnlib
 from pg2edge.pipeline.lsn import parse_lsn
 from pg2edge.translators.codec import RowCodec
 from pg2edge.translators.schema import Table
-from pg2edge.validators.canonical import (MOD, pg_canonical_columns, pg_canonical_sql, pg_digest_of_columns, pg_digest_sql,
-                                  python_fallback_columns, row_digest)
+from pg2edge.validators.canonical import (
+    MOD,
+    pg_canonical_columns,
+    pg_canonical_sql,
+    pg_digest_of_columns,
+    pg_digest_sql,
+    python_fallback_columns,
+    row_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +137,7 @@ class SourceSnapshot:
             self.conn.rollback()
             self.conn.close()
 
-    def __enter__(self) -> "SourceSnapshot":
+    def __enter__(self) -> SourceSnapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -74,8 +74,8 @@ def _add_resume(actions: Any) -> None:
 def _resume(args: argparse.Namespace) -> int:
     from uuid import UUID
 
-    from pg2edge.flows.deploy import require_server
     from pg2edge.errors import ConfigError
+    from pg2edge.flows.deploy import require_server
 
     require_server()
     try:
@@ -100,8 +100,8 @@ def _add_serve(actions: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pg2edge.flows.deploy import require_server, serve
     from pg2edge.config import parse_duration
+    from pg2edge.flows.deploy import require_server, serve
 
     require_server()
     config = _load(args)

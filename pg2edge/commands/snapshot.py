@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pg2edge.commands import (add_command, add_source_options, add_table_options, add_target_option,
-                              add_tenant_options)
+from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option, add_tenant_options
 
 
 def register(sub: Any) -> None:
@@ -27,8 +26,8 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pg2edge.progress import table_progress
     from pg2edge.pipeline.snapshot import run_snapshot
+    from pg2edge.progress import table_progress
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,

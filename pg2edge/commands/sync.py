@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pg2edge.commands import (add_command, add_source_options, add_table_options, add_target_option,
-                              add_tenant_options)
+from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option, add_tenant_options
 
 
 def register(sub: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import apsw
@@ -21,7 +21,7 @@ BACKUP_RECORD = "backup"
 
 def default_backup_path(target: str | Path, *, now: datetime | None = None) -> Path:
     """``<target>.backup-<UTC timestamp>.db`` next to the replica."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     target = Path(target)
     return target.with_name(f"{target.name}.backup-{stamp}.db")
 
@@ -44,7 +44,7 @@ def backup_replica(target: str | Path, output: str | Path | None = None) -> Path
     src = open_replica(target, busy_timeout_ms=30_000)  # the sync daemon may be writing
     try:
         position = _copy(src, target, out)
-        record = {"path": str(out.resolve()), "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        record = {"path": str(out.resolve()), "time": datetime.now(UTC).isoformat(timespec="seconds"),
                   "position": None if position is None else asdict(position)}
         with src:
             state.write_record(src, CUTOVER_SCOPE, BACKUP_RECORD, record)

@@ -173,7 +173,7 @@ def replay(pg: psycopg.Connection[Any], changes: Sequence[tuple[int, str, str, A
             raise ReplayError(f"cannot replay replica change {change_id} ({op} on {table}, row {row}) to "
                               f"PostgreSQL: {type(exc).__name__}: {exc.diag.message_primary}") from exc
         done[table] = done.get(table, 0) + 1
-    for table, target in targets.items():
+    for target in targets.values():
         _bump_sequences(pg, target)
     return done
 

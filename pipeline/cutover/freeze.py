@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +269,7 @@ def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChan
     from pg2edge.pipeline import state
     from pg2edge.pipeline.applier import open_replica
 
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     db = open_replica(replica)
     try:
         with db:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ class _Run:
         threshold = f"clean, < {max_age:g} s old, within {self.limits.max_lag_bytes} bytes of now"
         if not last:
             return Gate("last validation", FAIL, "never validated", threshold, "run `pg2edge validate` first")
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(last["at"])).total_seconds()
+        age = (datetime.now(UTC) - datetime.fromisoformat(last["at"])).total_seconds()
         now_lsn = parse_lsn(self.status().source_lsn or "0/0")
         behind = max(0, now_lsn - parse_lsn(last["lsn"]))
         measured = f"{'clean' if last['clean'] else 'NOT clean'}, {age:.0f} s old, {behind} bytes before now"

@@ -62,7 +62,7 @@ class WriteLoad:
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
-    def start(self) -> "WriteLoad":
+    def start(self) -> WriteLoad:
         self._thread = threading.Thread(target=self._run, name=f"writeload-{self.table}", daemon=True)
         self._thread.start()
         return self

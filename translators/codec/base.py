@@ -6,7 +6,6 @@ from typing import Any
 
 from pg2edge.errors import Pg2EdgeError
 
-
 # The text format the codec reads: every connection whose values reach the codec (COPY
 # workers, the replication stream, the validator) is opened with these session settings,
 # whatever the server's defaults are. UTC is also the codec's fast path for timestamptz.

@@ -25,7 +25,7 @@ _TS = re.compile(
     r"^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
     r"(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?$")
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 
 def _special(kind: str, text: str) -> Inexact:
