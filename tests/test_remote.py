@@ -223,3 +223,17 @@ def test_request_over_the_size_limit(sqld: SqldServer) -> None:
         assert c.execute('SELECT count(*) FROM "big"').rows == [(0,)]
     with _client(sqld, max_request_bytes=64 * 1024 * 1024) as c, pytest.raises(RemoteSQLError, match="too big"):
         c.batch([('INSERT INTO "big" VALUES (?)', ("x" * (12 * 1024 * 1024),))])  # sqld's own value limit
+
+
+def test_config_token_is_secret(tmp_path: Path) -> None:
+    from pg2edge.config import load_config
+
+    cfg = tmp_path / "pg2edge.toml"
+    cfg.write_text('[target]\npath = "libsql://db.turso.io"\nauth_token = "SECRET123"\n')
+    config = load_config(cfg, env={})
+    assert config.target.token() == "SECRET123"
+    assert "SECRET123" not in repr(config) and "SECRET123" not in str(config.model_dump())
+    t = parse_target(config.require_target(), env={}, config_token=config.target.token())
+    assert t.token == "SECRET123"
+    assert parse_target(config.require_target(), env={"TURSO_AUTH_TOKEN": "env"},
+                        config_token=config.target.token()).token == "env"
