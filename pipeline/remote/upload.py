@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ import apsw
 
 from pg2edge.pipeline import state
 from pg2edge.pipeline.remote.errors import RemoteError, RemoteSQLError, RemoteTooLarge
-from pg2edge.pipeline.remote.hrana import HranaClient, Stmt, encode_value
+from pg2edge.pipeline.remote.hrana import Encoded, HranaClient, Stmt, encode_value, value_text
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -189,61 +189,56 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
         cursor = local.execute(f"SELECT rowid, {col_list} FROM {q} WHERE rowid > ? ORDER BY rowid",
                                (last if last is not None else -(1 << 63),))
     now = 0
-    budget = int(client.max_request_bytes * 0.9)
+    budget = int(client.max_request_bytes * 0.95) - 4096
     stmts: list[Stmt] = []
+    counts: list[int] = []
     size = 0
-    rows: list[Sequence[Any]] = []
-    row_size = 0
+    args: Encoded = Encoded()
+    nrows = 0
+    stmt_size = 0
+    head = len(f"INSERT INTO {q} ({col_list}) VALUES ") + 64
+    marks = "(" + ", ".join("?" * len(cols)) + ")"
 
     def flush_stmt() -> None:
-        nonlocal rows, row_size, size
-        if rows:
-            values = ", ".join(["(" + ", ".join("?" * len(cols)) + ")"] * len(rows))
-            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES {values}", [v for r in rows for v in r]))
-            size += row_size
-            rows, row_size = [], 0
+        nonlocal args, nrows, stmt_size, size
+        if nrows:
+            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES " + ", ".join([marks] * nrows), args))
+            counts.append(nrows)
+            size += stmt_size + head + nrows * (len(marks) + 2)
+            args, nrows, stmt_size = Encoded(), 0, 0
 
     def flush_request(final: bool) -> None:
-        nonlocal stmts, size, sent, now
+        nonlocal stmts, counts, size, sent, now
         flush_stmt()
         if not stmts and not final:
             return
-        count = sum(len(a) for _, a in stmts) // max(1, len(cols))
+        count = sum(counts)
         progress = {"rows": sent + count, "last_rowid": last, "done": final}
         client.batch([*stmts, state_upsert(UPLOAD_SCOPE, table, progress)])
         report.requests += 1
         sent += count
         now += count
-        stmts, size = [], 0
+        stmts, counts, size = [], [], 0
         if on_progress:
             on_progress(table, sent, total)
 
     for row in cursor:
-        values = row[1:]
-        est = sum(_value_size(v) for v in values) + 8 * len(values)
-        if est > budget:
-            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is about {est} bytes, "
-                                 f"over the {client.max_request_bytes}-byte request limit")
-        if size + row_size + est > budget:
+        encoded = [value_text(v) for v in row[1:]]
+        est = sum(map(len, encoded)) + len(encoded)
+        if est + head > budget:
+            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is {est} bytes as "
+                                 f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
+        if size + stmt_size + est + head > budget:
             flush_request(False)
-        rows.append(values)
-        row_size += est
+        args.extend(encoded)
+        nrows += 1
+        stmt_size += est
         if not without_rowid:
             last = row[0]
-        if len(rows) >= per_stmt:
+        if nrows >= per_stmt:
             flush_stmt()
     flush_request(True)
     return now
-
-
-def _value_size(value: Any) -> int:
-    if value is None:
-        return 16
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) * 4 // 3 + 32
-    if isinstance(value, str):
-        return len(value.encode()) + 32 + value.count('"') + value.count("\\")
-    return 40
 
 
 __all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "encode_value", "if_not_exists", "state_upsert",
