@@ -167,6 +167,8 @@ class HranaClient:
         self.target = target
         self.session = session or RemoteSession(target, policy=policy)
         self.max_request_bytes = max_request_bytes
+        # run before BEGIN in every batch (connection-level settings such as PRAGMA foreign_keys = OFF)
+        self.batch_prelude: list[str] = []
         self._server = _Server()
 
     @property
@@ -250,19 +252,23 @@ class HranaClient:
 
         Raises RemoteSQLError naming the first failing statement's index (0-based in ``stmts``).
         """
-        steps = batch_steps(stmts, atomic=atomic)
+        steps = batch_steps(stmts, atomic=atomic, prelude=self.batch_prelude)
         res = self.pipeline(['{"type":"batch","batch":{"steps":[' + ",".join(steps) + "]}}"], close=True)
-        return batch_results(res.results[0], stmts, self.label, atomic=atomic)
+        return batch_results(res.results[0], stmts, self.label, atomic=atomic, prelude=len(self.batch_prelude))
 
     def stream(self) -> Stream:
         return Stream(self)
 
 
-def batch_steps(stmts: Sequence[Stmt], *, atomic: bool = True) -> list[str]:
+def batch_steps(stmts: Sequence[Stmt], *, atomic: bool = True, prelude: Sequence[str] = ()) -> list[str]:
     """Hrana batch steps (JSON text): every statement runs only if the previous step succeeded."""
     steps: list[str] = []
+    for sql in prelude:
+        cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
+        steps.append('{"stmt":' + stmt_text(sql, want_rows=False) + cond + "}")
     if atomic:
-        steps.append('{"stmt":' + stmt_text("BEGIN IMMEDIATE", want_rows=False) + "}")
+        cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
+        steps.append('{"stmt":' + stmt_text("BEGIN IMMEDIATE", want_rows=False) + cond + "}")
     for sql, args in stmts:
         cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
         steps.append('{"stmt":' + stmt_text(sql, args) + cond + "}")
@@ -274,19 +280,20 @@ def batch_steps(stmts: Sequence[Stmt], *, atomic: bool = True) -> list[str]:
     return steps
 
 
-def batch_results(result: dict[str, Any], stmts: Sequence[Stmt], label: str, *, atomic: bool) -> list[StmtResult]:
+def batch_results(result: dict[str, Any], stmts: Sequence[Stmt], label: str, *, atomic: bool,
+                  prelude: int = 0) -> list[StmtResult]:
     if result.get("type") == "error":
         raise _error(result.get("error"), label)
     payload = (result.get("response") or {}).get("result") or {}
     errors = payload.get("step_errors") or []
     outs = payload.get("step_results") or []
-    offset = 1 if atomic else 0
+    offset = prelude + (1 if atomic else 0)
     for i, err in enumerate(errors):
         if err is not None:
             index = i - offset
-            sql = stmts[index][0] if 0 <= index < len(stmts) else ("BEGIN" if index < 0 else "COMMIT")
+            sql = stmts[index][0] if 0 <= index < len(stmts) else ("BEGIN/prelude" if index < 0 else "COMMIT")
             raise _error(err, label, step=index, sql=sql)
-    if atomic and (len(outs) < len(stmts) + 2 or outs[len(stmts) + 1] is None):
+    if atomic and (len(outs) < offset + len(stmts) + 1 or outs[offset + len(stmts)] is None):
         raise RemoteSQLError(f"target {label}: the batch was not committed (no error reported)")
     return [StmtResult.from_json(r) if r is not None else StmtResult([], []) for r in outs[offset:offset + len(stmts)]]
 

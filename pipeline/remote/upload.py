@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 UPLOAD_SCOPE = "upload"
 MAX_VARIABLES = 32_000  # SQLite's default limit is 32766 bound parameters per statement
 ROWS_PER_STATEMENT = 500
+FOREIGN_KEYS_OFF = "PRAGMA foreign_keys = OFF"
 _T = quote_ident(state.STATE_TABLE)
 # WITHOUT ROWID is not portable (tursodb refuses it): the remote state table is a plain rowid table
 REMOTE_STATE_DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NULL, "
@@ -129,6 +130,10 @@ def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_stat
     """Send a finished staging replica file to ``client``'s database; resumes an interrupted upload."""
     started = time.monotonic()
     report = UploadReport()
+    # the staging file was filled without foreign-key checks (rows arrive table by table, in key order);
+    # sqld enforces them per connection by default, so the upload does what the file copy did
+    if FOREIGN_KEYS_OFF not in client.batch_prelude:
+        client.batch_prelude.append(FOREIGN_KEYS_OFF)
     local = apsw.Connection(str(local_path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         if state.read_position(local) is None:

@@ -43,7 +43,7 @@ from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import ChangeEvent, Control, Op, Transaction, Watermark
 from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
-from pg2edge.pipeline.remote.upload import REMOTE_STATE_DDL, state_upsert
+from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys
@@ -87,6 +87,10 @@ class LibsqlSink:
         self.planner = Planner()
         self.parked = 0
         self._targets: dict[str, TargetTable] = {}
+        # like the file sink (SQLite's default): rows arrive in source commit order, and PostgreSQL already
+        # checked the constraints (deferred ones only at its commit); sqld would check each statement
+        if FOREIGN_KEYS_OFF not in client.batch_prelude:
+            client.batch_prelude.append(FOREIGN_KEYS_OFF)
         client.batch([(REMOTE_STATE_DDL, ()), (QUEUE_DDL, ())])
         self._reload()
 
