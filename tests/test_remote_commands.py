@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
-import pytest
-
 from pg2edge import sample
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
