@@ -12,7 +12,7 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.remote import HranaClient, parse_target
 from pg2edge.pipeline.remote.upload import upload_replica
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from tests.support.edge import JwtKey, SqldServer, TursoServer
 
 Cli = Callable[..., CompletedProcess[str]]
