@@ -65,7 +65,7 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
             remote.close()
             raise
         return remote
-    if not Path(target).is_file():
+    if not Path(str(target)).is_file():
         raise TargetError(f"replica {target} does not exist")
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)

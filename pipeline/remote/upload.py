@@ -145,7 +145,7 @@ def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_stat
             return report
         tables, later = _schema(local)
         ident = state.read_source(local)
-        first: list[Stmt] = [(REMOTE_STATE_DDL, ())] + [(sql, ()) for _, sql, _ in tables]
+        first: list[Stmt] = [(REMOTE_STATE_DDL, ()), *((sql, ()) for _, sql, _ in tables)]
         first.append(state_upsert(UPLOAD_SCOPE, "", {"started": True}))  # marks the remote as ours, in progress
         if ident is not None:
             first.append(state_upsert("source", "identity", {"system_identifier": ident.system_identifier,
@@ -181,7 +181,7 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
     cols = [r[1] for r in local.execute(f"PRAGMA table_xinfo({q})") if r[6] in (0,)]  # no generated columns
     without_rowid = bool(local.execute("SELECT 1 FROM pragma_table_list WHERE name = ? AND wr = 1",
                                        (table,)).fetchone())
-    total = int(local.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
+    total: int = local.execute(f"SELECT count(*) FROM {q}").fetchall()[0][0]  # type: ignore[assignment]
     per_stmt = max(1, min(rows_per_statement, MAX_VARIABLES // max(1, len(cols))))
     col_list = ", ".join(map(quote_ident, cols))
     sent = int(done.get("rows", 0))
