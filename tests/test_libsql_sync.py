@@ -85,3 +85,35 @@ def test_sync_cli_into_sqld_and_status(pg_dsn: str, sqld: SqldServer, run_cli: C
     st = json.loads(res.stdout)
     assert st["snapshot"] == "done" and st["lag_bytes"] is not None and st["retry_queue"] == 0
     _clean(pg_dsn, sqld.url)
+
+
+class _LostAnswers(HranaClient):
+    """A real client whose every pipeline request reaches the server twice, as when an answer is lost and
+    the session sends the request again: the second answer is the one the caller sees."""
+
+    sent_twice = 0
+
+    def pipeline(self, requests, *, baton=None, close=False):  # type: ignore[no-untyped-def]
+        super().pipeline(requests, baton=baton, close=close)
+        type(self).sent_twice += 1
+        return super().pipeline(requests, baton=baton, close=close)
+
+
+def test_a_request_sent_twice_is_applied_once(pg_dsn: str, sqld: SqldServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pg2edge.pipeline.sinks.libsql as libsql
+
+    monkeypatch.setattr(libsql, "HranaClient", _LostAnswers)
+    run_sql(pg_dsn, "CREATE TABLE ledger (id bigserial PRIMARY KEY, amount int NOT NULL)",
+            "CREATE TABLE nokey (v text)",
+            "ALTER TABLE nokey REPLICA IDENTITY FULL",
+            "INSERT INTO ledger (amount) SELECT 1 FROM generate_series(1, 3000)",
+            "INSERT INTO nokey SELECT 'snap' FROM generate_series(1, 50)")
+    run_sync(dsn=pg_dsn, target=sqld.url, until_caught_up=True, say=_quiet)
+    for _ in range(5):
+        run_sql(pg_dsn, "INSERT INTO ledger (amount) VALUES (1), (1)", "INSERT INTO nokey VALUES ('cdc')")
+    run_sync(dsn=pg_dsn, target=sqld.url, until_caught_up=True, say=_quiet)
+    assert _LostAnswers.sent_twice > 10
+    with HranaClient(parse_target(sqld.url, env={})) as client:
+        assert client.execute('SELECT count(*), sum("amount") FROM "ledger"').rows == [(3010, 3010)]
+        assert client.execute('SELECT "v", count(*) FROM "nokey" GROUP BY 1 ORDER BY 1').rows == [("cdc", 5),
+                                                                                                 ("snap", 50)]

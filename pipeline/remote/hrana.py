@@ -229,7 +229,7 @@ class HranaClient:
         if len(body) > self.max_request_bytes:
             raise RemoteTooLarge(f"target {self.label}: one request would be {len(body)} bytes, over the "
                                  f"{self.max_request_bytes}-byte limit")
-        resp = self.session.post_bytes(f"/{version}/pipeline", body)
+        resp = self.session.post_bytes(f"/{version}/pipeline", body, transient=frozenset({404}))
         data = _json(resp.body)
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise RemoteProtocolError(f"target {self.label}: pipeline answer is not Hrana: {resp.body[:120]!r}")

@@ -111,11 +111,14 @@ class RemoteSession:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         return self._send("POST", path, data, retry=retry, allow=allow)
 
-    def post_bytes(self, path: str, data: bytes, *, retry: bool = True,
-                   allow: frozenset[int] = frozenset()) -> Response:
-        return self._send("POST", path, data, retry=retry, allow=allow)
+    def post_bytes(self, path: str, data: bytes, *, retry: bool = True, allow: frozenset[int] = frozenset(),
+                   transient: frozenset[int] = frozenset()) -> Response:
+        """``transient``: more statuses to retry (404 once the endpoint is known to exist: sqld answers
+        "Namespace `default` doesn't exist" while it restarts)."""
+        return self._send("POST", path, data, retry=retry, allow=allow, transient=transient)
 
-    def _send(self, method: str, path: str, data: bytes | None, *, retry: bool, allow: frozenset[int]) -> Response:
+    def _send(self, method: str, path: str, data: bytes | None, *, retry: bool, allow: frozenset[int],
+              transient: frozenset[int] = frozenset()) -> Response:
         url = self.url(path)
         delay = self.policy.first_delay
         started = time.monotonic()
@@ -144,7 +147,7 @@ class RemoteSession:
                 if status == 413:
                     raise RemoteTooLarge(f"target {self.label}: request of {len(data or b'')} bytes is over the "
                                          "server's size limit (HTTP 413)")
-                if status not in TRANSIENT_STATUS:
+                if status not in TRANSIENT_STATUS and status not in transient:
                     raise RemoteProtocolError(f"target {self.label}: {method} {path} answered HTTP {status}: "
                                               f"{_snippet(resp.content)}")
                 problem = f"HTTP {status} {_snippet(resp.content)}".rstrip()

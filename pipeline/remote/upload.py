@@ -194,6 +194,7 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
         cursor = local.execute(f"SELECT rowid, {col_list} FROM {q} WHERE rowid > ? ORDER BY rowid",
                                (last if last is not None else -(1 << 63),))
     now = 0
+    started_table = bool(done)
     budget = int(client.max_request_bytes * 0.95) - 4096
     stmts: list[Stmt] = []
     counts: list[int] = []
@@ -213,16 +214,31 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
             args, nrows, stmt_size = Encoded(), 0, 0
 
     def flush_request(final: bool) -> None:
-        nonlocal stmts, counts, size, sent, now
+        nonlocal stmts, counts, size, sent, now, started_table
         flush_stmt()
         if not stmts and not final:
             return
         count = sum(counts)
         progress = {"rows": sent + count, "last_rowid": last, "done": final}
-        client.batch([*stmts, state_upsert(UPLOAD_SCOPE, table, progress)])
+        # the guard makes a re-sent request (its answer lost, the session retried) fail instead of
+        # inserting the rows twice; the stored progress then says whether it landed
+        guard = (f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
+                 f"(SELECT json_extract(value, '$.rows') FROM {_T} WHERE scope = ? AND name = ?) IS NOT ?",
+                 ("upload", UPLOAD_SCOPE, table, sent if started_table else None))
+        try:
+            client.batch([guard, *stmts, state_upsert(UPLOAD_SCOPE, table, progress)])
+        except RemoteSQLError as exc:
+            if exc.step != 0:
+                raise
+            stored = client.execute(f"SELECT value FROM {_T} WHERE scope = ? AND name = ?", (UPLOAD_SCOPE, table)).rows
+            if not stored or json.loads(stored[0][0]).get("rows") != sent + count:
+                raise RemoteError(f"target {client.label}: the upload progress of {table} moved under this "
+                                  "upload (is another `pg2edge sync` uploading to it?)") from None
+            log.info("upload of %s: a retried request had landed already; not sent twice", table)
         report.requests += 1
         sent += count
         now += count
+        started_table = True
         stmts, counts, size = [], [], 0
         if on_progress:
             on_progress(table, sent, total)
