@@ -353,6 +353,13 @@ class LibsqlSink:
             raise
         self._position = new
 
+    @property
+    def conn(self) -> Any:
+        """A read connection on the same client (the DLQ readers take it like an apsw connection)."""
+        from pg2edge.pipeline.remote.connection import RemoteConnection
+
+        return RemoteConnection(self.client.target, client=self.client)
+
     def queue_depths(self) -> dict[str, int]:
         return dict(self._counts)
 
@@ -422,6 +429,28 @@ def _txn_size(txn: Transaction) -> int:
                     size += len(c) * 2 + 48 + (len(v) if isinstance(v, (str, bytes)) else 8)
     return size
 
+
+
+def open_remote_sink(target: RemoteTarget | str, *, dsn: str, options: Any, policy: RetryPolicy | None = None) -> LibsqlSink:
+    """A LibsqlSink on an existing remote replica (its publication's tables and codecs), e.g. for ``dlq replay``."""
+    from pg2edge.pipeline.mappings import build_mappings
+    from pg2edge.pipeline.remote.connection import RemoteConnection, require_replica
+    from pg2edge.pipeline.remote.url import parse_target
+    from pg2edge.pipeline.sinks.retry import QueueError
+
+    remote = target if isinstance(target, RemoteTarget) else parse_target(target)
+    client = HranaClient(remote)
+    try:
+        db = RemoteConnection(remote, client=client)
+        require_replica(db)
+        names = state.read_stream(db)  # type: ignore[arg-type]
+        if names is None:
+            raise QueueError(f"target {remote.label} has no recorded publication; nothing was ever synced")
+        return LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
+                          label=remote.label, policy=policy)
+    except BaseException:
+        client.close()
+        raise
 
 
 # -- sync into a remote target: snapshot (staged locally, uploaded), then the engine --------------
