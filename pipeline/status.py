@@ -75,6 +75,18 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
 _open_readonly = open_readonly
 
 
+def open_writable(target: str | Path | RemoteTarget) -> Any:
+    """A connection for state records (``with conn:`` + ``state.write_record``): the replica file opened
+    read-write, or a RemoteConnection (its writes sent as one atomic batch at commit)."""
+    from pg2edge.pipeline.remote import is_remote
+
+    if is_remote(target):
+        return open_readonly(target)  # a RemoteConnection: reads at once, writes batched until COMMIT
+    from pg2edge.pipeline.sinks.sqlite import open_replica
+
+    return open_replica(str(target))
+
+
 def read_position(target: str | Path | RemoteTarget) -> state.Position | None:
     conn = _open_readonly(target)
     try:
