@@ -119,9 +119,6 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
 
     if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")
-    if repair and is_remote(target):
-        raise ConfigError(f"validate --repair on the remote target {target} is not supported yet: "
-                          "validate reports the keys; re-sync them with `pg2edge sync`")
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)

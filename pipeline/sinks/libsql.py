@@ -381,6 +381,27 @@ class LibsqlSink:
             self._add(p, state_upsert("table", name, asdict(ts)), None)
             tables[name] = ts
 
+    def apply_repairs(self, events: Sequence[ChangeEvent]) -> int:
+        """Apply validator repairs (snapshot reads and deletes) in one atomic batch, position untouched.
+
+        Guarded by the position read when this sink opened: the caller reads the source after that,
+        so its rows are at least as new as the replica; if the daemon applied more meanwhile the
+        batch is refused (StateError) rather than writing older values over newer ones."""
+        if not events:
+            return 0
+        p = _Planned(stmts=[], owners=[], must={}, events=list(events), merge=False)
+        self._add(p, _guard(self._position), None)
+        for i, ev in enumerate(events):
+            self._event(p, ev, i)
+        try:
+            self.client.batch(p.stmts)
+        except RemoteSQLError as exc:
+            if exc.step == 0:
+                raise StateError(f"target {self.label} applied more changes while repairing; nothing repaired, "
+                                 "run `pg2edge validate --repair` again") from None
+            raise
+        return len(events)
+
     # -- control items, periodic work ---------------------------------------------------------
     def control(self, item: Control) -> None:
         if isinstance(item, Watermark):
