@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
                     "internal tables, for `turso db create NAME --from-file FILE`. d1: an SQL script for "
                     "`wrangler d1 execute DB --file FILE` (parents before children, statements under 100 KB).",
         handler=_run)
-    add_target_option(parser)
+    add_target_option(parser, remote=False)
     parser.add_argument("--format", choices=("turso", "d1"), required=True, help="the edge platform")
     parser.add_argument("--output", metavar="PATH", required=True, help="the file to write")
     parser.add_argument("--force", action="store_true", help="replace PATH if it exists")
