@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -68,6 +71,43 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         ) from None
     except psycopg.ProgrammingError as exc:
         raise SourceError(f"invalid source DSN ({redact(dsn)}): {scrub(str(exc), dsn)}") from None
+
+
+_SESSION: contextvars.ContextVar[dict[str, psycopg.Connection[Any]] | None] = contextvars.ContextVar(
+    "pg2edge_control_session", default=None)
+
+
+@contextlib.contextmanager
+def control_session() -> Iterator[None]:
+    """One control connection per source for the whole run (catalog reads, slot status, heartbeats).
+
+    Inside it, :func:`control` hands out the same autocommit connection each time (reopened if it broke);
+    outside, every :func:`control` opens and closes its own. Nested sessions share the outer one."""
+    if _SESSION.get() is not None:
+        yield
+        return
+    token = _SESSION.set({})
+    try:
+        yield
+    finally:
+        for conn in (_SESSION.get() or {}).values():
+            conn.close()
+        _SESSION.reset(token)
+
+
+@contextlib.contextmanager
+def control(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection for control-plane statements: the run's shared one inside
+    :func:`control_session`, else a new one closed on exit."""
+    sessions = _SESSION.get()
+    if sessions is None:
+        with connect(dsn, autocommit=True) as conn:
+            yield conn
+        return
+    conn = sessions.get(dsn)
+    if conn is None or conn.closed or conn.broken:
+        conn = sessions[dsn] = connect(dsn, autocommit=True)
+    yield conn
 
 
 def split_password(dsn: str) -> tuple[str, str | None]:

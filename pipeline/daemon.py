@@ -19,6 +19,7 @@ from pathlib import Path
 
 import apsw
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
@@ -56,6 +57,7 @@ def _record_pid(db: apsw.Connection, *, running: bool) -> None:
                                                           "started_at" if running else "stopped_at": now})
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None, jobs: int = 2,
              options: TranslateConfig | None = None, until_caught_up: bool = False,
              heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,

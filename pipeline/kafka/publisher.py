@@ -82,7 +82,7 @@ def _snapshot(dsn: str, db: apsw.Connection, state_path: str, names: state.Strea
     else:  # a run that crashed before recording its snapshot may have left the slot behind
         drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
     kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=state_path)
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         change = slot_change(conn, names.slot)
     with db:
         if not any(c.undo_sql == change.undo_sql for c in state.read_source_changes(db)):
@@ -123,6 +123,7 @@ def _partitioning(db: apsw.Connection, dsn: str, publication: str, *, column: st
     return parting
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", tables: str | Sequence[str] | None = None,
                   state_path: str | Path = DEFAULT_STATE, allow_replica_identity_full: bool = False,
                   until_caught_up: bool = False, heartbeat_interval: float = 1.0, max_wait: float = 0.2,

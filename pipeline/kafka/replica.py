@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
@@ -58,6 +59,7 @@ class _MirroredSink(SqliteSink):
             self.mirror.sync(self.conn)
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = None, topic: str | None = None,
                       group: str | None = None, topic_prefix: str = "pg2edge", options: TranslateConfig | None = None,
                       policy: RetryPolicy | None = None, until_caught_up: bool = False, until_lsn: int | None = None,

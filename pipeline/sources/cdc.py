@@ -32,12 +32,11 @@ SLOT_SAMPLE_INTERVAL = 5.0  # seconds between two retained-WAL queries
 
 
 class Heartbeater:
-    """Emits heartbeat messages on one kept connection; a lost connection is reopened next time."""
+    """Emits heartbeat messages on the run's control connection; a failed beat is retried next interval."""
 
     def __init__(self, dsn: str, *, interval: float = 1.0) -> None:
         self.dsn = dsn
         self.interval = interval
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._last = 0.0
 
     def maybe_beat(self) -> int | None:
@@ -50,32 +49,21 @@ class Heartbeater:
 
     def beat(self) -> int | None:
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = dsnlib.connect(self.dsn, autocommit=True)
-            row = self._conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text",
-                                     (HEARTBEAT_PREFIX,)).fetchone()
+            with dsnlib.control(self.dsn) as conn:
+                row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text",
+                                   (HEARTBEAT_PREFIX,)).fetchone()
             return parse_lsn(str(row[0])) if row else None
         except (psycopg.OperationalError, Pg2EdgeError) as exc:
             log.warning("heartbeat not sent (%s); retrying at the next interval", exc)
-            self.close()
             return None
 
-    def current_wal_lsn(self) -> int:
-        """The source's current WAL position, on the kept connection."""
-        if self._conn is None or self._conn.closed:
-            self._conn = dsnlib.connect(self.dsn, autocommit=True)
-        row = self._conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-        assert row is not None
-        return parse_lsn(str(row[0]))
-
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Nothing to close: the control connection belongs to the run."""
 
 
 def current_wal_lsn(dsn: str) -> int:
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    """The source's current WAL position (on the run's control connection)."""
+    with dsnlib.control(dsn) as conn:
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     return parse_lsn(str(row[0]))
@@ -101,7 +89,7 @@ class CdcSource:
         self._acked = stream.flushed_lsn
         self.max_transactions, self.max_events = max_transactions, max_events
         self.heart = Heartbeater(stream.dsn, interval=heartbeat_interval) if heartbeat_interval else None
-        self.goal = (self.heart or Heartbeater(stream.dsn)).current_wal_lsn() if until_caught_up else None
+        self.goal = current_wal_lsn(stream.dsn) if until_caught_up else None
         self.warn_bytes = retained_wal_warn_bytes
         self._retained: int | None = None
         self._sampled: float | None = None

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.engine import StopFlag
@@ -32,6 +33,7 @@ class TenantSyncReport:
     stopped_by: str = "caught up"
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[str] | None = None,
                     jobs: int = 2, options: TranslateConfig | None = None, until_caught_up: bool = False,
                     heartbeat_interval: float = 1.0, allow_replica_identity_full: bool = False,

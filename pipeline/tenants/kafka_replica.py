@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
@@ -244,6 +245,7 @@ class PartitionedSink:
             part.close()
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig, topic: str | None = None,
                              topic_prefix: str = "pg2edge", partitions: Sequence[int] | None = None,
                              group: str | None = None, client: str = "kafka-python",
