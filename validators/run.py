@@ -61,6 +61,7 @@ def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | N
     if isinstance(tables, str):
         tables = [t.strip() for t in tables.split(",") if t.strip()]
     publication, known = _replica_tables(target)
+    names: Sequence[tuple[str, ...]]
     if tables:
         names = [tuple(t.split(".", 1)) if "." in t else ("public", t) for t in tables]
     elif publication:
