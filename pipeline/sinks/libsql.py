@@ -582,14 +582,12 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
                     staging: Path | None = None, max_request_bytes: int | None = None) -> Any:
     """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
     from pg2edge.config import TranslateConfig
-    from pg2edge.pipeline import engine
     from pg2edge.pipeline.daemon import SyncReport, _record_pid
     from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
     from pg2edge.pipeline.lsn import format_lsn
     from pg2edge.pipeline.mappings import build_mappings
     from pg2edge.pipeline.remote.connection import RemoteConnection
-    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
-    from pg2edge.pipeline.sources.replication import ReplicationStream
+    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 
     options = options or TranslateConfig()
     report = SyncReport()
@@ -621,21 +619,12 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
         try:
             sink = LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
                               label=target.label, policy=policy)
-            source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                                 start_lsn=pos.end_lsn),
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                                heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES)
-            try:
-                run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say,
-                                 on_batch=on_batch)
-            finally:
-                source.close()
+                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES,
+                               max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
         finally:
             _record_pid(db, running=False)  # type: ignore[arg-type]
-        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
-        report.stopped_by, report.position = run.stopped_by, run.position
-        report.retained_wal_bytes = run.retained_wal_bytes
-        return report
     finally:
         restore()
         client.close()
