@@ -17,8 +17,10 @@ import apsw
 from pg2edge.errors import Pg2EdgeError, TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.remote import connect, is_remote, require_replica
 from pg2edge.pipeline.remote.url import RemoteTarget
 from pg2edge.pipeline.sinks.retry import counts
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.replication import slot_status
 
@@ -58,7 +60,6 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
     Both answer ``execute(sql, params)``, so the state and queue readers take either.
     A remote database pg2edge never wrote is refused by name.
     """
-    from pg2edge.pipeline.remote import connect, is_remote, require_replica
 
     if is_remote(target):
         remote = connect(target if isinstance(target, RemoteTarget) else str(target))
@@ -81,11 +82,9 @@ _open_readonly = open_readonly
 def open_writable(target: str | Path | RemoteTarget) -> Any:
     """A connection for state records (``with conn:`` + ``state.write_record``): the replica file opened
     read-write, or a RemoteConnection (its writes sent as one atomic batch at commit)."""
-    from pg2edge.pipeline.remote import is_remote
 
     if is_remote(target):
         return open_readonly(target)  # a RemoteConnection: reads at once, writes batched until COMMIT
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     return open_replica(str(target))
 
@@ -140,7 +139,6 @@ def wait_for_lsn(target: str | Path | RemoteTarget, lsn: str | int, *, timeout: 
     """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs.
 
     On a remote target each poll is one HTTP read (at most every 50 ms)."""
-    from pg2edge.pipeline.remote import is_remote
 
     wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn
     deadline = time.monotonic() + timeout

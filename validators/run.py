@@ -119,7 +119,6 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
-    from pg2edge.pipeline.remote import is_remote
 
     if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")

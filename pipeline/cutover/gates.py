@@ -26,7 +26,8 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.checklist import FAIL, PASS, WARN, Checklist, Gate
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
-from pg2edge.pipeline.status import replica_status
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.status import open_readonly, replica_status
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 from pg2edge.validators.run import table_sides
@@ -62,7 +63,6 @@ class _Run:
         return self._sides
 
     def replica(self) -> Any:
-        from pg2edge.pipeline.status import open_readonly
 
         return open_readonly(self.target)  # apsw on a file, a RemoteConnection (Hrana) on a URL
 
@@ -261,7 +261,6 @@ _GATE_NAMES = {
 def run_checklist(dsn: str, target: str | Path, *, thresholds: CutoverConfig | None = None,
                   options: TranslateConfig | None = None) -> Checklist:
     """Measure every cutover gate; ``checklist.ok`` is False when any gate FAILed."""
-    from pg2edge.pipeline.remote import is_remote
 
     remote = is_remote(target)
     target = target if remote else Path(target)
