@@ -21,6 +21,7 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
+from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
@@ -64,8 +65,9 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
     the engine pairing a :class:`CdcSource` with a :class:`SqliteSink` (a remote URL: the libSQL sink)."""
 
     if is_remote(target):
-
         remote = target if isinstance(target, RemoteTarget) else parse_target(str(target))
+        if remote.kind != "libsql":  # d1+https:// is the D1 Worker sink's (issue 13)
+            raise ConfigError(f"target {remote.label}: no sink for {remote.kind} targets in this build")
         return run_remote_sync(
             dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
             heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,

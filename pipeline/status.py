@@ -63,6 +63,9 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
 
     if is_remote(target):
         remote = connect(target if isinstance(target, RemoteTarget) else str(target))
+        if remote.target.kind != "libsql":  # d1+https:// reads go through the D1 Worker (issue 13)
+            remote.close()
+            raise TargetError(f"target {remote.label}: reading {remote.target.kind} targets is not in this build")
         try:
             require_replica(remote)
         except BaseException:
