@@ -11,6 +11,7 @@ raises on any finding at level warn or above.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -21,7 +22,11 @@ from pg2edge.errors import Pg2EdgeError
 from pg2edge.translators.findings import Finding, Level, check_strict
 from pg2edge.translators.query import checks, columns
 from pg2edge.translators.query.checks import Check
+from pg2edge.translators.query.enums import enum_ordering
+from pg2edge.translators.query.infer import TypeContext
+from pg2edge.translators.query.intervals import temporal_arithmetic
 from pg2edge.translators.query.rewrites import REWRITES
+from pg2edge.translators.query.texts import text_semantics
 from pg2edge.translators.query.tree import Rewrite, bottom_up
 
 __all__ = ["QueryTranslation", "QuerySyntaxError", "translate_sql", "translate_statement"]
@@ -40,6 +45,11 @@ class QueryTranslation:
     sql: str
     findings: list[Finding] = field(default_factory=list)
     statements: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings at level error: the SQL would give a different answer (or none) on SQLite."""
+        return [f for f in self.findings if f.level >= Level.ERROR]
 
 
 def _run_checks(tree: exp.Expression, found: list[Finding], table: tuple[Check, ...]) -> None:
@@ -60,14 +70,19 @@ def _generate(tree: exp.Expression, found: list[Finding]) -> str:
     return sql
 
 
-def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTypes | None = None) -> tuple[str, list[Finding]]:
+def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTypes | None = None,
+                        enums: Mapping[str, Sequence[str]] | None = None) -> tuple[str, list[Finding]]:
     """Translate one parsed PostgreSQL statement; returns (SQLite text, findings)."""
     found: list[Finding] = []
-    pg_checks = checks.CHECKS + (checks.column_checks(column_types) if column_types else (checks.numeric_without_types,))
+    context = TypeContext(columns=column_types or {}, enums={k.lower(): tuple(v) for k, v in (enums or {}).items()})
+    pg_checks = checks.CHECKS + (checks.column_checks(column_types, context) if column_types
+                                 else (checks.numeric_without_types,))
     _run_checks(tree, found, pg_checks)
-    rewrites: tuple[Rewrite, ...] = REWRITES
+    semantic: tuple[Rewrite, ...] = (temporal_arithmetic(context, found), enum_ordering(context, found),
+                                     text_semantics(context, found))
     if column_types:
-        rewrites = (columns.numeric_columns_to_real(column_types), *REWRITES)
+        semantic = (columns.numeric_columns_to_real(column_types), *semantic)
+    rewrites: tuple[Rewrite, ...] = (*semantic, *REWRITES)
     out = tree.copy()
     for rewrite in rewrites:
         out = bottom_up(out, rewrite)
@@ -76,13 +91,17 @@ def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTyp
 
 
 def translate_sql(sql: str, *, strict: bool = False,
-                  column_types: dict[str, dict[str, str]] | None = None) -> QueryTranslation:
+                  column_types: dict[str, dict[str, str]] | None = None,
+                  enums: Mapping[str, Sequence[str]] | None = None) -> QueryTranslation:
     """Translate PostgreSQL ``sql`` (one or more statements) to SQLite.
 
     ``column_types`` maps table -> column -> PostgreSQL type; when given,
     numeric columns used in comparisons, arithmetic, aggregates or ORDER BY
-    are read as REAL and enum ordering is reported. In strict mode any
-    finding at warn or above raises ``StrictModeError``.
+    are read as REAL, timestamps/dates/intervals get PostgreSQL's arithmetic
+    and char(n) columns their blank-trimming. ``enums`` maps an enum type name
+    to its labels in declaration order (ORDER BY and comparisons follow it).
+    In strict mode any finding at warn or above raises ``StrictModeError``.
+    Check ``result.errors``: SQL with an error finding must not be run.
     """
     try:
         trees = [t for t in sqlglot.parse(sql, read="postgres") if t is not None]
@@ -92,7 +111,7 @@ def translate_sql(sql: str, *, strict: bool = False,
     statements: list[str] = []
     findings: list[Finding] = []
     for tree in trees:
-        text, found = translate_statement(tree, column_types=column_types)
+        text, found = translate_statement(tree, column_types=column_types, enums=enums)
         statements.append(text)
         findings += [f for f in found if f not in findings]
     log.debug("translated %d statement(s) with %d finding(s)", len(statements), len(findings))

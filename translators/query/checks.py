@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from pg2edge.translators.findings import Finding, Level
 from pg2edge.translators.query import columns, temporal
+from pg2edge.translators.query.infer import TypeContext
 from pg2edge.translators.query.tree import excerpt, literal_text
 
 Check = Callable[[exp.Expression], Finding | None]
@@ -122,7 +123,7 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
+def column_checks(column_types: columns.ColumnTypes, context: TypeContext | None = None) -> tuple[Check, ...]:
     """Checks that need the column types: numeric read as REAL, enum ordering."""
 
     def numeric_as_real(node: exp.Expression) -> Finding | None:
@@ -136,7 +137,8 @@ def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
     def enum_order(node: exp.Expression) -> Finding | None:
         if isinstance(node, exp.Column) and isinstance(node.parent, columns.ORDER_CONTEXTS):
             pg_type = columns.column_type(node, column_types)
-            if pg_type and columns.is_user_defined_type(pg_type):
+            if pg_type and columns.is_user_defined_type(pg_type) and (
+                    context is None or context.enum_labels(pg_type) is None):
                 return Finding(Level.WARN, "enum_order", node.sql(dialect="postgres"),
                                f"{pg_type} is stored as its label: SQLite orders/compares it by label text, not by enum position")
         return None
