@@ -88,7 +88,7 @@ def test_realistic_schema(pg_dsn: str, sqlite_path: Any) -> None:
     assert 'CREATE INDEX "events_paid" ON "events" ("customer") WHERE (kind = \'paid\')' in sql
     assert 'CREATE INDEX "customers_mail_lower" ON "customers" ((LOWER(mail)))' in sql
     assert any(f.code == "index-method" and "customers_body_gin" in f.object for f in plan.findings)
-    assert "LIKE '%@%'" in sql and '"amount" TEXT NOT NULL' in sql
+    assert "GLOB '*@*'" in sql and '"amount" TEXT NOT NULL' in sql
     _, db, codecs = migrate(pg_dsn, sqlite_path)
     db.execute("PRAGMA foreign_keys = ON")
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -16,6 +16,7 @@ from pg2edge.translators.expressions import ExpressionTranslator, constant_text,
 from pg2edge.translators.findings import Finding, Level
 from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.recorded import SourceTypes, write_source_types
 from pg2edge.translators.schema import Column, Schema, Table
 from pg2edge.translators.typemap import TypeRule, rule_for
 
@@ -30,6 +31,7 @@ _INTEGERS = ("int2", "int4", "int8")
 class DdlPlan:
     statements: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    source_types: SourceTypes | None = None  # recorded into the replica by apply_ddl
 
     @property
     def sql(self) -> str:
@@ -111,7 +113,7 @@ class _TablePlanner:
 
     def _column(self, col: Column) -> str:
         rule = self.rules[col.name]
-        parts = [quote_ident(col.name), rule.decl]
+        parts = [quote_ident(col.name), rule.declaration]
         if self._rowid_alias(col):
             parts.append("PRIMARY KEY")
         if col.generated is not None:
@@ -257,16 +259,23 @@ def plan_ddl(schema: Schema, *, options: TranslateConfig | None = None) -> DdlPl
             planner.expr.close()
         plan.findings += planner.findings
     plan.statements += index_sql
-    for view in schema.views:
-        plan.findings.append(Finding(Level.INFO, "view-not-translated", f"{view.schema}.{view.name}",
-                                     "views are not created; translate their query with `pg2edge translate query`"))
+    if schema.views:
+        from pg2edge.translators.views import plan_views
+
+        view_sql, view_findings = plan_views(schema, plan.statements, planned)
+        plan.statements += view_sql
+        plan.findings += view_findings
+    plan.source_types = SourceTypes(tables=schema.column_types(), enums=schema.enum_labels(),
+                                    timestamps=options.timestamps, numeric=options.numeric)
     log.debug("planned %d statement(s), %d finding(s)", len(plan.statements), len(plan.findings))
     return plan
 
 
 def apply_ddl(connection: Any, plan: DdlPlan) -> None:
-    """Run the plan in one transaction on an apsw connection."""
+    """Run the plan in one transaction on an apsw connection, recording the source types with it."""
     with connection:
+        if plan.source_types is not None:
+            write_source_types(connection, plan.source_types)
         for statement in plan.statements:
             try:
                 connection.execute(statement)
