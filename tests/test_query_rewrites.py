@@ -19,7 +19,7 @@ CASES: dict[Callable[[exp.Expression], exp.Expression], tuple[str, str]] = {
     temporal.temporal_cast_to_text: ("timestamptz '2024-05-01 02:00:00+02'", "'2024-05-01 00:00:00'"),
     rewrites.pg_cast_to_storage: ("x::numeric", "CAST(x AS REAL)"),
     temporal.at_time_zone_utc_to_value: ("ts AT TIME ZONE 'UTC'", "ts"),
-    temporal.interval_arithmetic_to_datetime: ("ts - interval '3 days'", "DATETIME(ts, '-3 days')"),
+    temporal.interval_arithmetic_to_datetime: ("ts - interval '3 days'", "DATETIME(ts, '-3 days') || SUBSTR(ts, 20)"),
     temporal.extract_to_strftime: ("extract(month from ts)", "CAST(STRFTIME('%m', ts) AS INTEGER)"),
     temporal.date_trunc_to_datetime: ("date_trunc('month', ts)", "DATETIME(ts, 'start of month')"),
     rewrites.ilike_to_like: ("a ILIKE 'x%'", "a LIKE 'x%'"),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import apsw
 import psycopg
@@ -15,18 +13,9 @@ from pg2edge.pipeline.snapshot import run_snapshot
 from pg2edge.translators.ddl import plan_ddl
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.quoting import quote_ident
-from tests.support import rental
 from tests.support.corpus import normalize, rows_equal
 
 CREATED = ["film_catalog", "rental_details", "customer_value", "gold_customers", "store_report"]
-
-
-@pytest.fixture(scope="module")
-def rental_dsn(pg_server: Any) -> Iterator[str]:
-    name = pg_server.create_database()
-    dsn = pg_server.dsn_for(name)
-    rental.install(dsn)
-    yield dsn
 
 
 @pytest.fixture(scope="module")

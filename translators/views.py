@@ -95,6 +95,7 @@ def plan_views(schema: Schema, table_statements: Sequence[str], tables: set[str]
         except (ParseError, TokenError) as exc:
             findings.append(Finding(Level.WARN, "view-not-created", view.qualified, f"cannot parse its body: {exc}"))
             continue
+        assert isinstance(tree, exp.Expression)
         parsed[view.qualified] = tree
         deps[view.qualified] = _references(tree, view.schema)
     db = apsw.Connection(":memory:")

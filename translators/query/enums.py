@@ -56,17 +56,17 @@ def enum_ordering(context: TypeContext, found: list[Finding]) -> Rewrite:
                            and enum_labels_of(s, context) is not None), None)
             if labels is None:
                 return node
-            out = node.copy()
+            compared = node.copy()
             for key, side in zip(keys, sides):
                 assert side is not None
                 if enum_labels_of(side, context) == labels:
-                    out.set(key, position(side, labels))
+                    compared.set(key, position(side, labels))
                 else:
                     pos = literal_position(side, labels, node)
                     if pos is None:
                         return node
-                    out.set(key, pos)
-            return out
+                    compared.set(key, pos)
+            return compared
         if isinstance(node, (exp.Min, exp.Max)):
             labels = enum_labels_of(node.this, context)
             if labels is not None:

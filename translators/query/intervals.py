@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from pg2edge.translators.findings import Finding, Level
 from pg2edge.translators.query import temporal
-from pg2edge.translators.query.infer import KIND, TypeContext, kind_of
+from pg2edge.translators.query.infer import KIND, TypeContext, column_pg_type, kind_of
 from pg2edge.translators.query.tree import Rewrite, as_integer, call, excerpt, number, paren, string
 
 _SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "months": 30 * 86400, "years": 360 * 86400}
@@ -94,8 +94,15 @@ def _real(node: exp.Expression) -> exp.Expression:
 
 
 def _datetime_plus(base: exp.Expression, seconds: exp.Expression, *, negate: bool) -> exp.Expression:
+    """``base`` shifted by ``seconds``, exact to the microsecond, in the stored text format."""
     amount = exp.Neg(this=paren(seconds)) if negate else seconds
-    return call("datetime", base.copy(), exp.DPipe(this=paren(amount), expression=string(" seconds")))
+    total = exp.Add(this=epoch_seconds(base), expression=paren(amount))
+    micro = as_integer(call("round", exp.Mul(this=paren(total), expression=number(1000000))))
+    whole = call("datetime", exp.Div(this=micro.copy(), expression=number(1000000)), string("unixepoch"))
+    rest = exp.Mod(this=micro.copy(), expression=number(1000000))
+    fraction = exp.If(this=exp.GT(this=rest.copy(), expression=number(0)),
+                      true=call("rtrim", call("printf", string(".%06d"), rest), string("0")), false=string(""))
+    return paren(exp.DPipe(this=whole, expression=fraction))
 
 
 def temporal_arithmetic(context: TypeContext, found: list[Finding]) -> Rewrite:
@@ -115,6 +122,11 @@ def temporal_arithmetic(context: TypeContext, found: list[Finding]) -> Rewrite:
                 return as_integer(days)
             return mark(paren(exp.Sub(this=epoch_seconds(left), expression=epoch_seconds(right))), "interval")
         if isinstance(node, (exp.Add, exp.Sub)):
+            if lk == "date" and rk is None and isinstance(left, exp.Column) and _is_integer(right, context):  # date +- integer: a date
+                return mark(call("date", left.copy(), _days(right, negate=isinstance(node, exp.Sub))), "date")
+            if isinstance(node, exp.Add) and rk == "date" and lk is None and isinstance(right, exp.Column) and \
+                    _is_integer(left, context):
+                return mark(call("date", right.copy(), _days(left, negate=False)), "date")
             if lk == "timestamp" and rk == "interval":
                 return mark(_datetime_plus(left, right, negate=isinstance(node, exp.Sub)), "timestamp")
             if isinstance(node, exp.Add) and rk == "timestamp" and lk == "interval":
@@ -230,9 +242,28 @@ def _output_name(projection: exp.Expression) -> str:
     return "?column?"
 
 
+def _is_integer(node: exp.Expression, context: TypeContext) -> bool:
+    """An integer literal or a column of an integer type."""
+    if isinstance(node, exp.Literal):
+        return not node.is_string and node.is_int
+    if isinstance(node, exp.Column):
+        pg_type = column_pg_type(node, context) or ""
+        return pg_type.startswith(("integer", "smallint", "bigint"))
+    return False
+
+
+def _days(amount: exp.Expression, *, negate: bool) -> exp.Expression:
+    """An SQLite date modifier of ``amount`` days ('+7 days', or ``(-(n) || ' days')``)."""
+    if isinstance(amount, exp.Literal):
+        days = -int(amount.this) if negate else int(amount.this)
+        return string(f"{'+' if days >= 0 else ''}{days} days")
+    value = exp.Neg(this=paren(amount.copy())) if negate else paren(amount.copy())
+    return exp.DPipe(this=value, expression=string(" days"))
+
+
 def _is_result(select: exp.Select) -> bool:
     """The statement's own result rows (not a subquery, CTE or derived table)."""
-    node: exp.Expression | None = select.parent
+    node: exp.Expr | None = select.parent
     while isinstance(node, (exp.Union, exp.Except, exp.Intersect)):
         node = node.parent
     return node is None or isinstance(node, exp.Create)

@@ -58,9 +58,30 @@ def interval_modifiers(node: exp.Expression, *, negate: bool = False) -> list[st
     return mods or None
 
 
+def keep_fraction(shifted: exp.Expression, base: exp.Expression) -> exp.Expression:
+    """``datetime()`` drops the fraction of a second: append the stored one (``.52881``) again."""
+    return exp.DPipe(this=shifted, expression=call("substr", base.copy(), number(20)))
+
+
+def _kept_fraction(node: exp.Expression) -> tuple[exp.Expression, exp.Expression] | None:
+    """The parts of ``keep_fraction(datetime(...), base)``, else None."""
+    if isinstance(node, exp.DPipe) and isinstance(node.expression, exp.Anonymous) and \
+            str(node.expression.this).lower() == "substr" and isinstance(node.this, exp.Anonymous) and \
+            str(node.this.this).lower() == "datetime":
+        return node.this, node.expression.expressions[0]
+    return None
+
+
+def _is_constant_time(node: exp.Expression) -> bool:
+    return isinstance(node, (exp.Literal, exp.CurrentTimestamp, exp.CurrentDate))
+
+
 def _as_datetime_base(node: exp.Expression) -> tuple[exp.Expression, list[exp.Expression]]:
     """Split ``datetime(x, mods...)`` so new modifiers append; map now/current_date."""
     node = node.unnest()
+    kept = _kept_fraction(node)
+    if kept is not None:
+        node = kept[0]
     if isinstance(node, exp.Anonymous) and str(node.this).lower() == "datetime" and node.expressions:
         return node.expressions[0], list(node.expressions[1:])
     if isinstance(node, exp.CurrentTimestamp):
@@ -80,7 +101,12 @@ def interval_arithmetic_to_datetime(node: exp.Expression) -> exp.Expression:
     mods = interval_modifiers(right, negate=isinstance(node, exp.Sub))
     if mods is not None:
         base, previous = _as_datetime_base(left.copy())
-        return call("datetime", base, *previous, *[string(m) for m in mods])
+        shifted = call("datetime", base, *previous, *[string(m) for m in mods])
+        whole = all(float(m.split()[0]).is_integer() for m in mods)
+        truncated = any((literal_text(p) or "").startswith(("start of", "weekday")) for p in previous)
+        if _is_constant_time(base) or not whole or truncated:
+            return shifted
+        return keep_fraction(shifted, base)
     if isinstance(right, exp.Literal) and not right.is_string and right.is_int:
         base = _date_operand(left)
         if base is not None:
