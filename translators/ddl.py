@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 __all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "table_order"]
 
 _INTEGERS = ("int2", "int4", "int8")
+# drizzle-kit 0.31 reads SQLite CHECKs with a regex (`CHECK\s*\(`) into ONE map shared by every table, so
+# `drizzle-kit push` would rebuild every table of a replica with a CHECK anywhere. The comment keeps the
+# constraints (SQLite enforces them as usual) out of that reader; docs/translate-schema.md explains it.
+CHECK = "CHECK /* pg2edge */"
 
 
 @dataclass
@@ -131,13 +135,13 @@ class _TablePlanner:
         if default is not None:
             parts.append(f"DEFAULT {default}")
         if rule.check:
-            parts.append(f"CHECK ({rule.check(quote_ident(col.name))})")
+            parts.append(f"{CHECK} ({rule.check(quote_ident(col.name))})")
         for expr in col.domain.checks if col.domain else ():
             replaced = _replace_value(expr, col.name)
             out = self.expr.expression(replaced, what=f"column {col.name} domain {col.domain.name} check")
             self.findings += out.findings
             if out.sql is not None:
-                parts.append(f"CHECK ({out.sql})")
+                parts.append(f"{CHECK} ({out.sql})")
         return " ".join(parts)
 
     def create_table(self) -> str:
@@ -146,14 +150,11 @@ class _TablePlanner:
         pk_alias = any(self._rowid_alias(c) for c in t.columns if c.name in self.rules)
         if t.primary_key and not pk_alias:
             lines.append(f"PRIMARY KEY ({self._cols(t.primary_key)})")
-        for unique in t.uniques:
-            if all(c in self.rules for c in unique.columns):
-                lines.append(f"CONSTRAINT {quote_ident(unique.name)} UNIQUE ({self._cols(unique.columns)})")
         for check in t.checks:
             out = self.expr.expression(check.expression, what=f"check {check.name}")
             self.findings += out.findings
             if out.sql is not None:
-                lines.append(f"CONSTRAINT {quote_ident(check.name)} CHECK ({out.sql})")
+                lines.append(f"CONSTRAINT {quote_ident(check.name)} {CHECK} ({out.sql})")
         for fk in t.foreign_keys:
             lines.extend(self._foreign_key(fk))
         if not t.primary_key:
@@ -193,8 +194,11 @@ class _TablePlanner:
         return [sql]
 
     def indexes(self) -> list[str]:
+        """UNIQUE constraints (as named unique indexes, which drizzle-kit and SQLite both see by name), then indexes."""
         t = self.table
-        out = []
+        out = [f"CREATE UNIQUE INDEX {quote_ident(sqlite_index_name(t.schema, u.name))} ON "
+               f"{quote_ident(sqlite_table_name(t.schema, t.name))} ({self._cols(u.columns)})"
+               for u in t.uniques if all(c in self.rules for c in u.columns)]
         for index in t.indexes:
             obj = f"{t.qualified} index {index.name}"
             if index.method not in ("btree", "hash"):
