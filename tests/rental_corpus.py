@@ -32,7 +32,7 @@ RENTAL_CORPUS: tuple[CorpusQuery, ...] = (
     CorpusQuery("char_output_keeps_padding", "SELECT code FROM stores ORDER BY code"),
     # --- date and time arithmetic ----------------------------------------------------------
     CorpusQuery("interval_between_timestamps", """
-        SELECT id, returned_at - rented_at AS kept FROM rentals WHERE returned_at IS NOT NULL ORDER BY id LIMIT 25"""),
+        SELECT id, returned_at - rented_at AS kept FROM rentals WHERE returned_at IS NOT NULL ORDER BY id"""),
     CorpusQuery("interval_compared_with_literal", """
         SELECT count(*) FROM rentals WHERE returned_at - rented_at > interval '3 days'"""),
     CorpusQuery("interval_between_literals", """
@@ -40,7 +40,12 @@ RENTAL_CORPUS: tuple[CorpusQuery, ...] = (
     CorpusQuery("interval_order_by", """
         SELECT id FROM rentals WHERE returned_at IS NOT NULL ORDER BY returned_at - rented_at DESC, id LIMIT 10"""),
     CorpusQuery("integer_times_interval", """
-        SELECT id, rented_at + (id % 5) * interval '1 day' AS due FROM rentals WHERE id <= 10 ORDER BY id"""),
+        SELECT id, rented_at + (id % 5) * interval '1 day' AS due FROM rentals ORDER BY id"""),
+    CorpusQuery("timestamp_plus_interval_literal", """
+        SELECT id, rented_at + interval '2 days 3 hours', rented_at - interval '1 month' FROM rentals ORDER BY id"""),
+    CorpusQuery("extract_second_and_truncations", """
+        SELECT id, extract(second from rented_at), date_trunc('hour', rented_at), date_trunc('day', rented_at),
+               extract(epoch from rented_at) FROM rentals ORDER BY id"""),
     CorpusQuery("integer_times_interval_compare", """
         SELECT count(*) FROM rentals WHERE returned_at - rented_at < 2 * interval '1 day'"""),
     CorpusQuery("date_minus_date", "SELECT id, due_on - rented_at::date AS days FROM rentals ORDER BY id LIMIT 20"),

@@ -28,7 +28,6 @@ def test_findings_table() -> None:
         ("SELECT * FROM t WHERE doc @@ to_tsquery('x')", "fulltext", Level.ERROR),
         ("SELECT * FROM t WHERE attributes @> '{}'", "unsupported_operator", Level.WARN),
         ("SELECT * FROM t WHERE x ~ '^a'", "unsupported_operator", Level.WARN),
-        ("SELECT ts + interval '1 month' FROM t", "month_end_overflow", Level.INFO),
         ("SELECT date_trunc('day', ts) FROM t", "utc_fields", Level.INFO),
         ("SELECT DISTINCT ON (a) * FROM t ORDER BY a", "distinct_on_star", Level.WARN),
         ("SELECT string_agg(DISTINCT s, '; ') FROM t", "unsupported_aggregate", Level.ERROR),

@@ -82,16 +82,6 @@ def unsupported_operator(node: exp.Expression) -> Finding | None:
     return None
 
 
-def month_end_arithmetic(node: exp.Expression) -> Finding | None:
-    if isinstance(node, (exp.Add, exp.Sub)):
-        for side in (node.this, node.expression):
-            mods = temporal.interval_modifiers(side)
-            if mods and any(m.endswith(("months", "years")) for m in mods):
-                return _finding(Level.INFO, "month_end_overflow", node,
-                                "month/year arithmetic: SQLite rolls Jan 31 + 1 month over to Mar 2/3, PostgreSQL clamps to Feb 28/29")
-    return None
-
-
 def session_time_zone(node: exp.Expression) -> Finding | None:
     if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc)) or (
             isinstance(node, exp.Extract) and (literal_text(node.this) or "").upper() != "EPOCH"):
@@ -118,7 +108,7 @@ def string_agg_distinct(node: exp.Expression) -> Finding | None:
 
 CHECKS: tuple[Check, ...] = (
     time_zone_conversion, ilike_ascii_only, least_greatest_nulls, array_parameter, any_operator,
-    full_text_search, unsupported_operator, month_end_arithmetic, session_time_zone, distinct_on_star,
+    full_text_search, unsupported_operator, session_time_zone, distinct_on_star,
     string_agg_distinct,
 )
 

@@ -41,9 +41,13 @@ def mark(node: exp.Expression, kind: str) -> exp.Expression:
 
 
 def epoch_seconds(value: exp.Expression) -> exp.Expression:
-    """Exact seconds since 1970 of a stored timestamp text (the fraction is read from the text itself)."""
+    """Exact seconds since 1970 of a stored timestamp text.
+
+    SQLite reads a fraction of a second to the millisecond, rounding (``:05.999999`` is ``:06``), so the
+    whole seconds come from the text without its fraction and the fraction from the text itself."""
+    whole = call("unixepoch", call("substr", value.copy(), number(1), number(19)))
     fraction = exp.Cast(this=call("substr", value.copy(), number(20)), to=exp.DataType.build("REAL"))
-    return paren(exp.Add(this=call("unixepoch", value.copy()), expression=fraction))
+    return paren(exp.Add(this=whole, expression=fraction))
 
 
 def literal_seconds(node: exp.Expression) -> float | None:
@@ -98,7 +102,8 @@ def _datetime_plus(base: exp.Expression, seconds: exp.Expression, *, negate: boo
     amount = exp.Neg(this=paren(seconds)) if negate else seconds
     total = exp.Add(this=epoch_seconds(base), expression=paren(amount))
     micro = as_integer(call("round", exp.Mul(this=paren(total), expression=number(1000000))))
-    whole = call("datetime", exp.Div(this=micro.copy(), expression=number(1000000)), string("unixepoch"))
+    # integer division: datetime() would round a REAL's fraction to the millisecond
+    whole = call("datetime", exp.Div(this=micro.copy(), expression=number(1000000), typed=True), string("unixepoch"))
     rest = exp.Mod(this=micro.copy(), expression=number(1000000))
     fraction = exp.If(this=exp.GT(this=rest.copy(), expression=number(0)),
                       true=call("rtrim", call("printf", string(".%06d"), rest), string("0")), false=string(""))
