@@ -133,7 +133,8 @@ class _Reader:
 
     def columns(self, table: str) -> list[tuple[str, str, bool, str | None, int]]:
         rows = self.db.execute(f"PRAGMA table_xinfo({quote_ident(table)})").fetchall()
-        return [(r[1], str(r[2]).upper(), bool(r[3]), r[4], int(r[5])) for r in rows if r[6] == 0]
+        return [(str(r[1]), str(r[2]).upper(), bool(r[3]), None if r[4] is None else str(r[4]), int(str(r[5])))
+                for r in rows if r[6] == 0]
 
     def foreign_keys(self, table: str) -> list[tuple[str, list[str], list[str], str, str]]:
         groups: dict[int, tuple[str, list[str], list[str], str, str]] = {}
@@ -152,6 +153,10 @@ class _Reader:
             cols = [r[2] for r in self.db.execute(f"PRAGMA index_info({quote_ident(name)})")]
             out.append((str(name), bool(unique), cols))
         return sorted(out)
+
+    def table_sql(self, name: str) -> str:
+        row = self.db.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return str(row[0]) if row else ""
 
     def index_sql(self, name: str) -> str:
         row = self.db.execute("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?", (name,)).fetchone()
@@ -227,23 +232,22 @@ def _table(table: Table, reader: _Reader, names: dict[str, str], by_sqlite: dict
         if on_update != "no action":
             fk += f".onUpdate({json.dumps(on_update)})"
         extras.append(fk)
-    for name, unique, cols in reader.indexes(sqlite_name):
+    for index_name, unique, index_cols in reader.indexes(sqlite_name):
         keys = []
-        for col in cols:
-            if col is None:
+        for key_col in index_cols:
+            if key_col is None:  # an expression key: drizzle-kit reads it back as an empty column name
                 out.uses_sql = True
                 keys.append("sql``")
             else:
-                keys.append(f"{t}.{ts_name(col)}")
+                keys.append(f"{t}.{ts_name(key_col)}")
         fn = "uniqueIndex" if unique else "index"
         out.core.add(fn)
-        extras.append(f"{fn}({json.dumps(name)}).on({', '.join(keys)})")
-        sql = reader.index_sql(name)
-        if " DESC" in sql or " WHERE " in sql or None in cols:
-            notes.append(f"index {name} is {sql!r} (drizzle-kit does not read back key expressions, "
+        extras.append(f"{fn}({json.dumps(index_name)}).on({', '.join(keys)})")
+        index_sql = reader.index_sql(index_name)
+        if " DESC" in index_sql or " WHERE " in index_sql or None in index_cols:
+            notes.append(f"index {index_name} is {index_sql!r} (drizzle-kit does not read back key expressions, "
                          "sort order or predicates)")
-    if any("CHECK" in s for s in [reader.db.execute(
-            "SELECT sql FROM sqlite_schema WHERE name = ?", (sqlite_name,)).fetchone()[0]]):
+    if "CHECK" in reader.table_sql(sqlite_name):
         notes.append("CHECK constraints are in the replica's DDL (drizzle-kit does not read them back reliably)")
     comment = "".join(f"// {n}\n" for n in notes)
     joined = ",\n    ".join(extras)

@@ -95,7 +95,9 @@ def _is_constant_time(node: exp.Expression) -> bool:
 
 def _as_datetime_base(node: exp.Expression) -> tuple[exp.Expression, list[exp.Expression]]:
     """Split ``datetime(x, mods...)`` so new modifiers append; map now/current_date."""
-    node = node.unnest()
+    unnested = node.unnest()
+    assert isinstance(unnested, exp.Expression)
+    node = unnested
     kept = _kept_fraction(node)
     if kept is not None:
         node = kept[0]
@@ -140,10 +142,10 @@ def interval_arithmetic_to_datetime(node: exp.Expression) -> exp.Expression:
             return shifted
         return keep_fraction(shifted, base)
     if isinstance(right, exp.Literal) and not right.is_string and right.is_int:
-        base = _date_operand(left)
-        if base is not None:
+        date_base = _date_operand(left)
+        if date_base is not None:
             days = int(right.this) * (-1 if isinstance(node, exp.Sub) else 1)
-            return call("date", base, string(f"{'+' if days >= 0 else ''}{days} days"))
+            return call("date", date_base, string(f"{'+' if days >= 0 else ''}{days} days"))
     return node
 
 
