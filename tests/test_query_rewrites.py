@@ -134,8 +134,10 @@ def test_docs_list_every_rewrite_and_finding_code() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "translate-query.md").read_text()
     for rewrite in REWRITES:
         assert f"`{rewrite.__name__}`" in doc, rewrite.__name__
-    source = (Path(rewrites.__file__).parent / "checks.py").read_text()
     import re
 
-    for code in set(re.findall(r'Level\.\w+, "(\w+)"', source)):
-        assert f"`{code}`" in doc, code
+    for module in Path(rewrites.__file__).parent.glob("*.py"):
+        for code in set(re.findall(r'Level\.\w+, "(\w+)"', module.read_text())):
+            assert f"`{code}`" in doc, (module.name, code)
+    for semantic in ("numeric_columns_to_real", "temporal_arithmetic", "enum_ordering", "text_semantics"):
+        assert f"`{semantic}`" in doc, semantic
