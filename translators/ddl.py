@@ -263,14 +263,26 @@ def plan_ddl(schema: Schema, *, options: TranslateConfig | None = None) -> DdlPl
             planner.expr.close()
         plan.findings += planner.findings
     plan.statements += index_sql
+    fts: dict[str, dict[str, object]] = {}
+    if options.fts5:
+        from pg2edge.translators.fts import plan_fts
+
+        for table in ordered:
+            text_columns = {c.name for c in table.columns if c.type_name != "tsvector"
+                            and rule_for(c, options=options).decl == "TEXT"}
+            index, statements, found = plan_fts(table, text_columns)
+            plan.statements += statements
+            plan.findings += found
+            if index is not None:
+                fts[index.table] = index.as_dict()
     if schema.views:
         from pg2edge.translators.views import plan_views
 
-        view_sql, view_findings = plan_views(schema, plan.statements, planned)
+        view_sql, view_findings = plan_views(schema, plan.statements, planned, fts)
         plan.statements += view_sql
         plan.findings += view_findings
     plan.source_types = SourceTypes(tables=schema.column_types(), enums=schema.enum_labels(),
-                                    timestamps=options.timestamps, numeric=options.numeric)
+                                    timestamps=options.timestamps, numeric=options.numeric, fts=fts)
     log.debug("planned %d statement(s), %d finding(s)", len(plan.statements), len(plan.findings))
     return plan
 

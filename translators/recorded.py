@@ -28,10 +28,11 @@ class SourceTypes:
     enums: dict[str, list[str]] = field(default_factory=dict)  # enum type (unqualified) -> labels
     timestamps: str = "iso"
     numeric: str = "text"
+    fts: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> FTS5 index (translators/fts.py)
 
     def merged(self, other: SourceTypes) -> SourceTypes:
         return SourceTypes(tables={**self.tables, **other.tables}, enums={**self.enums, **other.enums},
-                           timestamps=other.timestamps, numeric=other.numeric)
+                           timestamps=other.timestamps, numeric=other.numeric, fts={**self.fts, **other.fts})
 
 
 def write_source_types(conn: Any, types: SourceTypes) -> None:

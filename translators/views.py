@@ -74,7 +74,8 @@ def _order(views: Sequence[View], deps: dict[str, set[str]]) -> list[View]:
     return list(done.values())
 
 
-def plan_views(schema: Schema, table_statements: Sequence[str], tables: set[str]) -> tuple[list[str], list[Finding]]:
+def plan_views(schema: Schema, table_statements: Sequence[str], tables: set[str],
+               fts: dict[str, dict[str, object]] | None = None) -> tuple[list[str], list[Finding]]:
     """CREATE VIEW statements (dependency order) and findings; ``tables``: qualified names of planned tables."""
     from pg2edge.translators.query import translate_statement
 
@@ -112,7 +113,7 @@ def plan_views(schema: Schema, table_statements: Sequence[str], tables: set[str]
             tree = parsed[view.qualified]
             ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
             sql, found = translate_statement(_rename_tables(tree, view.schema, ctes), column_types=column_types,
-                                             enums=enums)
+                                             enums=enums, fts=fts)
             serious = [f for f in found if f.level >= Level.WARN]
             findings += [Finding(f.level, f.code, f"view {view.qualified}: {f.object}", f.message) for f in found
                          if f.level < Level.WARN]

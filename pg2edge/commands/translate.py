@@ -90,20 +90,22 @@ def _query(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
     from pg2edge.translators.query import translate_sql
 
-    types, enums = None, None
+    recorded = None
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}})
     if args.target:
         from pg2edge.translators.recorded import read_replica_types
 
         recorded = read_replica_types(args.target)
-        types, enums = recorded.tables, recorded.enums
-    elif dsn := load_config(args.config, overrides={"source": {"dsn": args.source}}).source.dsn:
+    elif config.source.dsn:
         from pg2edge.dsn import connect
+        from pg2edge.translators.ddl import plan_ddl
         from pg2edge.translators.introspect import introspect
 
-        with connect(dsn, autocommit=True) as conn:
+        with connect(config.source.dsn, autocommit=True) as conn:
             schema = introspect(conn)
-        types, enums = schema.column_types(), schema.enum_labels()
-    result = translate_sql(text, strict=args.strict, column_types=types, enums=enums)
+        recorded = plan_ddl(schema, options=config.translate).source_types  # what a replica would record
+    result = translate_sql(text, strict=args.strict, column_types=recorded.tables if recorded else None,
+                           enums=recorded.enums if recorded else None, fts=recorded.fts if recorded else None)
     for finding in result.findings:
         print(f"-- {finding}", file=sys.stderr)
     if result.errors and not args.allow_errors:

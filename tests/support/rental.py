@@ -44,6 +44,9 @@ DDL = [
         release_date date,
         tags text[] NOT NULL DEFAULT '{}',
         details jsonb,
+        description text,
+        search tsvector GENERATED ALWAYS AS (
+            to_tsvector('english', coalesce(title, '') || ' ' || coalesce(description, ''))) STORED,
         CONSTRAINT films_rate_positive CHECK (rental_rate > 0))""",
     """CREATE TABLE inventory (
         id integer PRIMARY KEY,
@@ -108,6 +111,11 @@ LAST = ["Smith", "o'neil", "García", "Müller", "Nguyen", "van Dijk", "Brown", 
         "Stan%ton", "Olsen"]
 WORDS = ["Academy", "dinosaur", "Ace", "Goldfinger", "adaptation", "Holes", "African", "Egg", "Agent", "Truman",
          "airplane", "Sierra", "Alabama", "Devil", "ALADDIN", "Calendar", "Alamo", "Videotape", "Ángel", "Éclair"]
+ADJECTIVES = ["Epic", "Touching", "Boring", "Fateful", "Astounding", "Beautiful", "Intrepid", "Emotional"]
+NOUNS = ["Drama", "Documentary", "Saga", "Story", "Display", "Panorama", "Yarn", "Reflection"]
+ROLES = ["Dentist", "Mad Scientist", "Robot", "Explorer", "Feminist", "Monkey", "Pioneer", "Astronaut"]
+VERBS = ["chase", "outrace", "battle", "succumb to", "find", "meet", "sink", "defeat"]
+PLACES = ["Ancient India", "a Shark Tank", "a Baloon Factory", "the Gulf of Mexico", "Nigeria", "a Jet Boat"]
 TAGS = ["Trailers", "Commentaries", "Deleted Scenes", "Behind the Scenes"]
 RATINGS = ["G", "PG", "PG-13", "R", "NC-17", None]
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -146,8 +154,13 @@ def _fill(conn: psycopg.Connection[Any], rnd: random.Random) -> None:
             films.append((i, title, RATINGS[i % len(RATINGS)], [0.99, 2.99, 4.99, 1.5, 3.25][i % 5],
                           9.99 + (i % 11) * 2, None if i % 10 == 0 else 46 + (i * 13) % 140,
                           None if i % 8 == 0 else dt.date(2000 + i % 24, 1 + i % 12, 1 + i % 28),
-                          rnd.sample(TAGS, k=i % 3), json.dumps(details) if details else None))
-        cur.executemany("INSERT INTO films VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", films)
+                          rnd.sample(TAGS, k=i % 3), json.dumps(details) if details else None,
+                          None if i % 13 == 0 else
+                          f"A {ADJECTIVES[i % 8]} {NOUNS[(i * 3) % 8]} of a {ROLES[i % 8]} who must "
+                          f"{VERBS[(i * 5) % 8]} a {ROLES[(i * 7) % 8]} in {PLACES[i % 6]}"))
+        cur.executemany("INSERT INTO films (id, title, rating, rental_rate, replacement_cost, length_minutes, "
+                        "release_date, tags, details, description) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        films)
         inventory = [(i, 1 + (i * 7) % 40, 1 + i % 3) for i in range(1, 121)]
         cur.executemany("INSERT INTO inventory VALUES (%s, %s, %s)", inventory)
         rentals, payments = [], []

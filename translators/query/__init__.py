@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -23,6 +24,7 @@ from pg2edge.translators.findings import Finding, Level, check_strict
 from pg2edge.translators.query import checks, columns
 from pg2edge.translators.query.checks import Check
 from pg2edge.translators.query.enums import enum_ordering
+from pg2edge.translators.query.fulltext import fulltext_to_fts5
 from pg2edge.translators.query.infer import TypeContext
 from pg2edge.translators.query.intervals import temporal_arithmetic
 from pg2edge.translators.query.rewrites import REWRITES
@@ -71,15 +73,18 @@ def _generate(tree: exp.Expression, found: list[Finding]) -> str:
 
 
 def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTypes | None = None,
-                        enums: Mapping[str, Sequence[str]] | None = None) -> tuple[str, list[Finding]]:
+                        enums: Mapping[str, Sequence[str]] | None = None,
+                        fts: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, list[Finding]]:
     """Translate one parsed PostgreSQL statement; returns (SQLite text, findings)."""
     found: list[Finding] = []
-    context = TypeContext(columns=column_types or {}, enums={k.lower(): tuple(v) for k, v in (enums or {}).items()})
-    pg_checks = checks.CHECKS + (checks.column_checks(column_types, context) if column_types
-                                 else (checks.numeric_without_types,))
+    context = TypeContext(columns=column_types or {}, enums={k.lower(): tuple(v) for k, v in (enums or {}).items()},
+                          fts=fts or {})
+    pg_checks = tuple(checks.full_text_beside_fts5 if fts and c is checks.full_text_search else c
+                      for c in checks.CHECKS)
+    pg_checks += (checks.column_checks(column_types, context) if column_types else (checks.numeric_without_types,))
     _run_checks(tree, found, pg_checks)
-    semantic: tuple[Rewrite, ...] = (temporal_arithmetic(context, found), enum_ordering(context, found),
-                                     text_semantics(context, found))
+    semantic: tuple[Rewrite, ...] = (fulltext_to_fts5(context, found), temporal_arithmetic(context, found),
+                                     enum_ordering(context, found), text_semantics(context, found))
     if column_types:
         semantic = (columns.numeric_columns_to_real(column_types), *semantic)
     rewrites: tuple[Rewrite, ...] = (*semantic, *REWRITES)
@@ -92,14 +97,17 @@ def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTyp
 
 def translate_sql(sql: str, *, strict: bool = False,
                   column_types: dict[str, dict[str, str]] | None = None,
-                  enums: Mapping[str, Sequence[str]] | None = None) -> QueryTranslation:
+                  enums: Mapping[str, Sequence[str]] | None = None,
+                  fts: Mapping[str, Mapping[str, Any]] | None = None) -> QueryTranslation:
     """Translate PostgreSQL ``sql`` (one or more statements) to SQLite.
 
     ``column_types`` maps table -> column -> PostgreSQL type; when given,
     numeric columns used in comparisons, arithmetic, aggregates or ORDER BY
     are read as REAL, timestamps/dates/intervals get PostgreSQL's arithmetic
     and char(n) columns their blank-trimming. ``enums`` maps an enum type name
-    to its labels in declaration order (ORDER BY and comparisons follow it).
+    to its labels in declaration order (ORDER BY and comparisons follow it);
+    ``fts`` maps a table to its FTS5 index (``SourceTypes.fts``, made with
+    ``fts5 = true``), so ``@@`` becomes an FTS5 MATCH.
     In strict mode any finding at warn or above raises ``StrictModeError``.
     Check ``result.errors``: SQL with an error finding must not be run.
     """
@@ -111,7 +119,7 @@ def translate_sql(sql: str, *, strict: bool = False,
     statements: list[str] = []
     findings: list[Finding] = []
     for tree in trees:
-        text, found = translate_statement(tree, column_types=column_types, enums=enums)
+        text, found = translate_statement(tree, column_types=column_types, enums=enums, fts=fts)
         statements.append(text)
         findings += [f for f in found if f not in findings]
     log.debug("translated %d statement(s) with %d finding(s)", len(statements), len(findings))

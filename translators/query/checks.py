@@ -68,6 +68,19 @@ def full_text_search(node: exp.Expression) -> Finding | None:
     return None
 
 
+_TS_FUNCTIONS = frozenset({"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery", "websearch_to_tsquery",
+                           "ts_rank", "ts_rank_cd", "ts_headline", "setweight", "tsvector_to_array"})
+
+
+def full_text_beside_fts5(node: exp.Expression) -> Finding | None:
+    """With FTS5 indexes known: text-search functions outside ``x @@ q`` (ranking, headlines) have no form."""
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in _TS_FUNCTIONS and \
+            node.find_ancestor(exp.MatchAgainst) is None:
+        return _finding(Level.ERROR, "fulltext", node,
+                        f"{str(node.this).lower()}() has no FTS5 form here (only vector @@ query is translated)")
+    return None
+
+
 _OPERATORS: dict[type[exp.Expression], str] = {
     exp.ArrayContainsAll: "@>", exp.ArrayContainedBy: "<@", exp.ArrayOverlaps: "&&",
     exp.JSONBContains: "@>", exp.JSONBContainsTopKey: "?", exp.JSONBContainsAnyTopKeys: "?|",
@@ -182,6 +195,13 @@ def unsupported_function(node: exp.Expression) -> Finding | None:
     return None
 
 
+def leftover_fulltext(node: exp.Expression) -> Finding | None:
+    if isinstance(node, exp.MatchAgainst):
+        return Finding(Level.ERROR, "fulltext", node.sql(dialect="postgres")[:80],
+                       "full-text search with no FTS5 form here (see the other findings)")
+    return None
+
+
 def leftover_construct(node: exp.Expression) -> Finding | None:
     if isinstance(node, exp.Interval) or (isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.INTERVAL)):
         return Finding(Level.ERROR, "unsupported_interval", node.sql(dialect="postgres"),
@@ -195,4 +215,4 @@ def leftover_construct(node: exp.Expression) -> Finding | None:
     return None
 
 
-OUTPUT_CHECKS: tuple[Check, ...] = (unsupported_function, leftover_construct)
+OUTPUT_CHECKS: tuple[Check, ...] = (unsupported_function, leftover_construct, leftover_fulltext)

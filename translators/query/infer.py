@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 
@@ -28,6 +29,7 @@ class TypeContext:
 
     columns: columns.ColumnTypes = field(default_factory=dict)
     enums: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    fts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # table -> FTS5 index (translators/fts.py)
 
     def enum_labels(self, pg_type: str) -> tuple[str, ...] | None:
         name = pg_type.strip().lower().split(".")[-1].strip('"')
