@@ -55,10 +55,10 @@ def test_translations_that_are_exact_have_no_warnings() -> None:
 
 
 def test_column_types_cast_numeric_and_report_precision() -> None:
-    sql = "SELECT p.name, sum(o.total) FROM orders o JOIN products p ON p.id = o.product_id WHERE p.price > 10 GROUP BY p.name ORDER BY p.name"
+    sql = "SELECT p.name, avg(o.total) FROM orders o JOIN products p ON p.id = o.product_id WHERE p.price > 10 GROUP BY p.name ORDER BY p.name"
     result = translate_sql(sql, column_types=SHOP_TYPES)
     assert result.sql == (
-        "SELECT p.name, SUM(CAST(o.total AS REAL)) FROM orders AS o JOIN products AS p ON p.id = o.product_id "
+        "SELECT p.name, AVG(CAST(o.total AS REAL)) FROM orders AS o JOIN products AS p ON p.id = o.product_id "
         "WHERE CAST(p.price AS REAL) > 10 GROUP BY p.name ORDER BY p.name NULLS LAST")
     found = {(f.code, f.object) for f in result.findings}
     assert ("numeric_as_real", "o.total") in found
@@ -116,3 +116,15 @@ def test_syntax_error_names_the_query() -> None:
         translate_sql("SELECT FROM WHERE (")
     assert "SELECT FROM WHERE" in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_sum_of_numeric_with_a_scale_is_exact_text() -> None:
+    import apsw
+
+    db = apsw.Connection(":memory:")
+    db.execute("CREATE TABLE orders (id INTEGER, total TEXT)")
+    db.executemany("INSERT INTO orders VALUES (?, ?)", [(1, "0.10"), (2, "0.20"), (3, "-5.05"), (4, "243.01")])
+    exact = translate_sql("SELECT sum(total), sum(total) * 2 AS twice FROM orders", column_types=SHOP_TYPES).sql
+    assert db.execute(exact).fetchall() == [("238.26", 476.52)]
+    ordered = translate_sql("SELECT id, sum(total) AS s FROM orders GROUP BY id ORDER BY s", column_types=SHOP_TYPES)
+    assert [r[0] for r in db.execute(ordered.sql)] == [3, 1, 2, 4]  # by value, not by text

@@ -27,6 +27,7 @@ from pg2edge.translators.query.enums import enum_ordering
 from pg2edge.translators.query.fulltext import fulltext_to_fts5
 from pg2edge.translators.query.infer import TypeContext
 from pg2edge.translators.query.intervals import temporal_arithmetic
+from pg2edge.translators.query.numerics import exact_numeric_sums
 from pg2edge.translators.query.rewrites import REWRITES
 from pg2edge.translators.query.texts import text_semantics
 from pg2edge.translators.query.tree import Rewrite, bottom_up
@@ -86,7 +87,7 @@ def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTyp
     semantic: tuple[Rewrite, ...] = (fulltext_to_fts5(context, found), temporal_arithmetic(context, found),
                                      enum_ordering(context, found), text_semantics(context, found))
     if column_types:
-        semantic = (columns.numeric_columns_to_real(column_types), *semantic)
+        semantic = (columns.numeric_columns_to_real(column_types), exact_numeric_sums(context, found), *semantic)
     rewrites: tuple[Rewrite, ...] = (*semantic, *REWRITES)
     out = tree.copy()
     for rewrite in rewrites:
