@@ -128,3 +128,10 @@ def test_sum_of_numeric_with_a_scale_is_exact_text() -> None:
     assert db.execute(exact).fetchall() == [("238.26", 476.52)]
     ordered = translate_sql("SELECT id, sum(total) AS s FROM orders GROUP BY id ORDER BY s", column_types=SHOP_TYPES)
     assert [r[0] for r in db.execute(ordered.sql)] == [3, 1, 2, 4]  # by value, not by text
+
+
+def test_boolean_result_columns_are_named() -> None:
+    result = translate_sql("SELECT name, active FROM products", column_types=SHOP_TYPES)
+    assert ("boolean_output", "active") in {(f.code, f.object) for f in result.findings}
+    plain = translate_sql("SELECT name FROM products WHERE active", column_types=SHOP_TYPES)
+    assert "boolean_output" not in {f.code for f in plain.findings}

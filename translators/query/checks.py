@@ -154,7 +154,19 @@ def column_checks(column_types: columns.ColumnTypes, context: TypeContext | None
                                "SQLite orders text by code point (BINARY); PostgreSQL by the database collation")
         return None
 
-    return (numeric_as_real, enum_order, text_collation)
+    def boolean_output(node: exp.Expression) -> Finding | None:
+        """A boolean result column comes back as 1/0 (its storage), not true/false."""
+        if isinstance(node, exp.Select) and node.parent is None:
+            for projection in node.expressions:
+                inner = projection.unalias()
+                pg_type = columns.column_type(inner, column_types) if isinstance(inner, exp.Column) else None
+                if (pg_type or "").lower().startswith("bool") or isinstance(inner, (exp.Predicate, exp.Not)):
+                    return Finding(Level.INFO, "boolean_output", projection.sql(dialect="postgres"),
+                                   "a boolean comes back as 1/0 from SQLite (drizzle's integer({ mode: \"boolean\" }) "
+                                   "maps it to true/false)")
+        return None
+
+    return (numeric_as_real, enum_order, text_collation, boolean_output)
 
 
 _COMPARISONS = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
