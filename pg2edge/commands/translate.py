@@ -38,8 +38,9 @@ def register(sub: Any) -> None:
     query.add_argument("--allow-errors", action="store_true",
                        help="print the SQL even when an error finding remains (marked as such; exit 0); by default "
                             "such SQL is not printed and the exit status is 1")
-    query.add_argument("--target", metavar="FILE.db",
-                       help="read the source column types the replica recorded (no PostgreSQL access needed)")
+    query.add_argument("--target", metavar="FILE.db|URL",
+                       help="read the source column types the replica recorded (no PostgreSQL access needed): a "
+                            "file, or a libsql:// / http(s):// URL (token in $PG2EDGE_TARGET_TOKEN)")
     query.add_argument("--source", metavar="DSN",
                        help="read column types from this database, so numeric columns stored as TEXT are "
                             "compared and sorted as numbers, dates subtract, enums order by position "
