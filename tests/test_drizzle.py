@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.render import translate_schema
 from tests.support import node

@@ -8,7 +8,7 @@ import apsw
 import pytest
 
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.translators.fts import TsQueryError, tsquery_to_fts5
 from pg2edge.translators.query import translate_sql
 from pg2edge.translators.recorded import SourceTypes, read_replica_types

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.translators.recorded import SourceTypes, read_replica_types
 from tests.rental_corpus import RENTAL_CORPUS
 from tests.support.corpus import run_corpus

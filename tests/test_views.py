@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline.exports import export_d1, export_turso
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.translators.ddl import plan_ddl
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.quoting import quote_ident

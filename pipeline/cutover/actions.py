@@ -22,10 +22,10 @@ from pathlib import Path
 from pg2edge.dsn import connect
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE, changelog
 from pg2edge.pipeline.cutover.errors import CutoverError
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.sinks.sqlite import open_replica
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,11 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
         result.changes.append(f"stopped the sync daemon (pid {pid}); restart it with `pg2edge sync`")
     db = open_replica(target)
     try:
-        tables = previous["tables"] if done else _moved_tables(db)
+        if done:
+            assert previous is not None  # done means the promote record exists
+            tables = previous["tables"]
+        else:
+            tables = _moved_tables(db)
         pos = state.read_position(db)
         with db:
             created = changelog.install(db, tables)

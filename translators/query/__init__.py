@@ -55,10 +55,10 @@ class QueryTranslation:
         return [f for f in self.findings if f.level >= Level.ERROR]
 
 
-def _run_checks(tree: exp.Expression, found: list[Finding], table: tuple[Check, ...]) -> None:
+def _run_checks(tree: exp.Expr, found: list[Finding], table: tuple[Check, ...]) -> None:
     for node in tree.walk():
         for check in table:
-            finding = check(node)
+            finding = check(node)  # type: ignore[arg-type]  # sqlglot's walk() yields Expr; the nodes are Expressions
             if finding is not None and finding not in found:
                 found.append(finding)
 
@@ -73,7 +73,7 @@ def _generate(tree: exp.Expression, found: list[Finding]) -> str:
     return sql
 
 
-def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTypes | None = None,
+def translate_statement(tree: exp.Expr, *, column_types: columns.ColumnTypes | None = None,
                         enums: Mapping[str, Sequence[str]] | None = None,
                         fts: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, list[Finding]]:
     """Translate one parsed PostgreSQL statement; returns (SQLite text, findings)."""
@@ -89,7 +89,7 @@ def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTyp
     if column_types:
         semantic = (columns.numeric_columns_to_real(column_types), exact_numeric_sums(context, found), *semantic)
     rewrites: tuple[Rewrite, ...] = (*semantic, *REWRITES)
-    out = tree.copy()
+    out: exp.Expression = tree.copy()  # type: ignore[assignment]  # sqlglot's parsers return Expr; trees are Expressions
     for rewrite in rewrites:
         out = bottom_up(out, rewrite)
     _run_checks(out, found, checks.OUTPUT_CHECKS)
