@@ -188,6 +188,8 @@ def test_drizzle_kit_push_plans_no_change(which: str, rental_dsn: str, shop_dsn:
     made = translate_schema(dsn, target=work / "replica.db", output_format="drizzle")
     (work / "schema.ts").write_text(made.text)
     (work / "drizzle.config.ts").write_text(CONFIG_TS)
+    checked = node.typecheck(work, "schema.ts")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     before = apsw.Connection(str(work / "replica.db")).execute(
         "SELECT type, name, sql FROM sqlite_schema ORDER BY name").fetchall()
     assert sum(1 for kind, _, _ in before if kind == "table") >= 6
