@@ -135,3 +135,11 @@ def test_boolean_result_columns_are_named() -> None:
     assert ("boolean_output", "active") in {(f.code, f.object) for f in result.findings}
     plain = translate_sql("SELECT name FROM products WHERE active", column_types=SHOP_TYPES)
     assert "boolean_output" not in {f.code for f in plain.findings}
+
+
+def test_stored_interval_columns_are_refused_in_arithmetic_and_comparisons() -> None:
+    types = {"jobs": {"started_at": "timestamp with time zone", "budget": "interval"}}
+    for sql in ("SELECT started_at + budget FROM jobs", "SELECT * FROM jobs WHERE budget > interval '1 hour'",
+                "SELECT max(budget) FROM jobs", "SELECT * FROM jobs ORDER BY budget"):
+        assert "interval_column" in {f.code for f in translate_sql(sql, column_types=types).errors}, sql
+    assert not translate_sql("SELECT budget FROM jobs", column_types=types).errors

@@ -121,6 +121,10 @@ def temporal_arithmetic(context: TypeContext, found: list[Finding]) -> Rewrite:
     def arithmetic(node: exp.Expression) -> exp.Expression | None:
         left, right = node.this, node.expression
         lk, rk = kind_of(left, context), kind_of(right, context)
+        if "interval_text" in (lk, rk):
+            note(Level.ERROR, "interval_column", node,
+                 "an interval column is stored as ISO-8601 text: SQLite has no arithmetic on it")
+            return None
         if isinstance(node, exp.Sub) and lk in ("timestamp", "date") and rk in ("timestamp", "date"):
             if lk == rk == "date":  # date - date: whole days (an integer)
                 days = exp.Sub(this=call("julianday", left.copy()), expression=call("julianday", right.copy()))
