@@ -143,3 +143,10 @@ def test_stored_interval_columns_are_refused_in_arithmetic_and_comparisons() -> 
                 "SELECT max(budget) FROM jobs", "SELECT * FROM jobs ORDER BY budget"):
         assert "interval_column" in {f.code for f in translate_sql(sql, column_types=types).errors}, sql
     assert not translate_sql("SELECT budget FROM jobs", column_types=types).errors
+
+
+def test_unix_timestamp_replicas_are_refused_where_timestamps_are_read() -> None:
+    sql = "SELECT id FROM orders WHERE created_at > now() - interval '1 day'"
+    assert "timestamps_mode" in {f.code for f in translate_sql(sql, column_types=SHOP_TYPES, timestamps="unix").errors}
+    assert not translate_sql(sql, column_types=SHOP_TYPES, timestamps="iso").errors
+    assert not translate_sql("SELECT id FROM orders", column_types=SHOP_TYPES, timestamps="unix_ms").errors

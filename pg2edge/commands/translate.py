@@ -106,7 +106,8 @@ def _query(args: argparse.Namespace) -> int:
             schema = introspect(conn)
         recorded = plan_ddl(schema, options=config.translate).source_types  # what a replica would record
     result = translate_sql(text, strict=args.strict, column_types=recorded.tables if recorded else None,
-                           enums=recorded.enums if recorded else None, fts=recorded.fts if recorded else None)
+                           enums=recorded.enums if recorded else None, fts=recorded.fts if recorded else None,
+                           timestamps=recorded.timestamps if recorded else "iso")
     for finding in result.findings:
         print(f"-- {finding}", file=sys.stderr)
     if result.errors and not args.allow_errors:

@@ -86,7 +86,8 @@ def run_one(query: CorpusQuery, pg: psycopg.Connection[Any], lite: apsw.Connecti
             types: SourceTypes) -> tuple[str, str]:
     """('equal' | 'reported' | 'failed', detail)."""
     pg_rows = [tuple(normalize(v) for v in row) for row in pg.execute(query.sql).fetchall()]
-    result = translate_sql(query.sql, column_types=types.tables, enums=types.enums, fts=types.fts)
+    result = translate_sql(query.sql, column_types=types.tables, enums=types.enums, fts=types.fts,
+                           timestamps=types.timestamps)
     serious = {f.code for f in result.findings if f.level >= Level.WARN}
     if query.untranslatable:
         missing = set(query.untranslatable) - serious

@@ -96,10 +96,21 @@ def translate_statement(tree: exp.Expr, *, column_types: columns.ColumnTypes | N
     return _generate(out, found), found
 
 
+def _unix_timestamps(tree: exp.Expr, column_types: columns.ColumnTypes, mode: str) -> list[Finding]:
+    for column in tree.find_all(exp.Column):
+        pg_type = columns.column_type(column, column_types) or ""
+        if pg_type.startswith("timestamp"):
+            return [Finding(Level.ERROR, "timestamps_mode", column.sql(dialect="postgres"),
+                            f"the replica stores timestamps as {mode} integers; the translation assumes ISO text "
+                            "(timestamps = \"iso\")")]
+    return []
+
+
 def translate_sql(sql: str, *, strict: bool = False,
                   column_types: dict[str, dict[str, str]] | None = None,
                   enums: Mapping[str, Sequence[str]] | None = None,
-                  fts: Mapping[str, Mapping[str, Any]] | None = None) -> QueryTranslation:
+                  fts: Mapping[str, Mapping[str, Any]] | None = None,
+                  timestamps: str = "iso") -> QueryTranslation:
     """Translate PostgreSQL ``sql`` (one or more statements) to SQLite.
 
     ``column_types`` maps table -> column -> PostgreSQL type; when given,
@@ -108,7 +119,9 @@ def translate_sql(sql: str, *, strict: bool = False,
     and char(n) columns their blank-trimming. ``enums`` maps an enum type name
     to its labels in declaration order (ORDER BY and comparisons follow it);
     ``fts`` maps a table to its FTS5 index (``SourceTypes.fts``, made with
-    ``fts5 = true``), so ``@@`` becomes an FTS5 MATCH.
+    ``fts5 = true``), so ``@@`` becomes an FTS5 MATCH. ``timestamps`` is the
+    replica's storage mode: the translation assumes ``iso`` text, so a query
+    reading a timestamp column of a ``unix``/``unix_ms`` replica is an error finding.
     In strict mode any finding at warn or above raises ``StrictModeError``.
     Check ``result.errors``: SQL with an error finding must not be run.
     """
@@ -121,6 +134,8 @@ def translate_sql(sql: str, *, strict: bool = False,
     findings: list[Finding] = []
     for tree in trees:
         text, found = translate_statement(tree, column_types=column_types, enums=enums, fts=fts)
+        if timestamps != "iso" and column_types:
+            found += _unix_timestamps(tree, column_types, timestamps)
         statements.append(text)
         findings += [f for f in found if f not in findings]
     log.debug("translated %d statement(s) with %d finding(s)", len(statements), len(findings))
