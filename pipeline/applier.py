@@ -23,7 +23,7 @@ from typing import Any
 
 import apsw
 
-from pg2edge.pipeline import drift, state
+from pg2edge.pipeline import drift, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Row, Transaction
 from pg2edge.pipeline.pgoutput import Column, Relation
@@ -71,12 +71,19 @@ class _Target:
 
 
 def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> apsw.Connection:
-    """Open a replica file in WAL mode with the state table present."""
-    conn = apsw.Connection(str(path), statementcachesize=512)
-    conn.setbusytimeout(busy_timeout_ms)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous if synchronous in ('FULL', 'NORMAL', 'EXTRA') else 'FULL'}")
-    state.ensure_state_table(conn)
+    """Open a replica file in WAL mode with the state table present (errors name the file: targetfile)."""
+    path = targetfile.check_target_name(path)
+    conn = None
+    try:
+        conn = apsw.Connection(str(path), statementcachesize=512)
+        conn.setbusytimeout(busy_timeout_ms)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous if synchronous in ('FULL', 'NORMAL', 'EXTRA') else 'FULL'}")
+        state.ensure_state_table(conn)
+    except apsw.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise targetfile.sqlite_error(path, exc) from None
     return conn
 
 
@@ -129,7 +136,8 @@ class Applier:
             self.before_commit(result)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLITE_FULL (and others) may have rolled back already
+                self.conn.execute("ROLLBACK")
             self._targets.clear()  # an ALTER TABLE may have been rolled back
             raise
         result.applied = len(todo)

@@ -22,6 +22,7 @@ from typing import Any
 
 import apsw
 
+from pg2edge.errors import Pg2EdgeError
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class CopyResult:
         return sum(self.rows.values())
 
 
-class CopyWorkerError(RuntimeError):
+class CopyWorkerError(Pg2EdgeError):
     """A copy worker failed; the message names the table and the cause."""
 
 

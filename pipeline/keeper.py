@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import apsw
 
+from pg2edge.errors import SourceError
+
 RUN_SCOPE, RUN_NAME = "snapshot", "run"
 
 
@@ -36,7 +38,7 @@ class KeptSnapshot:
     pid: int
 
 
-class KeeperError(RuntimeError):
+class KeeperError(SourceError):
     """The keeper could not create the slot and snapshot; the message says why."""
 
 

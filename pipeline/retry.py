@@ -56,6 +56,7 @@ class RetryPolicy:
     max_delay: float = 300.0
     transient_delay: float = 0.05  # first back-off of an in-place retry of a busy/locked batch
     transient_max_delay: float = 5.0
+    full_disk_patience: float = 10.0  # seconds a full disk is retried in place before the error is raised
 
     def delay(self, attempts: int) -> float:
         return min(self.base_delay * 2 ** max(attempts - 1, 0), self.max_delay)
@@ -151,13 +152,15 @@ class QueueingApplier(Applier):
         """Like Applier.apply; a permanently failing change is parked, transient failures retried in place."""
         delay = self.policy.transient_delay
         careful = False
+        started = time.monotonic()
         while True:
             self._load_blocked()
             self._careful = careful
             try:
                 return super().apply(batch, kafka=kafka, check_lsn=check_lsn)
             except (ApplyError, apsw.Error) as exc:
-                if is_transient(exc):
+                full = isinstance(exc, apsw.FullError) or isinstance(exc.__cause__, apsw.FullError)
+                if is_transient(exc) and not (full and time.monotonic() - started > self.policy.full_disk_patience):
                     log.warning("transient replica error (%s); retrying the batch in %.2f s", exc, delay)
                     time.sleep(delay)
                     delay = min(delay * 2, self.policy.transient_max_delay)
@@ -264,7 +267,8 @@ class QueueingApplier(Applier):
             left = self.conn.execute(f"SELECT count(*) FROM {_Q}").fetchone()[0]
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLITE_FULL may have rolled back already
+                self.conn.execute("ROLLBACK")
             self._targets.clear()
             raise
         return applied, left

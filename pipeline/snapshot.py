@@ -32,11 +32,11 @@ import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import keeper, state
+from pg2edge.pipeline import keeper, preflight, state
 from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.copier import CopySpec, copy_tables
 from pg2edge.pipeline.publication import setup_publication, slot_change
-from pg2edge.pipeline.replication import drop_slot, identify_system
+from pg2edge.pipeline.replication import drop_slot
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -159,10 +159,11 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
     started = time.monotonic()
     options = options or TranslateConfig()
     target = str(target)
+    # target, wal_level, privileges, identity, --tables: all before a file or a source change is made
+    identity = preflight.check_snapshot(dsn=dsn, target=target, tables=tables,
+                                        allow_replica_identity_full=allow_replica_identity_full).identity
     db = open_replica(target)
     try:
-        ident = identify_system(dsn)
-        identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
         state.check_source(db, identity)
         names = stream_names(db, slot=slot, publication=publication)
         run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)

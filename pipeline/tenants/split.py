@@ -96,7 +96,8 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                 state.write_position(db, state.Position(commit_lsn=position.commit_lsn, end_lsn=position.end_lsn))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL may have rolled back already
+                    db.execute("ROLLBACK")
                 raise
         finally:
             db.execute("DETACH DATABASE hub")
