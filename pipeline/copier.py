@@ -97,6 +97,11 @@ def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
     import psycopg
 
     from pg2edge.dsn import codec_dsn
+    from pg2edge.pipeline.lifeline import die_with_parent
+
+    parent = mp.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)  # a SIGKILLed coordinator takes its workers along (no orphans)
 
     try:
         conn = psycopg.connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -199,6 +200,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             kept = keeper.KeptSnapshot(slot=names.slot, consistent_lsn=int(run["consistent_lsn"]),
                                        snapshot=str(run["snapshot"]), pid=int(run.get("keeper_pid") or 0))
             say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
+            keeper.adopt(db, run)  # this run is now the keeper's coordinator
         else:
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
             with dsnlib.connect(dsn, autocommit=True) as conn:
@@ -208,7 +210,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 state.record_source_changes(db, [change])
                 state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
                     "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "copying",
-                    "keeper_pid": kept.pid})
+                    "keeper_pid": kept.pid, "coordinator_pid": os.getpid()})
         report.consistent_lsn = kept.consistent_lsn
         done = {name for name, ts in state.read_tables(db).items() if ts.snapshot == "done"}
         estimates = _estimated_rows(dsn, published)
@@ -235,8 +237,12 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             state.write_table(conn, state.TableState(table=spec.label, snapshot="done",
                                                      snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
 
-        result = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
-                             on_table_done=table_done, on_progress=on_progress)
+        try:
+            result = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
+                                 on_table_done=table_done, on_progress=on_progress)
+        except BaseException:
+            keeper.hold_for_resume(db)  # stopping in order: the keeper keeps the snapshot for a rerun
+            raise
         report.tables = dict(result.rows)
         with db:
             state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
