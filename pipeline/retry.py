@@ -160,7 +160,11 @@ class QueueingApplier(Applier):
                 return super().apply(batch, kafka=kafka, check_lsn=check_lsn)
             except (ApplyError, apsw.Error) as exc:
                 full = isinstance(exc, apsw.FullError) or isinstance(exc.__cause__, apsw.FullError)
-                if is_transient(exc) and not (full and time.monotonic() - started > self.policy.full_disk_patience):
+                if full and time.monotonic() - started > self.policy.full_disk_patience:
+                    from pg2edge.pipeline.targetfile import sqlite_error
+
+                    raise sqlite_error(self.conn.filename, exc) from exc  # names the file; a rerun continues
+                if is_transient(exc):
                     log.warning("transient replica error (%s); retrying the batch in %.2f s", exc, delay)
                     time.sleep(delay)
                     delay = min(delay * 2, self.policy.transient_max_delay)

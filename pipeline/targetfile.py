@@ -95,9 +95,15 @@ class TargetInfo:
 
 def sqlite_error(path: str | Path, exc: BaseException) -> TargetError:
     """A TargetError naming ``path`` for an apsw error (the root cause, not a failed rollback)."""
-    cause = exc
-    while isinstance(cause, apsw.SQLError) and isinstance(cause.__context__, apsw.Error):
-        cause = cause.__context__  # "cannot rollback - no transaction is active" hides the real error
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:  # the real error may hide behind a failed rollback
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    errors = [e for e in chain if isinstance(e, apsw.Error)] or [exc]
+    root = (apsw.FullError, apsw.NotADBError, apsw.CorruptError, apsw.ReadOnlyError, apsw.CantOpenError,
+            apsw.IOError)
+    cause = next((e for e in errors if isinstance(e, root)), errors[0])
     if isinstance(cause, apsw.FullError):
         return TargetFileError(f"replica {path}: database or disk is full")
     if isinstance(cause, (apsw.NotADBError, apsw.CorruptError)):
