@@ -172,9 +172,16 @@ def main() -> int:
     except Exception as exc:  # reported to the parent, never with the password
         print(json.dumps({"error": scrub(f"{type(exc).__name__}: {exc}", cfg["dsn"])}), flush=True)
         return 1
-    print(json.dumps({"slot": kept.slot, "consistent_lsn": kept.consistent_lsn,
-                      "snapshot": kept.snapshot_name}), flush=True)
-    sys.stdout.close()
+    try:
+        print(json.dumps({"slot": kept.slot, "consistent_lsn": kept.consistent_lsn,
+                          "snapshot": kept.snapshot_name}), flush=True)
+        sys.stdout.close()
+    except OSError:  # the parent died while the slot was being created: nobody will record or use it
+        from pg2edge.pipeline.replication import drop_slot
+
+        kept.conn.close()
+        drop_slot(cfg["dsn"], kept.slot, missing_ok=True)
+        return 1
     from pg2edge.pipeline.lifeline import process_alive
 
     started = time.monotonic()

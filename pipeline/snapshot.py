@@ -171,6 +171,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         if run and run.get("status") == "done":
             return SnapshotReport(slot=names.slot, publication=names.publication,
                                   consistent_lsn=int(run["consistent_lsn"]), already_complete=True)
+        if run:
+            keeper.adopt(db, run)  # at once: a keeper in its crash grace now follows this run (pipeline.keeper)
         report = SnapshotReport(slot=names.slot, publication=names.publication, consistent_lsn=0)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,
@@ -200,8 +202,9 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             kept = keeper.KeptSnapshot(slot=names.slot, consistent_lsn=int(run["consistent_lsn"]),
                                        snapshot=str(run["snapshot"]), pid=int(run.get("keeper_pid") or 0))
             say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
-            keeper.adopt(db, run)  # this run is now the keeper's coordinator
         else:
+            if not report.restarted:  # a run killed before it recorded its keeper may have left the slot
+                drop_slot(dsn, names.slot, missing_ok=True)
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
             with dsnlib.connect(dsn, autocommit=True) as conn:
                 change = slot_change(conn, names.slot)

@@ -220,11 +220,12 @@ def check_replica_target(target: str | Path, *, create_dirs: bool = False) -> Ta
 
 
 def check_existing_replica(target: str | Path) -> TargetInfo:
-    """For status, validate, wait: the file exists and is a readable pg2edge replica."""
+    """For status, validate, wait: the file exists and is a readable pg2edge replica (or one being
+    created: empty, or no table yet); corrupt files and other applications' databases are refused."""
     info = inspect_target(target)
     if info.kind == "missing":
         raise TargetFileError(f"replica {info.path} does not exist")
-    if info.kind == "empty" or not info.is_replica:
-        raise TargetFileError(f"{info.path} is not a pg2edge replica (no {STATE_TABLE} table): "
-                              "run `pg2edge snapshot` or `pg2edge sync` to make one")
+    if info.kind == "sqlite" and not info.is_replica and info.user_tables:
+        raise TargetFileError(f"{info.path} is not a pg2edge replica (no {STATE_TABLE} table; it holds "
+                              f"{', '.join(info.user_tables[:5])})")
     return info
