@@ -180,6 +180,16 @@ def _wal_level(ctx: Ctx) -> tuple[list[str], str]:
     return sync(ctx, "r.db", source=ctx.odd().dsn()), "wal_level is 'replica'"
 
 
+def _publish_wal_level(ctx: Ctx) -> tuple[list[str], str]:
+    return ["publish", "--source", ctx.odd().dsn(), "--bootstrap", "127.0.0.1:9", "--until-caught-up"], \
+        "wal_level is 'replica'"
+
+
+def _publish_no_replication(ctx: Ctx) -> tuple[list[str], str]:
+    argv, names = _no_replication(ctx)
+    return ["publish", "--source", argv[2], "--bootstrap", "127.0.0.1:9", "--until-caught-up"], names
+
+
 def _unrelated_sqlite(ctx: Ctx) -> tuple[list[str], str]:
     import apsw
 
@@ -321,7 +331,8 @@ def _status_missing(ctx: Ctx) -> tuple[list[str], str]:
 CASES: dict[str, Case] = {
     "wrong-host": _wrong_host, "wrong-port": _wrong_port, "wrong-password": _wrong_password,
     "wrong-database": _wrong_database, "no-replication-privilege": _no_replication,
-    "not-the-table-owner": _not_owner, "wal-level-replica": _wal_level, "unrelated-sqlite-file": _unrelated_sqlite,
+    "not-the-table-owner": _not_owner, "wal-level-replica": _wal_level, "publish-wal-level-replica": _publish_wal_level,
+    "publish-without-replication-privilege": _publish_no_replication, "unrelated-sqlite-file": _unrelated_sqlite,
     "garbage-replica-sync": _garbage_sync, "garbage-replica-status": _garbage_status,
     "garbage-replica-validate": _garbage_validate, "truncated-replica-sync": _truncated_sync,
     "truncated-replica-status": _truncated_status, "truncated-replica-validate": _truncated_validate,
@@ -363,3 +374,22 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: str, pg_dsn: str
 
 def test_the_table_has_at_least_twenty_cases() -> None:
     assert len(CASES) >= 20
+
+
+def test_analyze_reports_wal_level(odd_cluster: OddCluster, run_cli) -> None:
+    import json
+
+    run_sql(odd_cluster.dsn(), "SELECT count(*) FROM t", "UPDATE t SET v = 'b'")
+    deadline = time.monotonic() + 15
+    while True:  # the statistics reach pg_stat_user_tables within about a second
+        result = run_cli("analyze", "--source", odd_cluster.dsn(), "--format", "json")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["source"]["wal_level"] == "replica"
+    assert any("wal_level is 'replica'" in note and "ALTER SYSTEM SET wal_level = logical" in note
+               for note in data["summary"]["notes"]), data["summary"]["notes"]
+    table = run_cli("analyze", "--source", odd_cluster.dsn())
+    assert table.returncode == 0 and "Source wal_level: replica" in table.stdout, table.stdout
