@@ -44,6 +44,8 @@ def describe_error(exc: BaseException, args: argparse.Namespace) -> str:
         code = f" ({state})" if state else ""
         text = scrub(str(exc), source) if source else str(exc)
         return f"PostgreSQL{where}{code}: {text}"
+    if isinstance(exc, ValueError):  # a value given on the command line (a duration, say): the text names it
+        return str(exc)
     if isinstance(exc, OSError):
         what = exc.filename if exc.filename is not None else "(operating system)"
         return f"{what}: {exc.strerror or exc}"

@@ -72,7 +72,7 @@ class _Target:
 
 def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> apsw.Connection:
     """Open a replica file in WAL mode with the state table present (errors name the file: targetfile)."""
-    path = targetfile.check_target_name(path)
+    path = targetfile.check_replica_file(path).path  # a corrupt file or another app's database: named, untouched
     conn = None
     try:
         conn = apsw.Connection(str(path), statementcachesize=512)

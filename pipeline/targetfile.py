@@ -208,15 +208,21 @@ def check_writable(target: str | Path, *, create_dirs: bool = False,
     return path
 
 
-def check_replica_target(target: str | Path, *, create_dirs: bool = False) -> TargetInfo:
-    """Before a snapshot or sync: writable, and a new file or a pg2edge replica (never another app's DB)."""
-    check_writable(target, create_dirs=create_dirs)
+def check_replica_file(target: str | Path) -> TargetInfo:
+    """What ``open_replica`` checks before it opens (and may create) a file: a path, not an unknown URL; a
+    new or empty file or a readable pg2edge replica, never a corrupt file or another application's database."""
     info = inspect_target(target)
     if info.kind == "sqlite" and not info.is_replica and info.user_tables:
         shown = ", ".join(info.user_tables[:5]) + (", ..." if len(info.user_tables) > 5 else "")
         raise TargetFileError(f"{info.path} is a SQLite database of another application (tables: {shown}), "
                               "not a pg2edge replica: choose a new file")
     return info
+
+
+def check_replica_target(target: str | Path, *, create_dirs: bool = False) -> TargetInfo:
+    """Before a snapshot or sync: writable, and a new file or a pg2edge replica (never another app's DB)."""
+    check_writable(target, create_dirs=create_dirs)
+    return check_replica_file(target)
 
 
 def check_existing_replica(target: str | Path) -> TargetInfo:

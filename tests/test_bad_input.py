@@ -199,6 +199,16 @@ def _unrelated_sqlite(ctx: Ctx) -> tuple[list[str], str]:
     return sync(ctx, "app.db"), "app.db is a SQLite database of another application (tables: customers)"
 
 
+def _kafka_replica_unrelated_sqlite(ctx: Ctx) -> tuple[list[str], str]:
+    argv, names = _unrelated_sqlite(ctx)
+    return ["sync", "--from-kafka", "--bootstrap", "127.0.0.1:9", "--source", ctx.dsn, "--target", "app.db",
+            "--until-caught-up"], names
+
+
+def _bad_duration(ctx: Ctx) -> tuple[list[str], str]:
+    return sync(ctx, "r.db", extra=("--heartbeat", "soon")), "duration 'soon'"
+
+
 def _garbage(ctx: Ctx) -> None:
     (ctx.work / "garbage.db").write_bytes(os.urandom(20_000))
 
@@ -333,6 +343,7 @@ CASES: dict[str, Case] = {
     "wrong-database": _wrong_database, "no-replication-privilege": _no_replication,
     "not-the-table-owner": _not_owner, "wal-level-replica": _wal_level, "publish-wal-level-replica": _publish_wal_level,
     "publish-without-replication-privilege": _publish_no_replication, "unrelated-sqlite-file": _unrelated_sqlite,
+    "kafka-replica-into-unrelated-sqlite-file": _kafka_replica_unrelated_sqlite, "bad-duration": _bad_duration,
     "garbage-replica-sync": _garbage_sync, "garbage-replica-status": _garbage_status,
     "garbage-replica-validate": _garbage_validate, "truncated-replica-sync": _truncated_sync,
     "truncated-replica-status": _truncated_status, "truncated-replica-validate": _truncated_validate,
