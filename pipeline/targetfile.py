@@ -100,7 +100,7 @@ def sqlite_error(path: str | Path, exc: BaseException) -> TargetError:
     while link is not None and link not in chain:  # the real error may hide behind a failed rollback
         chain.append(link)
         link = link.__cause__ or link.__context__
-    errors = [e for e in chain if isinstance(e, apsw.Error)] or [exc]
+    errors: list[BaseException] = [e for e in chain if isinstance(e, apsw.Error)] or [exc]
     root = (apsw.FullError, apsw.NotADBError, apsw.CorruptError, apsw.ReadOnlyError, apsw.CantOpenError,
             apsw.IOError)
     cause = next((e for e in errors if isinstance(e, root)), errors[0])
