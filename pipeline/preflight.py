@@ -22,6 +22,7 @@ object (the path, ``host/port/database``, the role, the table).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from pg2edge import dsn as dsnlib
 from pg2edge.errors import PrivilegeError, SourceError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.targetfile import TargetInfo, check_replica_target, sqlite_error
+
+log = logging.getLogger(__name__)
 
 
 class WalLevelError(SourceError):
@@ -176,7 +179,28 @@ def check_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] 
     identity = check_identity(dsn, info)
     selected = check_tables(dsn, tables=tables, allow_replica_identity_full=allow_replica_identity_full) \
         if new else []
+    if selected:
+        _warn_if_short_of_space(dsn, info.path, selected)
     return Preflight(target=info, facts=facts, identity=identity, tables=tuple(selected))
+
+
+def _warn_if_short_of_space(dsn: str, path: Path, tables: Sequence[tuple[str, str]]) -> None:
+    """A warning (not a refusal: SQLite often needs less) when the source tables outsize the free space."""
+    import os
+
+    with dsnlib.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(sum(pg_table_size(format('%%I.%%I', s, t)::regclass)), 0)::bigint "
+                           "FROM unnest(%s::text[], %s::text[]) AS x(s, t)",
+                           ([s for s, _ in tables], [t for _, t in tables])).fetchone()
+    need = int(row[0]) if row else 0
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    vfs = os.statvfs(folder)
+    free = vfs.f_bavail * vfs.f_frsize
+    if need > free:
+        log.warning("target %s: %d bytes free on its file system, the selected tables take %d bytes on the "
+                    "source (the copy may fill the disk)", path, free, need)
 
 
 def check_tenant_ids(dsn: str, tables: Sequence[tuple[str, str]], *, column: str) -> None:
