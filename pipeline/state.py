@@ -129,6 +129,7 @@ class RunStatus(str, enum.Enum):
     DONE = "done"  # complete: the position is the snapshot's consistent LSN
     ABANDONED = "abandoned"  # replaced by a new snapshot (the publisher's interrupted run)
     RESNAPSHOT = "resnapshot"  # a finished snapshot the operator asked to replace (publish --resnapshot)
+    STALE = "stale"  # a tenant hub copy that must be retaken (its split found an id the source no longer has)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +139,12 @@ class SnapshotRun:
     snapshot: str | None = None  # the exported snapshot's name
     keeper_pid: int | None = None  # the process that holds it
     via: str | None = None  # "kafka": the snapshot came through a topic
+    coordinator_pid: int | None = None  # the process copying it (the keeper follows it; a rerun adopts it)
+    held: bool = False  # the coordinator stopped in order: the keeper keeps the snapshot for a rerun
 
 
 def write_run(conn: apsw.Connection, run: SnapshotRun) -> None:
-    write_record(conn, RUN_SCOPE, RUN_NAME, {k: v for k, v in asdict(run).items() if v is not None})
+    write_record(conn, RUN_SCOPE, RUN_NAME, {k: v for k, v in asdict(run).items() if v is not None and v is not False})
 
 
 def read_run(conn: apsw.Connection) -> SnapshotRun | None:
@@ -150,7 +153,9 @@ def read_run(conn: apsw.Connection) -> SnapshotRun | None:
         return None
     return SnapshotRun(status=RunStatus(data["status"]), consistent_lsn=int(data.get("consistent_lsn") or 0),
                        snapshot=data.get("snapshot"), keeper_pid=int(data["keeper_pid"]) if data.get("keeper_pid")
-                       else None, via=data.get("via"))
+                       else None, via=data.get("via"),
+                       coordinator_pid=int(data["coordinator_pid"]) if data.get("coordinator_pid") else None,
+                       held=bool(data.get("held")))
 
 
 # -- per-table state ----------------------------------------------------------------

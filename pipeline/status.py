@@ -14,7 +14,7 @@ from typing import Any
 
 import apsw
 
-from pg2edge.errors import Pg2EdgeError, TargetError
+from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
 from pg2edge.pipeline.sinks.retry import counts
@@ -52,8 +52,9 @@ class ReplicaStatus:
 
 
 def _open_readonly(target: str | Path) -> apsw.Connection:
-    if not Path(target).is_file():
-        raise TargetError(f"replica {target} does not exist")
+    from pg2edge.pipeline.targetfile import check_existing_replica
+
+    check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     return conn

@@ -65,8 +65,9 @@ def _pg_bool(col: str) -> str:
 
 
 def _pg_float(col: str) -> str:
-    """REAL values compare by their IEEE bits; NaN is stored as TEXT 'NaN' (see float_text)."""
-    return f"CASE WHEN {col} = 'NaN' THEN 'NaN' ELSE encode(float8send(({col})::text::float8), 'hex') END"
+    """REAL values compare by their IEEE bits; NaN is stored as TEXT 'NaN', -0 as 0 (see float_text: + 0
+    turns -0 into 0 and leaves every other value as it is)."""
+    return f"CASE WHEN {col} = 'NaN' THEN 'NaN' ELSE encode(float8send(({col})::text::float8 + 0), 'hex') END"
 
 
 def _pg_bytea(col: str) -> str:

@@ -24,7 +24,7 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.errors import ConfigError, TargetError
+from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.sinks.sqlite import open_replica
@@ -119,8 +119,9 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
-    if not Path(target).is_file():
-        raise TargetError(f"replica {target} does not exist")
+    from pg2edge.pipeline.targetfile import check_existing_replica
+
+    check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)
