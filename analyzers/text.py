@@ -34,5 +34,8 @@ def summary_lines(report: AnalysisReport) -> list[str]:
         f"(< 50 GB: {'yes' if s.fits_dataset_limit else 'no'}).",
         "Verdicts: " + ", ".join(f"{k} {v}" for k, v in s.verdicts.items() if v),
         f"Recommendation: {s.recommendation}",
+        *([f"Source wal_level: {report.wal_level}"
+           + (" (logical replication is possible)" if report.wal_level == "logical" else "")]
+          if report.wal_level else []),
         *s.notes,
     ]

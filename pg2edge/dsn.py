@@ -150,3 +150,11 @@ def codec_dsn(dsn: str) -> str:
 def database_name(conn: psycopg.Connection[Any]) -> str:
     """The name of the database a connection is attached to."""
     return conn.info.dbname
+
+
+def wal_level_problem(wal_level: str) -> str | None:
+    """Why ``wal_level`` stops logical replication, with the fix; None when it is ``logical``."""
+    if wal_level == "logical":
+        return None
+    return (f"wal_level is {wal_level!r}, logical replication needs 'logical' "
+            "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)")

@@ -72,8 +72,9 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
             remote.close()
             raise
         return remote
-    if not Path(str(target)).is_file():
-        raise TargetError(f"replica {target} does not exist")
+    from pg2edge.pipeline.targetfile import check_existing_replica
+
+    check_existing_replica(str(target))  # missing, garbage, truncated or not a replica: one error naming it
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     return conn

@@ -79,7 +79,8 @@ def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: 
                                  side.table.qualified, src.lsn)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLITE_FULL may have rolled back already
+                db.execute("ROLLBACK")
             raise
         return done
     finally:

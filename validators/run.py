@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.errors import ConfigError, TargetError
+from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.remote import connect, is_remote
@@ -119,9 +119,10 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
+    if not is_remote(target):
+        from pg2edge.pipeline.targetfile import check_existing_replica
 
-    if not is_remote(target) and not Path(target).is_file():
-        raise TargetError(f"replica {target} does not exist")
+        check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)

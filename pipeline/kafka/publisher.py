@@ -29,7 +29,7 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import state
+from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
@@ -134,6 +134,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
 
     ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions."""
     state_path = str(state_path)
+    preflight.check_source(dsn, new_slot=False, new_publication=False)  # wal_level, REPLICATION: before any file
     db = open_state(state_path)
     flag = StopFlag(stop)
     restore = flag.install()
@@ -146,6 +147,8 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         report = PublishReport(topic=topic)
         names = stream_names(db, slot=None, publication=None)
         if state.read_stream(db) is None:
+            preflight.check_source(dsn, new_slot=True, new_publication=True)
+            preflight.check_tables(dsn, tables=tables, allow_replica_identity_full=allow_replica_identity_full)
             result = setup_publication(dsn, publication=names.publication, tables=tables,
                                        allow_replica_identity_full=allow_replica_identity_full, replica=db)
             for change in result.changes:

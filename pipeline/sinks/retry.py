@@ -56,6 +56,7 @@ class RetryPolicy:
     max_delay: float = 300.0
     transient_delay: float = 0.05  # first back-off of an in-place retry of a busy/locked batch
     transient_max_delay: float = 5.0
+    full_disk_patience: float = 10.0  # seconds a full disk is retried in place before the error is raised
 
     def delay(self, attempts: int) -> float:
         return min(self.base_delay * 2 ** max(attempts - 1, 0), self.max_delay)
@@ -252,7 +253,8 @@ class RetryQueue:
             left = int(row[0]) if row else 0
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLITE_FULL may have rolled back already
+                self.conn.execute("ROLLBACK")
             raise
         return applied, left
 

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from pg2edge.dsn import codec_dsn, connect
 from pg2edge.errors import Pg2EdgeError
+from pg2edge.pipeline.lifeline import die_with_parent
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ def snapshot_connection(dsn: str, snapshot: str | None) -> psycopg.Connection[An
 
 def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
     """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
+    parent = mp.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)  # a SIGKILLed coordinator takes its workers along (no orphans)
     try:
         conn = snapshot_connection(dsn, snapshot)
     except Exception as exc:  # reported to the coordinator by name

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,13 +34,13 @@ from psycopg import sql
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import state
+from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.events import ChangeEvent, Item, Op, SnapshotBegin, SnapshotEnd, SnapshotRows, SourceInfo
 from pg2edge.pipeline.publication import setup_publication, slot_change
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.copier import CopySpec, copy_tables, snapshot_connection
-from pg2edge.pipeline.sources.replication import drop_slot, identify_system
+from pg2edge.pipeline.sources.replication import drop_slot
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import apply_ddl, plan_ddl
 from pg2edge.translators.introspect import introspect
@@ -161,16 +162,19 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
     started = time.monotonic()
     options = options or TranslateConfig()
     target = str(target)
+    # target, wal_level, privileges, identity, --tables: all before a file or a source change is made
+    identity = preflight.check_snapshot(dsn=dsn, target=target, tables=tables,
+                                        allow_replica_identity_full=allow_replica_identity_full).identity
     db = open_replica(target)
     try:
-        ident = identify_system(dsn)
-        identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
         state.check_source(db, identity)
         names = stream_names(db, slot=slot, publication=publication)
         run = state.read_run(db)
         if run and run.status is state.RunStatus.DONE:
             return SnapshotReport(slot=names.slot, publication=names.publication,
                                   consistent_lsn=run.consistent_lsn, already_complete=True)
+        if run:
+            keeper.adopt(db, run)  # at once: a keeper in its crash grace now follows this run (pipeline.keeper)
         report = SnapshotReport(slot=names.slot, publication=names.publication, consistent_lsn=0)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,
@@ -201,7 +205,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                                        snapshot=run.snapshot, pid=run.keeper_pid or 0)
             say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
         else:
-            if run is None:  # a run that crashed before recording its snapshot may have left our slot behind
+            if not report.restarted:  # a run killed before it recorded its keeper may have left the slot
                 drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
             with dsnlib.control(dsn) as conn:
@@ -210,7 +214,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             with db:
                 state.record_source_changes(db, [change])
                 state.write_run(db, state.SnapshotRun(status=state.RunStatus.COPYING, snapshot=kept.snapshot,
-                                                      consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid))
+                                                      consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid,
+                                                      coordinator_pid=os.getpid()))
         report.consistent_lsn = kept.consistent_lsn
         done = {name for name, ts in state.read_tables(db).items() if ts.snapshot is state.SnapshotStatus.DONE}
         estimates = _estimated_rows(dsn, published)
@@ -236,8 +241,12 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             state.write_table(conn, state.TableState(table=spec.label, snapshot=state.SnapshotStatus.DONE,
                                                      snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
 
-        copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
-                             on_table_done=table_done, on_progress=on_progress)
+        try:
+            copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
+                                 on_table_done=table_done, on_progress=on_progress)
+        except BaseException:
+            keeper.hold_for_resume(db)  # stopping in order: the keeper keeps the snapshot for a rerun
+            raise
         report.tables = dict(copied.rows)
         with db:
             state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
