@@ -94,7 +94,7 @@ def test_remote_commands_refuse_bad_targets_in_one_line(pg_dsn: str, tmp_path: P
         (("status", "--target", server.url), {"PG2EDGE_TARGET_AUTH_TOKEN": wrong}, ["authentication refused", server.url]),
         (("status", "--target", server.url), {}, ["authentication refused", server.url]),
         (("status", "--target", sqld.url), {}, ["not a pg2edge replica", sqld.url]),  # an empty libSQL database
-        (("wait", "--target", "ftp://x", "--lsn", "0/1"), {}, ["not a remote URL"]),
+        (("wait", "--target", "ftp://x", "--lsn", "0/1"), {}, ["unknown target scheme ftp://"]),
         (("status", "--target", "libsql://h.turso.io?authToken=" + token), {}, ["carries a credential"]),
     ]
     for args, env, words in cases:
