@@ -111,3 +111,47 @@ def test_values_round_trip_exactly(d1: LocalD1) -> None:
     back = c.query("SELECT id, t, b, CAST(i AS TEXT) AS it FROM vals WHERE id = ?", [1])
     assert back.columns == ["id", "t", "b", "it"]
     assert back.rows == [(1, "Bücher 📚\nline", b"\x00\x01\xff", str(2**62 + 1))]
+
+
+def test_guards_refuse_a_stale_batch_and_an_update_that_changed_nothing(d1: LocalD1) -> None:
+    from dataclasses import replace
+
+    from pg2edge.pipeline import state
+    from pg2edge.pipeline.d1.client import D1Connection
+    from pg2edge.pipeline.d1.guards import changed_guard, is_guard_failure, position_guard, schema_statements
+
+    c = client(d1)
+    c.batch(schema_statements())
+    c.batch(schema_statements())  # idempotent
+    c.batch([("CREATE TABLE g (id INTEGER PRIMARY KEY, n INTEGER)", [])])
+    conn = D1Connection(c)
+    assert state.read_position(conn) is None
+
+    def write(pos: state.Position, rows: list[int], expected: int | None) -> None:
+        rec: list[tuple[str, list[object]]] = []
+        with conn:
+            for r in rows:
+                conn.execute("INSERT INTO g (id, n) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1", [r])
+            state.write_position(conn, pos)
+            assert conn._pending is not None
+            rec = list(conn._pending)
+            conn._pending = [position_guard(expected), *rec]
+
+    first = state.Position(commit_lsn=100, end_lsn=108)
+    write(first, [1, 2], None)
+    assert state.read_position(conn) == first
+    with pytest.raises(D1Refused) as err:  # the same batch again (its answer was lost): refused whole
+        write(first, [1, 2], None)
+    assert is_guard_failure(str(err.value))
+    second = replace(first, commit_lsn=200, end_lsn=208)
+    write(second, [2, 3], 100)
+    assert d1.read("SELECT id, n FROM g ORDER BY id") == [(1, 1), (2, 2), (3, 1)]
+    assert state.read_position(conn) == second
+
+    with pytest.raises(D1Refused) as err:
+        c.batch([("UPDATE g SET n = 9 WHERE id = ?", [1]), changed_guard(),
+                 ("UPDATE g SET n = 9 WHERE id = ?", [42]), changed_guard()], locate=True)
+    assert err.value.index == 3 and is_guard_failure(str(err.value))
+    assert d1.read("SELECT n FROM g WHERE id = 1") == [(1,)]
+    c.batch([("UPDATE g SET n = 9 WHERE id = ?", [1]), changed_guard()])
+    assert d1.read("SELECT n FROM g WHERE id = 1") == [(9,)]

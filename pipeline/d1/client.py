@@ -19,7 +19,9 @@ SQLite file, so they read a D1 replica unchanged.
 from __future__ import annotations
 
 import base64
+import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,8 +128,6 @@ class D1Client:
                     bookmark=data.get("bookmark"))
 
     def _json(self, body: bytes) -> dict[str, Any]:
-        import json
-
         try:
             data = json.loads(body)
         except ValueError:
@@ -139,8 +139,9 @@ class D1Client:
 
 
 class _Cursor:
-    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]], columns: list[str] | None = None) -> None:
         self._rows = rows
+        self._columns = columns or []
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._rows[0] if self._rows else None
@@ -151,20 +152,80 @@ class _Cursor:
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self._rows)
 
+    def getdescription(self) -> list[tuple[str, None]]:
+        return [(c, None) for c in self._columns]
+
+
+_BEGIN = re.compile(r"^\s*BEGIN\b", re.I)
+_END = re.compile(r"^\s*(COMMIT|END|ROLLBACK)\s*(TRANSACTION)?\s*;?\s*$", re.I)
+_READ = re.compile(r"^\s*(SELECT|WITH|PRAGMA\s+\w+\s*(\(|$)|EXPLAIN|VALUES)", re.I)
+
 
 class D1Connection:
-    """Read-only, connection-shaped access to D1 through the Worker (``execute(sql, params).fetchone()``)."""
+    """Connection-shaped access to D1 through the Worker, for ``pipeline.state`` and the readers.
 
-    in_transaction = False
+    ``execute(sql, params)`` runs a read at once and returns a cursor (``fetchone``,
+    ``fetchall``, iteration). ``BEGIN`` (or ``with conn:``) buffers writes until
+    ``COMMIT``, which sends them as ONE ``env.DB.batch()`` (D1 has no interactive
+    transactions); ``ROLLBACK`` drops them. The same shape as the libSQL
+    ``RemoteConnection``, so state writers that require ``in_transaction`` work.
+    """
 
     def __init__(self, client: D1Client) -> None:
         self.client = client
+        self._pending: list[Stmt] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.client.label
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._pending is not None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        return _Cursor(self.client.query(sql, params).rows)
+        if _BEGIN.match(sql):
+            if self._pending is not None:
+                raise RemoteSQLError(f"target {self.label}: cannot start a transaction within a transaction")
+            self._pending = []
+            return _Cursor([])
+        end = _END.match(sql)
+        if end:
+            if self._pending is None:
+                raise RemoteSQLError(f"target {self.label}: cannot {end.group(1).lower()} - no transaction is active")
+            pending, self._pending = self._pending, None
+            if end.group(1).upper() != "ROLLBACK" and pending:
+                self.client.batch(pending)
+            return _Cursor([])
+        if self._pending is not None and not _READ.match(sql):
+            self._pending.append((sql, list(params)))
+            return _Cursor([])
+        if not _READ.match(sql):
+            self.client.batch([(sql, list(params))])
+            return _Cursor([])
+        rows = self.client.query(sql, params)
+        return _Cursor(rows.rows, rows.columns)
+
+    def __enter__(self) -> D1Connection:
+        self.execute("BEGIN")
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._pending is not None:
+            self.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
     def close(self) -> None:
+        self._pending = None
         self.client.close()
+
+
+def connect(target: str | RemoteTarget, *, config_token: str | None = None,
+            policy: RetryPolicy | None = None) -> D1Connection:
+    """A D1Connection for a ``d1+https://`` URL (secret from the environment or ``config_token``)."""
+    from pg2edge.pipeline.remote.url import parse_target
+
+    parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
+    return D1Connection(D1Client(parsed, policy=policy))
 
 
 def _short(sql: str, limit: int = 80) -> str:
