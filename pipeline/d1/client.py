@@ -183,6 +183,13 @@ class D1Connection:
     def in_transaction(self) -> bool:
         return self._pending is not None
 
+    @property
+    def pending(self) -> list[Stmt]:
+        """The writes buffered since BEGIN (a caller may send them itself and then ROLLBACK)."""
+        if self._pending is None:
+            raise RemoteSQLError(f"target {self.label}: no transaction is active")
+        return self._pending
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         if _BEGIN.match(sql):
             if self._pending is not None:
@@ -217,6 +224,19 @@ class D1Connection:
     def close(self) -> None:
         self._pending = None
         self.client.close()
+
+
+class Recorder:
+    """Collects the statements a ``pipeline.state`` writer runs, to send them inside a larger batch."""
+
+    in_transaction = True
+
+    def __init__(self) -> None:
+        self.stmts: list[Stmt] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        self.stmts.append((sql, list(params)))
+        return _Cursor([])
 
 
 def connect(target: str | RemoteTarget, *, config_token: str | None = None,
