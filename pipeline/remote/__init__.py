@@ -21,11 +21,19 @@ from pg2edge.pipeline.remote.errors import (
 )
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt, StmtResult, Stream
 from pg2edge.pipeline.remote.http import RemoteSession, Response, RetryPolicy
-from pg2edge.pipeline.remote.url import ENV_TOKEN, ENV_TURSO_TOKEN, RemoteTarget, is_remote, parse_target, resolve_token
+from pg2edge.pipeline.remote.url import (
+    ENV_TOKEN,
+    ENV_TURSO_TOKEN,
+    RemoteTarget,
+    is_remote,
+    parse_target,
+    resolve,
+    resolve_token,
+)
 
 __all__ = [
     "ENV_TOKEN", "ENV_TURSO_TOKEN", "BatchConflict", "HranaClient", "RemoteAuthError", "RemoteConnection",
     "RemoteError", "RemoteNotReplica", "RemoteProtocolError", "RemoteSQLError", "RemoteSession", "RemoteTarget",
     "RemoteTooLarge", "RemoteURLError", "RemoteUnavailable", "Response", "RetryPolicy", "Stmt", "StmtResult",
-    "Stream", "connect", "is_remote", "parse_target", "require_replica", "resolve_token",
+    "Stream", "connect", "is_remote", "parse_target", "require_replica", "resolve", "resolve_token",
 ]

@@ -111,3 +111,8 @@ def _shown(raw: str) -> str:
     if sep and "@" in rest.split("/", 1)[0]:
         rest = rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
+
+
+def resolve(target: str, *, config_token: str | None = None, env: Mapping[str, str] | None = None) -> str | RemoteTarget:
+    """A command's ``--target``: a RemoteTarget for a URL (token resolved now), else the path unchanged."""
+    return parse_target(target, env=env, config_token=config_token) if is_remote(target) else target

@@ -237,3 +237,52 @@ class TursoServer(_Server):
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+
+# -- the application's own clients ---------------------------------------------------------
+def node_read_replica(file: Path, sync_url: str, *sqls: str, token: str | None = None,
+                      timeout: float = 60) -> dict[str, object]:
+    """Run tests/node/read_replica.mjs: @libsql/client embedded replica, sync(), then each SQL."""
+    env = dict(os.environ)
+    env.pop("TURSO_AUTH_TOKEN", None)
+    if token:
+        env["TURSO_AUTH_TOKEN"] = token
+    proc = subprocess.run([node_binary(), str(NODE_DIR / "read_replica.mjs"), str(file), sync_url, *sqls],
+                          capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"read_replica.mjs failed ({proc.returncode}): {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class NodeWatcher:
+    """One long-lived @libsql/client embedded replica: ``read()`` re-syncs and re-runs the SQL."""
+
+    def __init__(self, file: Path, sync_url: str, *sqls: str, reads: int = 10) -> None:
+        env = dict(os.environ)
+        env.pop("TURSO_AUTH_TOKEN", None)
+        self.proc = subprocess.Popen([node_binary(), str(NODE_DIR / "read_replica.mjs"), "--watch", str(reads),
+                                      str(file), sync_url, *sqls], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd=NODE_DIR, env=env)
+        self.first = self._line()
+
+    def _line(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"read_replica.mjs --watch ended: {self.proc.stderr.read() if self.proc.stderr else ''}")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def read(self) -> dict[str, object]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return self._line()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

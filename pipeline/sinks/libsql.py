@@ -1,0 +1,418 @@
+"""The libSQL sink: whole source transactions into sqld, Turso or tursodb over Hrana, exactly once.
+
+Each call of :meth:`LibsqlSink.apply` sends ONE atomic Hrana batch
+(``BEGIN IMMEDIATE; guard; rows...; position; COMMIT``, each step run only if
+the one before succeeded, ``ROLLBACK`` otherwise):
+
+* the **guard** fails the batch unless the position stored in the remote
+  ``_pg2edge_state`` is still the one the batch was planned on. A request
+  whose answer was lost and is sent again (the session retries transient
+  failures in place) therefore never applies twice: the guard refuses it, the
+  sink reads the stored position and sees the batch is already there;
+* the **rows** are the statements of the shared planner
+  (:mod:`pg2edge.pipeline.sinks.statements`), the same SQL the SQLite file
+  sink runs; a statement that must change a row is followed by a check that
+  fails the batch when it changed none;
+* the **position** (commit LSN, end LSN, xid, commit time, watermark) is
+  written last, so the remote says exactly what it holds after a crash at any
+  instant.
+
+A change the remote refuses permanently (a constraint, a type) is parked in the
+remote's ``_pg2edge_queue`` (same table and rules as the file sink's retry
+queue: its key is blocked, later changes to the key wait behind it) and the
+batch is re-sent without it, so one bad row never stops the stream and
+``pg2edge dlq`` reads and replays it over HTTP. A batch bigger than the
+request limit is split at transaction boundaries, each part with its own
+position; one transaction too big for a single request is refused by name
+(nothing of it is applied). Kafka snapshot items are refused by name: a remote
+target is fed from PostgreSQL (``pg2edge sync``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from pg2edge.errors import ConfigError
+from pg2edge.pipeline import drift, state
+from pg2edge.pipeline.errors import ApplyError, StateError
+from pg2edge.pipeline.events import ChangeEvent, Control, Op, Transaction, Watermark
+from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
+from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
+from pg2edge.pipeline.remote.upload import REMOTE_STATE_DDL, state_upsert
+from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
+from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys
+from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
+from pg2edge.pipeline.sources.pgoutput import Relation
+from pg2edge.translators.findings import Level
+from pg2edge.translators.quoting import quote_ident
+
+log = logging.getLogger(__name__)
+
+_T = quote_ident(state.STATE_TABLE)
+_Q = quote_ident(QUEUE_TABLE)
+_POSITION = f"SELECT value FROM {_T} WHERE scope = 'position' AND name = 'applied'"
+# value is NOT NULL: inserting NULL fails the batch at this step when the condition holds
+_FAIL_IF = f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
+_TRANSIENT_WORDS = ("database is locked", "busy", "locked")
+
+
+@dataclass(slots=True)
+class _Planned:
+    stmts: list[Stmt]
+    owners: list[int | None]  # per statement: index of the event it belongs to (None: the sink's own)
+    must: dict[int, str]  # statement index -> message when that "changed a row" check fails
+    events: list[ChangeEvent]
+    rows: int = 0
+    paused_events: int = 0
+    parked_keys: set[str] = field(default_factory=set)
+    parked_counts: dict[str, int] = field(default_factory=dict)
+    reload: bool = False  # a TRUNCATE dropped queued changes: re-read the queue after the batch
+
+
+class LibsqlSink:
+    """Applies batches of source transactions to a remote libSQL database (see the module docstring)."""
+
+    def __init__(self, client: HranaClient, mappings: Mapping[tuple[str, str], TableMapping], *,
+                 label: str | None = None, policy: RetryPolicy | None = None) -> None:
+        self.client = client
+        self.label = label or client.label
+        self.mappings = dict(mappings)
+        self.policy = policy or RetryPolicy()
+        self.planner = Planner()
+        self.parked = 0
+        self._targets: dict[str, TargetTable] = {}
+        client.batch([(REMOTE_STATE_DDL, ()), (QUEUE_DDL, ())])
+        self._reload()
+
+    # -- cached remote state (one writer: this sink) ---------------------------------------
+    def _reload(self) -> None:
+        self._position = self._read_position()
+        self._tables = {name: state.TableState(**{**v, "snapshot": state.SnapshotStatus(v.get("snapshot", "pending"))})
+                        for name, v in self._scope("table").items()}
+        self._blocked: set[str] = set()
+        self._counts: dict[str, int] = {}
+        for keys, status in self.client.execute(f"SELECT keys, status FROM {_Q}").rows:
+            self._blocked.update(json.loads(keys))
+            self._counts[status] = self._counts.get(status, 0) + 1
+        self._targets.clear()
+
+    def _read_position(self) -> state.Position | None:
+        rows = self.client.execute(_POSITION).rows
+        return state.Position(**json.loads(rows[0][0])) if rows else None
+
+    def _scope(self, scope: str) -> dict[str, Any]:
+        rows = self.client.execute(f"SELECT name, value FROM {_T} WHERE scope = ?", (scope,)).rows
+        return {name: json.loads(value) for name, value in rows}
+
+    def _target(self, table: str) -> TargetTable:
+        tgt = self._targets.get(table)
+        if tgt is None:
+            info = self.client.execute(f"PRAGMA table_info({quote_ident(table)})").rows
+            tgt = self._targets[table] = target_from_table_info(table, info)
+        return tgt
+
+    # -- the sink protocol -----------------------------------------------------------------
+    def position(self) -> state.Position | None:
+        return self._position
+
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        """Apply whole transactions and their position atomically; split only between transactions."""
+        result = ApplyResult(position=self._position)
+        last = self._position.commit_lsn if self._position else -1
+        todo: list[Transaction] = []
+        for txn in batch:
+            if txn.commit_lsn <= last:
+                result.skipped += 1
+                continue
+            todo.append(txn)
+            last = txn.commit_lsn
+        budget = int(self.client.max_request_bytes * 0.8)
+        start = 0
+        while start < len(todo):
+            end, size = start, 0
+            while end < len(todo):
+                txn_size = _txn_size(todo[end])
+                if end > start and size + txn_size > budget:
+                    break
+                size += txn_size
+                end += 1
+            self._apply_part(todo[start:end], result)
+            start = end
+        return result
+
+    def _apply_part(self, txns: Sequence[Transaction], result: ApplyResult) -> None:
+        parked: dict[int, str] = {}  # event index -> error: parked in the retry queue on the next attempt
+        delay = self.policy.transient_delay
+        while True:
+            expected = self._position
+            tables = dict(self._tables)
+            targets = dict(self._targets)
+            try:
+                planned, position = self._plan(txns, expected, tables, parked, result)
+            except BaseException:
+                self._targets = targets
+                raise
+            try:
+                self.client.batch(planned.stmts)
+            except RemoteTooLarge as exc:
+                self._targets = targets
+                raise RemoteTooLarge(f"target {self.label}: transaction(s) xid {txns[0].xid}..{txns[-1].xid} "
+                                     f"({len(planned.events)} changes) do not fit one request: {exc}") from None
+            except RemoteSQLError as exc:
+                self._targets = targets
+                step = exc.step
+                if step == 0:  # the guard: the stored position moved since we read it
+                    if self._resolve_conflict(txns, result):
+                        return
+                    continue
+                if any(w in str(exc).lower() for w in _TRANSIENT_WORDS):
+                    log.warning("target %s is busy (%s); retrying the batch in %.2f s", self.label, exc, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, self.policy.transient_max_delay)
+                    continue
+                owner = planned.owners[step] if step is not None and 0 <= step < len(planned.owners) else None
+                if owner is None:
+                    raise
+                message = planned.must.get(step, None) if step is not None else None
+                ev = planned.events[owner]
+                text = message or (f"{ev.op.name.lower()} on {ev.source.schema}.{ev.source.table} key "
+                                   f"{dict(ev.key)!r} failed: {exc}")
+                log.warning("%s; re-sending the batch with the failing change parked", text)
+                parked[owner] = text
+                continue
+            self._position = position
+            self._tables = tables
+            result.applied += len(txns)
+            result.rows += planned.rows
+            result.paused_events += planned.paused_events
+            result.position = position
+            self._blocked |= planned.parked_keys
+            for status, n in planned.parked_counts.items():
+                self._counts[status] = self._counts.get(status, 0) + n
+            self.parked += sum(planned.parked_counts.values())
+            if planned.reload:
+                self._reload()
+            return
+
+    def _resolve_conflict(self, txns: Sequence[Transaction], result: ApplyResult) -> bool:
+        """The guard failed: True when the batch is in fact applied (an answer was lost), else reload and retry."""
+        stored = self._read_position()
+        if stored is not None and stored.commit_lsn >= txns[-1].commit_lsn:
+            log.info("target %s already holds commit %s (a lost answer was retried); not applied twice",
+                     self.label, stored.commit_lsn)
+            self._reload()
+            result.applied += len(txns)
+            result.position = stored
+            return True
+        if stored == self._position:
+            raise StateError(f"target {self.label}: the position guard failed but the position did not move")
+        log.warning("target %s: the stored position moved under this sink (another writer?); re-reading it",
+                    self.label)
+        self._reload()
+        if stored is not None and self._position is not None and any(t.commit_lsn <= stored.commit_lsn for t in txns):
+            raise StateError(f"target {self.label} was written by another process up to commit "
+                             f"{stored.commit_lsn}: stop the other `pg2edge sync`")
+        return False
+
+    # -- planning ------------------------------------------------------------------------------
+    def _plan(self, txns: Sequence[Transaction], expected: state.Position | None,
+              tables: dict[str, state.TableState], parked: Mapping[int, str],
+              result: ApplyResult) -> tuple[_Planned, state.Position]:
+        p = _Planned(stmts=[], owners=[], must={}, events=[])
+        self._add(p, _guard(expected), None)
+        blocked = set(self._blocked)
+        now = time.time()
+        for txn in txns:
+            for rel in txn.relations:
+                self._relation(rel, txn, tables, p, result)
+            for ev in txn.events:
+                index = len(p.events)
+                p.events.append(ev)
+                name = f"{ev.source.schema}.{ev.source.table}"
+                ts = tables.get(name)
+                if ts is not None and ts.paused:
+                    p.paused_events += 1
+                    continue
+                if ev.op is Op.TRUNCATE and blocked:
+                    self._add(p, (f"DELETE FROM {_Q} WHERE source_table = ?", (name,)), None)
+                    p.reload = True
+                    blocked = {k for k in blocked if not k.startswith(name + ":")}
+                keys = event_keys(ev) if ev.op is not Op.TRUNCATE else set()
+                if index in parked:
+                    self._park(p, ev, keys, QueueStatus.RETRY, parked[index], 1, now)
+                    blocked |= keys
+                elif keys and not blocked.isdisjoint(keys):
+                    self._park(p, ev, keys, QueueStatus.WAITING, None, 0, now)
+                else:
+                    self._event(p, ev, index)
+                p.rows += 1
+        final = txns[-1]
+        prev_mark = (expected.watermark_lsn or 0) if expected else 0
+        position = state.Position(commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid,
+                                  kafka=dict(final.cursor) if final.cursor is not None else
+                                  (expected.kafka if expected else None),
+                                  commit_ts_ms=final.commit_ts, watermark_lsn=max(final.end_lsn, prev_mark))
+        self._add(p, state_upsert("position", "applied", asdict(position)), None)
+        return p, position
+
+    def _add(self, p: _Planned, stmt: Stmt, owner: int | None) -> None:
+        p.stmts.append(stmt)
+        p.owners.append(owner)
+
+    def _event(self, p: _Planned, ev: ChangeEvent, index: int) -> None:
+        mapping = self.mappings.get((ev.source.schema, ev.source.table))
+        if mapping is None:
+            raise ApplyError(f"{self.label}: no replica table is mapped for source table "
+                             f"{ev.source.schema}.{ev.source.table}")
+        tgt = self._target(mapping.target)
+        for st in self.planner.plan(ev, mapping, tgt):
+            self._add(p, (st.sql, st.params), index)
+            if st.must_change:
+                self._add(p, (_FAIL_IF + "changes() = 0", ("changed",)), index)
+                p.must[len(p.stmts) - 1] = st.must_change
+
+    def _park(self, p: _Planned, ev: ChangeEvent, keys: set[str], status: QueueStatus, error: str | None,
+              attempts: int, now: float) -> None:
+        nxt = now + self.policy.delay(attempts) if status is QueueStatus.RETRY else None
+        if status is QueueStatus.RETRY and attempts >= self.policy.max_attempts:
+            status = QueueStatus.DEAD
+        self._add(p, (f"INSERT INTO {_Q} (status, source_table, keys, commit_lsn, event, error, attempts, "
+                      "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (status.value, f"{ev.source.schema}.{ev.source.table}", json.dumps(sorted(keys)),
+                       ev.source.commit_lsn, ev.to_json(), error, attempts, nxt, now, now)), None)
+        p.parked_keys |= keys
+        p.parked_counts[status.value] = p.parked_counts.get(status.value, 0) + 1
+        if error:
+            log.warning("parked change to %s (%s): %s", ", ".join(sorted(keys)), status.value, error)
+
+    def _relation(self, rel: Relation, txn: Transaction, tables: dict[str, state.TableState], p: _Planned,
+                  result: ApplyResult) -> None:
+        name = f"{rel.schema}.{rel.name}"
+        mapping = self.mappings.get((rel.schema, rel.name))
+        if mapping is None:
+            return  # a partition published through its root: only rows of an unmapped table are an error
+        ts = tables.get(name) or state.TableState(table=name)
+        if ts.paused:
+            return
+        target = self._target(mapping.target)
+        present = list(target.columns)
+        if mapping.skip:
+            present += [c.name for c in rel.columns if mapping.skip(c.name)]
+        d = drift.compare(rel, ts.columns, present)
+        for f in d.findings:
+            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
+        result.findings.extend(d.findings)
+        if d.pause:
+            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
+            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
+        else:
+            for col in d.added:
+                decl = mapping.column_type(col) if mapping.column_type else ""
+                self._add(p, (f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
+                              f"{quote_ident(col.name)} {decl}".rstrip(), ()), None)
+            if d.added:
+                self._targets[mapping.target] = replace(
+                    target, columns=(*target.columns, *(c.name for c in d.added)))
+            ts = replace(ts, columns=drift.columns_record(rel))
+        if ts != tables.get(name):
+            self._add(p, state_upsert("table", name, asdict(ts)), None)
+            tables[name] = ts
+
+    # -- control items, periodic work ---------------------------------------------------------
+    def control(self, item: Control) -> None:
+        if isinstance(item, Watermark):
+            self.advance_watermark(item.lsn)
+            return
+        raise ConfigError(f"target {self.label}: a Kafka snapshot item ({type(item).__name__}) cannot be applied to "
+                          "a remote libSQL target; sync it from PostgreSQL (`pg2edge sync --target URL`)")
+
+    def advance_watermark(self, lsn: int) -> None:
+        """A heartbeat passed: every source change below ``lsn`` is applied (one small atomic batch)."""
+        pos = self._position
+        if pos is None or pos.commit_lsn <= 0 or lsn <= (pos.watermark_lsn or 0):
+            return
+        new = replace(pos, watermark_lsn=lsn)
+        try:
+            self.client.batch([_guard(pos), state_upsert("position", "applied", asdict(new))])
+        except RemoteSQLError as exc:
+            if exc.step == 0:
+                self._reload()
+                return
+            raise
+        self._position = new
+
+    def queue_depths(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def maintain(self) -> None:
+        if self._counts.get(QueueStatus.RETRY.value) or self._counts.get(QueueStatus.WAITING.value):
+            self.drain()
+
+    def drain(self, *, force_ids: Iterable[int] = (), now: float | None = None) -> tuple[int, int]:
+        """Retry due queued changes in id order, key by key, one atomic batch each; (applied, still queued)."""
+        now = time.time() if now is None else now
+        forced = set(force_ids)
+        rows = self.client.execute(f"SELECT id, status, keys, event, attempts, next_attempt_at FROM {_Q} "
+                                   "ORDER BY id").rows
+        blocked: set[str] = set()
+        applied = 0
+        for qid, status, keys_json, event, attempts, next_at in rows:
+            keys = set(json.loads(keys_json))
+            due = qid in forced or (status == "retry" and (next_at or 0) <= now) or status == "waiting"
+            if not blocked.isdisjoint(keys) or not due:
+                blocked |= keys
+                continue
+            ev = ChangeEvent.from_dict(json.loads(event))
+            p = _Planned(stmts=[], owners=[], must={}, events=[ev])
+            self._event(p, ev, 0)
+            self._add(p, (f"DELETE FROM {_Q} WHERE id = ?", (qid,)), None)
+            try:
+                self.client.batch(p.stmts)
+            except RemoteSQLError as exc:
+                self._targets.clear()
+                step = exc.step
+                if step is None or step >= len(p.owners) or p.owners[step] is None:
+                    raise
+                error = p.must.get(step) or str(exc)
+                tries = int(attempts) + 1
+                dead = qid in forced or tries >= self.policy.max_attempts
+                self.client.execute(
+                    f"UPDATE {_Q} SET status = ?, error = ?, attempts = ?, next_attempt_at = ?, updated_at = ? "
+                    "WHERE id = ?", ("dead" if dead else "retry", error, tries,
+                                     None if dead else now + self.policy.delay(tries), now, qid))
+                log.warning("queued change %d failed again (attempt %d%s): %s", qid, tries,
+                            ", now in the DLQ" if dead else "", error)
+                blocked |= keys
+                continue
+            applied += 1
+        self._reload()
+        return applied, sum(self._counts.values())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _guard(expected: state.Position | None) -> Stmt:
+    """Fails (NOT NULL) unless the stored position's commit LSN is the expected one (or absent)."""
+    if expected is None:
+        return _FAIL_IF + f"EXISTS ({_POSITION})", ("position",)
+    return (_FAIL_IF + f"(SELECT json_extract(value, '$.commit_lsn') FROM {_T} WHERE scope = 'position' AND "
+            "name = 'applied') IS NOT ?", ("position", expected.commit_lsn))
+
+
+def _txn_size(txn: Transaction) -> int:
+    """A rough size in bytes of a transaction's statements on the wire (for splitting batches)."""
+    size = 200
+    for ev in txn.events:
+        for row in (ev.before, ev.after):
+            if row:
+                for c, v in row.items():
+                    size += len(c) * 2 + 48 + (len(v) if isinstance(v, (str, bytes)) else 8)
+    return size
+
