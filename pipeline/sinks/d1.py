@@ -1,0 +1,437 @@
+"""The D1 sink: whole source transactions into Cloudflare D1 through the pg2edge Worker, exactly once.
+
+A batch of source transactions becomes ONE request to the Worker, which runs
+it with one ``env.DB.batch()`` (one D1 transaction)::
+
+    position guard          -- fails the batch unless D1 still holds the position it was planned on
+    statements of txn 1..n  -- the shared planner's SQL (sinks.statements), values bound
+    parked changes          -- INSERT INTO _pg2edge_queue (retry queue / DLQ, inside D1)
+    position row            -- _pg2edge_state, written by pipeline.state
+
+A crash at any moment leaves all of it or none of it in D1; a batch sent again
+after a lost answer fails on its guard, and the sink skips what D1 already has.
+
+Limits (pipeline.d1.limits): batches are cut at transaction boundaries to stay
+under ``batch_statements`` statements and ``request_bytes`` per request. A
+source transaction is never split: a larger one goes alone, and one over
+``max_transaction_bytes`` stops the stream with :class:`TransactionTooLarge`
+naming its largest table and its size (in parts it would be visible half-done).
+
+Bad changes: a statement over a D1 limit (a row over 2 MB, a statement over
+100 KB or 100 parameters) is parked in the DLQ before anything is sent; a
+statement D1 refuses is located by the Worker (the batch was rolled back), its
+change parked in the retry queue, and the batch sent again without it. Later
+changes to a parked key wait behind it (``waiting``); other keys flow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pg2edge.errors import ConfigError
+from pg2edge.pipeline import drift, state
+from pg2edge.pipeline.d1.client import D1Client, D1Connection
+from pg2edge.pipeline.d1.errors import D1LimitError, D1Refused
+from pg2edge.pipeline.d1.guards import changed_guard, is_guard_failure, position_guard, schema_statements
+from pg2edge.pipeline.d1.limits import (
+    DEFAULT_LIMITS,
+    D1Limits,
+    Stmt,
+    check_columns,
+    check_statement,
+    statement_size,
+)
+from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.events import (
+    ChangeEvent,
+    Control,
+    Op,
+    SnapshotBegin,
+    SnapshotEnd,
+    SnapshotRows,
+    Transaction,
+    Watermark,
+)
+from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys, list_queue
+from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
+from pg2edge.pipeline.sources.pgoutput import Relation
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.quoting import quote_ident
+
+log = logging.getLogger(__name__)
+
+_Q = quote_ident(QUEUE_TABLE)
+MAX_TRANSACTION_BYTES = 32 * 1024 * 1024  # one request's body; the Worker holds it in its 128 MB
+
+
+class TransactionTooLarge(D1LimitError):
+    """One source transaction does not fit one D1 batch; applied in parts it would be visible half-done."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One D1 batch: its statements, which change each statement belongs to, and what it changes in state."""
+
+    stmts: list[Stmt] = field(default_factory=list)
+    owners: list[ChangeEvent | None] = field(default_factory=list)
+    musts: dict[int, str] = field(default_factory=dict)  # changed-guard index -> the ApplyError text
+    rows: int = 0
+    paused: int = 0
+    parked: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    tables: dict[str, state.TableState] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+
+    @property
+    def size(self) -> int:
+        return sum(statement_size(s, p) for s, p in self.stmts)
+
+
+class D1Sink:
+    """Applies batches to D1 through the Worker; the retry queue and DLQ live in D1 (``_pg2edge_queue``)."""
+
+    def __init__(self, client: D1Client, mappings: Mapping[tuple[str, str], TableMapping], *,
+                 policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
+                 max_transaction_bytes: int = MAX_TRANSACTION_BYTES) -> None:
+        self.client = client
+        self.conn = D1Connection(client)
+        self.label = client.label
+        self.mappings = dict(mappings)
+        self.policy = policy or RetryPolicy()
+        self.limits = limits
+        self.max_transaction_bytes = max_transaction_bytes
+        self.planner = Planner()
+        self.parked = 0
+        self._targets: dict[str, TargetTable] = {}
+        client.batch(schema_statements())
+        for (schema, table), mapping in self.mappings.items():
+            check_columns(f"{schema}.{table}", len(self._target(mapping.target).columns), limits=limits)
+        self._pos: state.Position | None = state.read_position(self.conn)
+        self._tables = state.read_tables(self.conn)
+        self._blocked: set[str] = set()
+        self._next_due: float | None = None
+        self._read_queue()
+
+    # -- the sink protocol ---------------------------------------------------------------
+    def position(self) -> state.Position | None:
+        return self._pos
+
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        result = ApplyResult(position=self._pos)
+        last = self._pos.commit_lsn if self._pos else -1
+        todo = []
+        for txn in batch:
+            if txn.commit_lsn <= last:
+                result.skipped += 1
+                continue
+            todo.append(txn)
+            last = txn.commit_lsn
+        start = 0
+        while start < len(todo):  # cut at transaction boundaries into batches that fit D1's limits
+            end = len(todo)
+            while end - start > 1 and not self._fits(self._plan(todo[start:end], {})):
+                end = start + (end - start) // 2
+            self._send(todo[start:end], result)
+            start = end
+        result.position = self._pos
+        return result
+
+    def control(self, item: Control) -> None:
+        if isinstance(item, Watermark):
+            self._watermark(item.lsn)
+        elif isinstance(item, (SnapshotBegin, SnapshotRows, SnapshotEnd)):
+            raise ConfigError(f"target {self.label}: a D1 replica cannot bootstrap from a Kafka topic; "
+                              "sync it from PostgreSQL (pg2edge sync --source DSN --target d1+https://...)")
+
+    def maintain(self) -> None:
+        if self._next_due is not None and self._next_due <= time.time():
+            self.drain()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- one batch ----------------------------------------------------------------------------
+    def _fits(self, plan: _Plan) -> bool:
+        return len(plan.stmts) <= self.limits.batch_statements and plan.size * 2 <= self.limits.request_bytes
+
+    def _send(self, txns: list[Transaction], result: ApplyResult) -> None:
+        """Send one batch; park a change D1 refuses and send again; after a stale guard, skip what D1 has."""
+        failed: dict[int, tuple[str, bool]] = {}  # id(change) -> (error, straight to the DLQ)
+        while True:
+            plan = self._plan(txns, failed)
+            size = plan.size
+            if size > self.max_transaction_bytes:
+                raise self._too_large(txns, size)
+            try:
+                answer = self.client.batch(plan.stmts, locate=True)
+            except D1Refused as exc:
+                index = exc.index
+                if index == 0 and is_guard_failure(str(exc)):
+                    self._pos = state.read_position(self.conn)
+                    self._tables = state.read_tables(self.conn)
+                    self._read_queue()
+                    last = self._pos.commit_lsn if self._pos else -1
+                    log.warning("target %s: D1 already holds position %s (an answer was lost); skipping what "
+                                "it has", self.label, last)
+                    kept = [t for t in txns if t.commit_lsn > last]
+                    result.skipped += len(txns) - len(kept)
+                    txns = kept
+                    if not txns:
+                        return
+                    continue
+                owner = plan.owners[index] if index is not None and index < len(plan.owners) else None
+                if owner is None or id(owner) in failed:
+                    raise ApplyError(f"target {self.label}: D1 refused a batch statement that is not a row "
+                                     f"change: {exc}") from exc
+                failed[id(owner)] = (plan.musts.get(index, str(exc)) if index is not None else str(exc), False)
+                log.warning("target %s: %s; sending the batch again with that change parked", self.label, exc)
+                continue
+            break
+        self._pos = self._new_position(txns[-1], self._pos)
+        self._tables, self._blocked = plan.tables, plan.blocked
+        if answer.bookmark:
+            self.client.bookmark = answer.bookmark
+        result.applied += len(txns)
+        result.rows += plan.rows
+        result.paused_events += plan.paused
+        result.findings.extend(plan.findings)
+        if plan.parked:
+            self.parked += plan.parked
+            self._read_queue()
+
+    @staticmethod
+    def _new_position(final: Transaction, pos: state.Position | None) -> state.Position:
+        cursor = final.cursor
+        return state.Position(
+            commit_lsn=final.commit_lsn, end_lsn=final.end_lsn, xid=final.xid,
+            kafka=dict(cursor) if cursor is not None else (pos.kafka if pos else None),
+            commit_ts_ms=final.commit_ts,
+            watermark_lsn=max(final.end_lsn, (pos.watermark_lsn or 0) if pos else 0))
+
+    def _plan(self, txns: list[Transaction], failed: dict[int, tuple[str, bool]]) -> _Plan:
+        """The statements of one D1 batch: the guard, the changes (or their parking), the position."""
+        plan = _Plan(tables=dict(self._tables), blocked=set(self._blocked))
+        conn = self.conn
+        conn.execute("BEGIN")  # buffers: _send posts plan.stmts itself
+        try:
+            conn.execute(*position_guard(self._pos.commit_lsn if self._pos else None))
+            for txn in txns:
+                for rel in txn.relations:
+                    self._relation(rel, txn, plan)
+                for ev in txn.events:
+                    self._owned(plan, None)
+                    ts = plan.tables.get(f"{ev.source.schema}.{ev.source.table}")
+                    if ts is not None and ts.paused:
+                        plan.paused += 1
+                        continue
+                    self._route(ev, plan, failed)
+                    self._owned(plan, ev)
+            state.write_position(conn, self._new_position(txns[-1], self._pos))
+            plan.stmts = list(conn.pending)
+        finally:
+            conn.execute("ROLLBACK")
+        self._owned(plan, None, upto=len(plan.stmts))
+        return plan
+
+    def _owned(self, plan: _Plan, owner: ChangeEvent | None, *, upto: int | None = None) -> None:
+        n = len(self.conn.pending) if upto is None else upto
+        plan.owners.extend([owner] * (n - len(plan.owners)))
+
+    def _route(self, ev: ChangeEvent, plan: _Plan, failed: dict[int, tuple[str, bool]]) -> None:
+        """Apply a change, or park it: its key is blocked, D1 refused it, or it breaks a D1 limit."""
+        if ev.op is Op.TRUNCATE:
+            table = f"{ev.source.schema}.{ev.source.table}"
+            if plan.blocked:  # queued changes of a truncated table no longer matter
+                self.conn.execute(f"DELETE FROM {_Q} WHERE source_table = ?", [table])
+                plan.blocked = {k for k in plan.blocked if not k.startswith(table + ":")}
+            self._event(ev, plan)
+            plan.rows += 1
+            return
+        keys = event_keys(ev)
+        if not plan.blocked.isdisjoint(keys):
+            self._park(ev, keys, plan, status=QueueStatus.WAITING, error=None, dead=False)
+            return
+        bad = failed.get(id(ev))
+        if bad is not None:
+            self._park(ev, keys, plan, status=QueueStatus.RETRY, error=bad[0], dead=bad[1])
+            return
+        before = len(self.conn.pending)
+        try:
+            self._event(ev, plan)
+        except (ApplyError, D1LimitError) as exc:  # refused while planning: nothing of it is sent
+            del self.conn.pending[before:]
+            dead = isinstance(exc, D1LimitError)
+            failed[id(ev)] = (str(exc), dead)
+            self._park(ev, keys, plan, status=QueueStatus.RETRY, error=str(exc), dead=dead)
+            return
+        plan.rows += 1
+
+    def _event(self, ev: ChangeEvent, plan: _Plan) -> None:
+        mapping = self.mappings.get((ev.source.schema, ev.source.table))
+        if mapping is None:
+            raise ApplyError(f"no replica table is mapped for source table {ev.source.schema}.{ev.source.table}")
+        tgt = self._target(mapping.target)
+        what = f"{ev.op.name.lower()} on {tgt.table} key {dict(ev.key)!r}"
+        for st in self.planner.plan(ev, mapping, tgt):
+            check_statement(st.sql, st.params, what=what, limits=self.limits)
+            self.conn.execute(st.sql, st.params)
+            if st.must_change:
+                self.conn.execute(*changed_guard())
+                plan.musts[len(self.conn.pending) - 1] = st.must_change
+
+    def _park(self, ev: ChangeEvent, keys: set[str], plan: _Plan, *, status: QueueStatus, error: str | None,
+              dead: bool) -> None:
+        """Queue the change in D1 with this batch (the row format of sinks.retry's queue)."""
+        now = time.time()
+        attempts = 0 if status is QueueStatus.WAITING else (self.policy.max_attempts if dead else 1)
+        if status is QueueStatus.RETRY and attempts >= self.policy.max_attempts:
+            status = QueueStatus.DEAD
+        nxt = now + self.policy.delay(attempts) if status is QueueStatus.RETRY else None
+        self.conn.execute(
+            f"INSERT INTO {_Q} (status, source_table, keys, commit_lsn, event, error, attempts, next_attempt_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [status.value, f"{ev.source.schema}.{ev.source.table}", json.dumps(sorted(keys)), ev.source.commit_lsn,
+             ev.to_json(), error, attempts, nxt, now, now])
+        plan.blocked |= keys
+        plan.parked += 1
+        if error:
+            log.warning("target %s: parked change to %s (%s): %s", self.label, ", ".join(sorted(keys)),
+                        status.value, error)
+
+    def _target(self, table: str) -> TargetTable:
+        tgt = self._targets.get(table)
+        if tgt is None:
+            info = self.conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
+            tgt = self._targets[table] = target_from_table_info(table, info)
+        return tgt
+
+    def _relation(self, rel: Relation, txn: Transaction, plan: _Plan) -> None:
+        """Schema drift: a new source column is added in D1 (in this batch); a dropped or retyped one pauses."""
+        name = f"{rel.schema}.{rel.name}"
+        mapping = self.mappings.get((rel.schema, rel.name))
+        if mapping is None:
+            return
+        ts = plan.tables.get(name) or state.TableState(table=name)
+        if ts.paused:
+            return
+        tgt = self._target(mapping.target)
+        present = list(tgt.columns)
+        if mapping.skip:
+            present += [c.name for c in rel.columns if mapping.skip(c.name)]
+        d = drift.compare(rel, ts.columns, present)
+        for f in d.findings:
+            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
+        plan.findings.extend(d.findings)
+        if d.pause:
+            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
+            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
+        else:
+            for col in d.added:
+                decl = mapping.column_type(col) if mapping.column_type else ""
+                self.conn.execute(f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
+                                  f"{quote_ident(col.name)} {decl}".rstrip())
+            if d.added:  # the batch adds them; plan the rest of it with them
+                check_columns(name, len(tgt.columns) + len(d.added), limits=self.limits)
+                self._targets[mapping.target] = replace(tgt, columns=(*tgt.columns, *(c.name for c in d.added)))
+            ts = replace(ts, columns=drift.columns_record(rel))
+        if ts != plan.tables.get(name):
+            state.write_table(self.conn, ts)
+            plan.tables[name] = ts
+
+    def _too_large(self, txns: list[Transaction], size: int) -> TransactionTooLarge:
+        counts: dict[str, int] = {}
+        for txn in txns:
+            for ev in txn.events:
+                name = f"{ev.source.schema}.{ev.source.table}"
+                counts[name] = counts.get(name, 0) + 1
+        table, rows = max(counts.items(), key=lambda kv: kv[1]) if counts else ("?", 0)
+        return TransactionTooLarge(
+            f"target {self.label}: source transaction xid {txns[0].xid} needs a {size}-byte D1 batch "
+            f"({sum(counts.values())} row changes, most in table {table}: {rows}), over the "
+            f"{self.max_transaction_bytes}-byte limit of one D1 batch; in parts it would be visible half-done "
+            "in D1, so the stream stops here (split the transaction on the source)")
+
+    # -- watermark and the retry queue ---------------------------------------------------------
+    def _watermark(self, lsn: int) -> None:
+        pos = self._pos
+        if pos is None or pos.commit_lsn <= 0 or lsn <= (pos.watermark_lsn or 0):
+            return
+        new = replace(pos, watermark_lsn=lsn)
+        try:
+            with self.conn:
+                self.conn.execute(*position_guard(pos.commit_lsn))
+                state.write_position(self.conn, new)
+        except D1Refused:
+            self._pos = state.read_position(self.conn)
+            return
+        self._pos = new
+
+    def _read_queue(self) -> None:
+        """The blocked keys and the next due retry, from D1."""
+        queued = list_queue(self.conn)
+        self._blocked = {k for c in queued for k in c.keys}
+        due = [c.next_attempt_at or 0.0 for c in queued if c.status is QueueStatus.RETRY]
+        if any(c.status is QueueStatus.WAITING for c in queued):
+            due.append(0.0)
+        self._next_due = min(due) if due else None
+
+    def queue_depths(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in list_queue(self.conn):
+            out[c.status.value] = out.get(c.status.value, 0) + 1
+        return out
+
+    def drain(self, *, force_ids: Sequence[int] = ()) -> tuple[int, int]:
+        """Retry the due (or ``force_ids``) queued changes in id order, key by key; each goes in its own
+        D1 batch together with its removal from the queue. Returns (applied, still queued)."""
+        now = time.time()
+        forced = set(force_ids)
+        blocked: set[str] = set()
+        applied = 0
+        entries = list_queue(self.conn)
+        for e in entries:
+            keys = set(e.keys)
+            due = e.id in forced or (e.status is QueueStatus.RETRY and (e.next_attempt_at or 0) <= now) or (
+                e.status is QueueStatus.WAITING)
+            if not blocked.isdisjoint(keys) or not due:
+                blocked |= keys
+                continue
+            ev = ChangeEvent.from_dict(e.event)
+            plan = _Plan()
+            error: str
+            try:
+                self.conn.execute("BEGIN")
+                try:
+                    self._event(ev, plan)
+                    self.conn.execute(f"DELETE FROM {_Q} WHERE id = ?", [e.id])
+                    self.conn.execute(*changed_guard())  # sent twice (a lost answer), it fails instead
+                    stmts = list(self.conn.pending)
+                finally:
+                    self.conn.execute("ROLLBACK")
+                self.client.batch(stmts)
+                applied += 1
+                continue
+            except (ApplyError, D1LimitError, D1Refused) as exc:
+                error = plan.musts.get(exc.index, str(exc)) if isinstance(exc, D1Refused) and exc.index else str(exc)
+            attempts = e.attempts + 1
+            dead = e.id in forced or attempts >= self.policy.max_attempts
+            self.client.batch([(f"UPDATE {_Q} SET status = ?, error = ?, attempts = ?, next_attempt_at = ?, "
+                                "updated_at = ? WHERE id = ?",
+                                [QueueStatus.DEAD.value if dead else QueueStatus.RETRY.value, error, attempts,
+                                 None if dead else now + self.policy.delay(attempts), now, e.id])])
+            log.warning("target %s: queued change %d (%s) failed again (attempt %d%s): %s", self.label, e.id,
+                        ", ".join(e.keys), attempts, ", now in the DLQ" if dead else "", error)
+            blocked |= keys
+        self._read_queue()
+        return applied, len(list_queue(self.conn))
+
+
+def queued_changes(conn: D1Connection) -> list[dict[str, Any]]:
+    """The queue of a D1 replica as dictionaries (``pg2edge dlq list`` shape)."""
+    return [c.as_dict() for c in list_queue(conn)]
