@@ -100,7 +100,7 @@ def test_a_batch_is_one_transaction_and_a_refused_statement_is_located(d1: Local
 def test_values_round_trip_exactly(d1: LocalD1) -> None:
     c = client(d1)
     c.batch([("CREATE TABLE vals (id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB)", [])])
-    rows = [(1, 2**62 + 1, 1.5, "Bücher 📚\nline", b"\x00\x01\xff"),
+    rows = [(1, 2**62 + 1, float("inf"), "Bücher 📚\nline", b"\x00\x01\xff"),
             (2, -(2**63), -0.0, "", b""),
             (3, None, 1e300, "nul\x00inside", None),
             (4, 2**53 - 1, 3.141592653589793, "'; DROP TABLE vals; --", bytes(range(256)))]
@@ -111,6 +111,8 @@ def test_values_round_trip_exactly(d1: LocalD1) -> None:
     back = c.query("SELECT id, t, b, CAST(i AS TEXT) AS it FROM vals WHERE id = ?", [1])
     assert back.columns == ["id", "t", "b", "it"]
     assert back.rows == [(1, "Bücher 📚\nline", b"\x00\x01\xff", str(2**62 + 1))]
+    # D1 returns an infinite REAL as null (its results travel as JSON): read it as text when it matters
+    assert c.query("SELECT r, CAST(r AS TEXT) FROM vals WHERE id = 1").rows == [(None, "Inf")]
 
 
 def test_guards_refuse_a_stale_batch_and_an_update_that_changed_nothing(d1: LocalD1) -> None:

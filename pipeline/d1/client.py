@@ -46,8 +46,10 @@ def encode_param(value: Any) -> Any:
             raise ValueError(f"integer {value} does not fit SQLite's 64-bit INTEGER")
         return value if -_SAFE < value < _SAFE else {"int": str(value)}
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"float {value!r} cannot be sent to D1 (JSON has no NaN or infinity)")
+        if math.isinf(value):
+            return {"real": "Infinity" if value > 0 else "-Infinity"}
+        if math.isnan(value):
+            raise ValueError("a NaN cannot be stored in SQLite (it becomes NULL); the codec reports it")
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"blob": base64.b64encode(bytes(value)).decode("ascii")}
@@ -55,8 +57,9 @@ def encode_param(value: Any) -> Any:
 
 
 def decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and "blob" in value:
-        return base64.b64decode(value["blob"])
+    if isinstance(value, dict):
+        if "blob" in value:
+            return base64.b64decode(value["blob"])
     return value
 
 

@@ -20,7 +20,10 @@
 //
 // Values: JSON null, numbers and strings bind as they are; {"blob": "<base64>"} binds
 // bytes; {"int": "<digits>"} binds an integer beyond 2^53 as text (an INTEGER column
-// stores it as an exact integer). Blobs in results come back as {"blob": "<base64>"}.
+// stores it as an exact integer); {"real": "Infinity"|"-Infinity"} binds an infinite
+// REAL as the text "1e999" (D1 turns a bound Infinity into NULL; a REAL column stores
+// that text as the infinite REAL). In results, blobs come back as {"blob": "<base64>"};
+// D1 returns an infinite REAL as null (select CAST(x AS TEXT) to see it).
 
 const PROBE = "pg2edge_probe_end";  // an undefined SQL function: a statement that always fails
 const REFUSED = /SQLITE_(CONSTRAINT|ERROR|MISMATCH|TOOBIG|RANGE|AUTH)|constraint failed|no such|syntax error|too big|too many|datatype mismatch|not authorized/i;
@@ -110,6 +113,8 @@ function param(v) {
   if (v !== null && typeof v === "object") {
     if (typeof v.blob === "string") return Uint8Array.from(atob(v.blob), (c) => c.charCodeAt(0));
     if (typeof v.int === "string") return v.int;
+    if (v.real === "Infinity") return "1e999";
+    if (v.real === "-Infinity") return "-1e999";
   }
   return v;
 }
