@@ -122,3 +122,13 @@ def test_what_d1_cannot_hold_is_refused_by_name_before_anything_is_sent(d1: Loca
     with pytest.raises(D1LimitError, match=r"table big: the row with id=7 is 2000002 bytes, over D1's 2000000-byte"):
         upload_snapshot(wide, client(d1))
     assert d1.read("SELECT name FROM sqlite_schema WHERE name IN ('wide', 'big')") == []
+
+
+def test_a_d1_database_pg2edge_did_not_write_is_refused(d1: LocalD1, tmp_path: Path) -> None:
+    from pg2edge.pipeline.d1.errors import D1Error
+
+    local = staging(tmp_path / "staging.db")
+    client(d1).batch([("CREATE TABLE app_users (id INTEGER PRIMARY KEY)", [])])
+    with pytest.raises(D1Error, match=r"is not empty and is not a pg2edge replica \(it has table\(s\) app_users\)"):
+        upload_snapshot(local, client(d1))
+    assert d1.read("SELECT count(*) FROM sqlite_schema WHERE name = 'products'") == [(0,)]

@@ -24,7 +24,9 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+import apsw
 
 from pg2edge.pipeline.d1.errors import D1Error, D1Refused
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt
@@ -240,6 +242,12 @@ class Recorder:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         self.stmts.append((sql, list(params)))
         return _Cursor([])
+
+
+def for_state(conn: D1Connection | Recorder) -> apsw.Connection:
+    """``conn`` for ``pipeline.state``, whose functions are typed for apsw but only use ``execute``
+    (and ``in_transaction`` to write): the D1 shapes provide exactly that."""
+    return cast(apsw.Connection, conn)
 
 
 def connect(target: str | RemoteTarget, *, config_token: str | None = None,

@@ -31,8 +31,8 @@ from typing import Any
 import apsw
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.d1.client import D1Client, D1Connection, Recorder
-from pg2edge.pipeline.d1.errors import D1LimitError
+from pg2edge.pipeline.d1.client import D1Client, D1Connection, Recorder, for_state
+from pg2edge.pipeline.d1.errors import D1Error, D1LimitError
 from pg2edge.pipeline.d1.guards import position_guard, schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt, check_columns
 from pg2edge.pipeline.exports.schema import Schema, Table, read_schema
@@ -57,18 +57,22 @@ def upload_snapshot(staging: str | Path, client: D1Client, *, limits: D1Limits =
     report = UploadReport()
     conn = D1Connection(client)
     client.batch(schema_statements())
-    if state.read_position(conn) is not None:
+    if state.read_position(for_state(conn)) is not None:
         report.skipped = True
         return report
     db = apsw.Connection(str(staging), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         schema = read_schema(db)
         check_schema(db, schema, limits=limits)
+        _check_target(conn, db)
         pos = state.read_position(db)
         if pos is None:
             raise D1LimitError(f"staging replica {staging} holds no finished snapshot (no position)")
-        client.batch([(t.sql.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1), []) for t in schema.tables])
-        done = state.read_scope(conn, PROGRESS_SCOPE)
+        started = Recorder()  # marks D1 as a pg2edge replica being loaded (a rerun resumes, never refuses)
+        state.write_record(for_state(started), PROGRESS_SCOPE, "", {"started": True})
+        client.batch([*started.stmts,
+                      *[(t.sql.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1), []) for t in schema.tables]])
+        done = state.read_scope(for_state(conn), PROGRESS_SCOPE)
         for table in schema.tables:
             sent = int((done.get(table.name) or {}).get("rows", 0))
             report.rows += _upload_table(db, client, schema, table, sent, limits=limits, report=report)
@@ -107,6 +111,23 @@ def check_schema(db: apsw.Connection, schema: Schema, *, limits: D1Limits = DEFA
             raise D1LimitError(f"table {table.name}: the row with {shown} is {row[-1]} bytes, over D1's "
                                f"{limits.row_bytes}-byte row limit; exclude the table (--tables) or shorten the "
                                "value on the source")
+
+
+def _check_target(conn: D1Connection, db: apsw.Connection) -> None:
+    """Refuse a D1 database that holds another source's replica, or tables pg2edge did not write."""
+    ours = state.read_source(db)
+    known = state.read_source(for_state(conn))
+    if known is not None and ours is not None and known != ours:
+        raise D1Error(f"target {conn.label} holds a pg2edge replica of database {known.database!r} (cluster "
+                      f"{known.system_identifier}), not of {ours.database!r}")
+    if state.read_scope(for_state(conn), PROGRESS_SCOPE) or known is not None:
+        return
+    user = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+        "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_pg2edge\\_%' ESCAPE '\\'")]
+    if user:
+        raise D1Error(f"target {conn.label} is not empty and is not a pg2edge replica (it has table(s) "
+                      f"{', '.join(sorted(user)[:5])}); use an empty D1 database")
 
 
 def _rows(db: apsw.Connection, table: Table, offset: int) -> Iterator[Sequence[Any]]:
@@ -148,7 +169,7 @@ def _upload_table(db: apsw.Connection, client: D1Client, schema: Schema, table: 
             return
         rows = sum(n for n, _ in pending)
         progress = Recorder()
-        state.write_record(progress, PROGRESS_SCOPE, table.name, {"rows": sent + loaded + rows})
+        state.write_record(for_state(progress), PROGRESS_SCOPE, table.name, {"rows": sent + loaded + rows})
         client.batch([*prefix, *[s for _, s in pending], *progress.stmts])
         report.requests += 1
         loaded += rows
