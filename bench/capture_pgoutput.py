@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 
 from pg2edge.pgcluster import LocalCluster
-from pg2edge.pipeline import pgoutput
-from pg2edge.pipeline.replication import ReplicationStream, create_slot
+from pg2edge.pipeline.sources import pgoutput
+from pg2edge.pipeline.sources.replication import ReplicationStream, create_slot
 
 STEPS = [
     ("insert", "INSERT INTO t VALUES (1, 'a', NULL)"),

@@ -19,11 +19,11 @@ from pathlib import Path
 import psycopg
 
 from pg2edge.pgcluster import LocalCluster
-from pg2edge.pipeline import pgoutput
-from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
-from pg2edge.pipeline.assembler import Assembler
 from pg2edge.pipeline.events import Transaction
-from pg2edge.pipeline.replication import ReplicationStream, create_slot, drop_slot
+from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
+from pg2edge.pipeline.sources import pgoutput
+from pg2edge.pipeline.sources.assembler import Assembler
+from pg2edge.pipeline.sources.replication import ReplicationStream, create_slot, drop_slot
 
 
 @contextlib.contextmanager

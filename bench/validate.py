@@ -20,7 +20,7 @@ import apsw
 import psycopg
 
 from pg2edge.pgcluster import LocalCluster
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.validators import validate
 
 TABLE_SQL = """CREATE TABLE bench (id int8 PRIMARY KEY, name text NOT NULL, price numeric(12,2),

@@ -60,7 +60,7 @@ def translate_task(config: Config, tables: list[str]) -> Any:
 
 @task(name="snapshot", **IO_RETRIES)
 def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
-    from pg2edge.pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.sources.snapshot import run_snapshot
 
     return run_snapshot(dsn=config.require_source(), target=target, tables=",".join(tables),
                         options=config.translate, say=_say)

@@ -49,7 +49,7 @@ def _phase_dual_write(ctx: DemoContext) -> None:
     from pg2edge.analyzers.verdicts import MOVABLE
     from pg2edge.pipeline.daemon import run_sync
     from pg2edge.pipeline.lsn import format_lsn
-    from pg2edge.pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.sources.snapshot import run_snapshot
     from pg2edge.pipeline.status import replica_status
 
     report = ctx.results["analyze"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pg2edge.pipeline.pgoutput import Column, Relation
+from pg2edge.pipeline.sources.pgoutput import Column, Relation
 from pg2edge.translators.findings import Finding, Level
 
 

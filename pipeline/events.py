@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pg2edge.pipeline.pgoutput import UNCHANGED_TOAST, Relation, Value
+from pg2edge.pipeline.sources.pgoutput import UNCHANGED_TOAST, Relation, Value
 
-__all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Op", "Row", "SourceInfo", "Transaction", "TOAST_JSON"]
+__all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Control", "Cursor", "Item", "Op", "Row", "SnapshotBegin", "SnapshotEnd",
+           "SnapshotRows", "SourceInfo", "Transaction", "TOAST_JSON", "Watermark"]
 
 Row = Mapping[str, Value]
+Cursor = Mapping[str, Any]  # where an item came from, stored with the data: {"topic", "partition", "offset"}
 TOAST_JSON: dict[str, str] = {"__toast__": "unchanged"}
 
 
@@ -131,3 +133,59 @@ class Transaction:
     commit_ts: int  # Unix milliseconds
     events: tuple[ChangeEvent, ...]
     relations: tuple[Relation, ...] = ()
+    cursor: Cursor | None = None  # a Kafka source's offset of the transaction's last record
+
+
+# -- items that are not transactions (the engine hands them to Sink.control in stream order) --------
+@dataclass(frozen=True, slots=True)
+class SnapshotBegin:
+    """A snapshot starts (carried by a Kafka topic): the target empties its tables and records the source."""
+
+    slot: str
+    publication: str
+    database: str
+    system_identifier: str
+    snapshot_lsn: int
+    tables: tuple[str, ...] = ()
+    partitioning: Mapping[str, Any] = field(default_factory=dict)  # {"column", "partitions"}
+    cursor: Cursor | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slot": self.slot, "publication": self.publication, "database": self.database,
+                "system_identifier": self.system_identifier, "snapshot_lsn": self.snapshot_lsn,
+                "tables": list(self.tables), "partitioning": dict(self.partitioning)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], cursor: Cursor | None = None) -> SnapshotBegin:
+        return cls(slot=str(data["slot"]), publication=str(data["publication"]), database=str(data["database"]),
+                   system_identifier=str(data["system_identifier"]), snapshot_lsn=int(data["snapshot_lsn"]),
+                   tables=tuple(data.get("tables") or ()),
+                   partitioning=dict(data.get("partitioning") or {"column": None, "partitions": 1}), cursor=cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRows:
+    """Rows of the snapshot (``op: "r"``), applied without a commit-LSN check."""
+
+    events: tuple[ChangeEvent, ...]
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEnd:
+    """The snapshot is complete: the target's position becomes ``snapshot_lsn``."""
+
+    snapshot_lsn: int
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """A heartbeat passed: every source change below ``lsn`` has been delivered before this item."""
+
+    lsn: int
+    cursor: Cursor | None = None
+
+
+Control = SnapshotBegin | SnapshotRows | SnapshotEnd | Watermark
+Item = Transaction | Control

@@ -7,8 +7,8 @@ process never collide. A replica (``sync``, ``sync --from-kafka``,
 ``pg2edge_batch_publish_seconds``) and has no retry queue or DLQ. Both report
 lag (seconds, bytes) and the WAL their slot retains on the source.
 
-The streaming loops feed a :class:`StreamProbe` with one call per step, so the
-metric rules live here and not in the loops.
+The engine (:mod:`pg2edge.pipeline.engine`) feeds these once per batch and
+turn, so the metric rules live here and in the engine, not in the jobs.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from pg2edge.errors import SourceError
 from pg2edge.pipeline.events import Transaction
-from pg2edge.pipeline.state import Position
 
 log = logging.getLogger(__name__)
 
 Role = Literal["replica", "publisher"]
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-SLOT_SAMPLE_INTERVAL = 5.0  # seconds between two retained-WAL queries on the source
 
 
 class Metrics:
@@ -97,53 +94,3 @@ class Metrics:
         elif commit_ts_ms:
             now = time.time() if now is None else now
             self.lag_seconds.set(max(0.0, now - commit_ts_ms / 1000.0))
-
-
-class StreamProbe:
-    """What one streaming loop reports; every method is a no-op without metrics.
-
-    ``start_batch()`` where the batch's clock starts, ``batch_done(batch)``
-    once it is committed (applied or flushed), ``turn(...)`` once per loop
-    turn: lag, and the slot's retained WAL sampled every ``interval`` seconds.
-    """
-
-    def __init__(self, metrics: Metrics | None, *, dsn: str, slot: str, position: Position | None = None,
-                 interval: float = SLOT_SAMPLE_INTERVAL) -> None:
-        self.metrics, self.dsn, self.slot, self.interval = metrics, dsn, slot, interval
-        self.commit_end_lsn = position.end_lsn if position else None
-        self.commit_ts_ms = position.commit_ts_ms if position else None
-        self._t0 = time.perf_counter()
-        self._sampled: float | None = None
-
-    def start_batch(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def batch_done(self, batch: Sequence[Transaction]) -> None:
-        if self.metrics is None or not batch:
-            return
-        self.metrics.record_batch(batch, time.perf_counter() - self._t0)
-        self.commit_end_lsn, self.commit_ts_ms = batch[-1].end_lsn, batch[-1].commit_ts
-
-    def turn(self, *, reached_lsn: int | None, server_wal_end: int) -> None:
-        if self.metrics is None:
-            return
-        if reached_lsn is not None:
-            self.metrics.record_lag(reached_lsn=reached_lsn, server_wal_end=server_wal_end,
-                                    commit_end_lsn=self.commit_end_lsn, commit_ts_ms=self.commit_ts_ms)
-        now = time.monotonic()
-        if self._sampled is None or now - self._sampled >= self.interval:
-            self._sampled = now
-            self.sample_slot()
-
-    def sample_slot(self) -> None:
-        """Query the slot's retained WAL; a failed query keeps the last value (the stream reports real outages)."""
-        from pg2edge.pipeline.replication import slot_status
-
-        assert self.metrics is not None
-        try:
-            status = slot_status(self.dsn, self.slot)
-        except SourceError as exc:
-            log.warning("retained WAL of slot %s not sampled: %s", self.slot, exc)
-            return
-        if status is not None:
-            self.metrics.retained_wal.set(status.retained_wal_bytes)

@@ -10,6 +10,7 @@ source         stream              {"slot", "publication"}
 position       applied             {"commit_lsn", "end_lsn", "xid", "kafka": {...}|null}
 table          <schema>.<table>    TableState (snapshot progress, pause, columns)
 source_change  <n>                 {"description", "sql", "undo_sql"}
+snapshot       run                 SnapshotRun (status, consistent LSN, exported snapshot, keeper pid)
 cutover        <name>              free-form record of the cutover phase
 =============  ==================  =============================================
 
@@ -19,8 +20,9 @@ refuse to run outside one) so state is committed with the data it describes.
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -134,12 +136,15 @@ def write_position(conn: apsw.Connection, position: Position) -> None:
     write_record(conn, "position", "applied", asdict(position))
 
 
-def advance_watermark(conn: apsw.Connection, lsn: int) -> None:
-    """Record that every source change below ``lsn`` is applied (a heartbeat passed); own transaction."""
+def advance_watermark(conn: apsw.Connection, lsn: int, *, cursor: Mapping[str, Any] | None = None) -> None:
+    """Record that every source change below ``lsn`` is applied (a heartbeat passed); own transaction.
+
+    Not before a snapshot is complete (commit LSN 0); ``cursor`` (a Kafka offset) is stored with it."""
     with conn:
         current = read_position(conn)
-        if current is not None and lsn > (current.watermark_lsn or 0):
-            write_position(conn, replace(current, watermark_lsn=lsn))
+        if current is not None and current.commit_lsn > 0 and lsn > (current.watermark_lsn or 0):
+            write_position(conn, replace(current, watermark_lsn=lsn,
+                                         kafka=dict(cursor) if cursor is not None else current.kafka))
 
 
 def read_position(conn: apsw.Connection) -> Position | None:
@@ -147,13 +152,52 @@ def read_position(conn: apsw.Connection) -> Position | None:
     return None if data is None else Position(**data)
 
 
+# -- the snapshot run -----------------------------------------------------------------
+RUN_SCOPE, RUN_NAME = "snapshot", "run"
+
+
+class RunStatus(str, enum.Enum):
+    COPYING = "copying"  # rows are being copied; a rerun resumes while the exported snapshot lives
+    DONE = "done"  # complete: the position is the snapshot's consistent LSN
+    ABANDONED = "abandoned"  # replaced by a new snapshot (the publisher's interrupted run)
+    RESNAPSHOT = "resnapshot"  # a finished snapshot the operator asked to replace (publish --resnapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRun:
+    status: RunStatus
+    consistent_lsn: int
+    snapshot: str | None = None  # the exported snapshot's name
+    keeper_pid: int | None = None  # the process that holds it
+    via: str | None = None  # "kafka": the snapshot came through a topic
+
+
+def write_run(conn: apsw.Connection, run: SnapshotRun) -> None:
+    write_record(conn, RUN_SCOPE, RUN_NAME, {k: v for k, v in asdict(run).items() if v is not None})
+
+
+def read_run(conn: apsw.Connection) -> SnapshotRun | None:
+    data = read_record(conn, RUN_SCOPE, RUN_NAME)
+    if not data:
+        return None
+    return SnapshotRun(status=RunStatus(data["status"]), consistent_lsn=int(data.get("consistent_lsn") or 0),
+                       snapshot=data.get("snapshot"), keeper_pid=int(data["keeper_pid"]) if data.get("keeper_pid")
+                       else None, via=data.get("via"))
+
+
 # -- per-table state ----------------------------------------------------------------
+class SnapshotStatus(str, enum.Enum):
+    PENDING = "pending"
+    COPYING = "copying"
+    DONE = "done"
+
+
 @dataclass(frozen=True, slots=True)
 class TableState:
     """Per source table: snapshot progress, stream pause, and the last known column types."""
 
     table: str  # "schema.table"
-    snapshot: str = "pending"  # pending | copying | done
+    snapshot: SnapshotStatus = SnapshotStatus.PENDING
     snapshot_lsn: int | None = None
     rows_copied: int = 0
     paused: bool = False
@@ -166,13 +210,17 @@ def write_table(conn: apsw.Connection, state: TableState) -> None:
     write_record(conn, "table", state.table, asdict(state))
 
 
+def _table_state(data: dict[str, Any]) -> TableState:
+    return TableState(**{**data, "snapshot": SnapshotStatus(data.get("snapshot", "pending"))})
+
+
 def read_table(conn: apsw.Connection, table: str) -> TableState | None:
     data = read_record(conn, "table", table)
-    return None if data is None else TableState(**data)
+    return None if data is None else _table_state(data)
 
 
 def read_tables(conn: apsw.Connection) -> dict[str, TableState]:
-    return {name: TableState(**data) for name, data in read_scope(conn, "table").items()}
+    return {name: _table_state(data) for name, data in read_scope(conn, "table").items()}
 
 
 # -- source changes (for teardown) --------------------------------------------------

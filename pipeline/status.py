@@ -71,9 +71,9 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         pos = state.read_position(conn)
         stream = state.read_stream(conn)
         ident = state.read_source(conn)
-        run = state.read_record(conn, "snapshot", "run")
+        run = state.read_run(conn)
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
-        from pg2edge.pipeline.retry import counts
+        from pg2edge.pipeline.sinks.retry import counts
 
         queued = counts(conn)
     finally:
@@ -81,15 +81,15 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
     status = ReplicaStatus(
         target=str(target), source_database=ident.database if ident else None,
         slot=stream.slot if stream else None, publication=stream.publication if stream else None,
-        snapshot=run.get("status") if run else None,
+        snapshot=run.status.value if run else None,
         applied_lsn=format_lsn(pos.end_lsn) if pos else None,
         visible_lsn=format_lsn(pos.visible_lsn) if pos else None,
         last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused,
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
         dlq=queued.get("dead", 0))
     if source and pos:
-        from pg2edge.pipeline.daemon import current_wal_lsn
-        from pg2edge.pipeline.replication import slot_status
+        from pg2edge.pipeline.sources.cdc import current_wal_lsn
+        from pg2edge.pipeline.sources.replication import slot_status
 
         now_lsn = current_wal_lsn(source)
         status.source_lsn = format_lsn(now_lsn)

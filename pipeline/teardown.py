@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pg2edge.pipeline import keeper, state
-from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline import state
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sourcechanges import teardown as undo_changes
+from pg2edge.pipeline.sources import keeper
 
 
 def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
@@ -17,8 +18,8 @@ def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
     """
     db = open_replica(target)
     try:
-        run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
-        keeper.stop_keeper(int(run.get("keeper_pid") or 0) if run else None)
+        run = state.read_run(db)
+        keeper.stop_keeper(run.keeper_pid if run else None)
         changes = state.read_source_changes(db)
         done = undo_changes(dsn, changes)
         with db:

@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
-from pg2edge.pipeline.replication import ReplicationStream, create_slot
-from pg2edge.pipeline.source import CdcSource
+from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
+from pg2edge.pipeline.sources.cdc import CdcSource
+from pg2edge.pipeline.sources.replication import ReplicationStream, create_slot
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 
 

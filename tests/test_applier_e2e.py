@@ -10,11 +10,11 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.publication import setup_publication
-from pg2edge.pipeline.replication import ReplicationStream, create_slot, slot_status
-from pg2edge.pipeline.source import CdcSource
+from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
+from pg2edge.pipeline.sources.cdc import CdcSource
+from pg2edge.pipeline.sources.replication import ReplicationStream, create_slot, slot_status
 from tests.support.cdc import pg_rows, sqlite_rows, sync
 
 ITEMS = ["id", "name", "price", "body"]

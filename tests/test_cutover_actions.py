@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover.actions import drain, promote, rollback
 from pg2edge.pipeline.cutover.errors import CutoverError
 from pg2edge.pipeline.cutover.freeze import freeze
 from pg2edge.pipeline.daemon import run_sync
+from pg2edge.pipeline.sinks.sqlite import open_replica
 
 REPO = Path(__file__).resolve().parents[1]
 

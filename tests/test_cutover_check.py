@@ -11,11 +11,11 @@ import pytest
 
 from pg2edge.config import CutoverConfig
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover.backup import backup_replica
 from pg2edge.pipeline.cutover.gates import run_checklist
 from pg2edge.pipeline.daemon import run_sync
-from pg2edge.pipeline.retry import ensure_queue_table
+from pg2edge.pipeline.sinks.retry import ensure_queue_table
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.validators import validate
 
 

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover.errors import FreezeError
 from pg2edge.pipeline.cutover.freeze import freeze, frozen_tables, plan_freeze, unfreeze
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sourcechanges import teardown
 
 WRITES = [

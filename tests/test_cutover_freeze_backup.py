@@ -11,9 +11,9 @@ import apsw
 import pytest
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover.backup import backup_replica, default_backup_path
 from pg2edge.pipeline.cutover.errors import BackupError
+from pg2edge.pipeline.sinks.sqlite import open_replica
 
 
 def fill(path: Path, rows: int) -> None:

@@ -45,7 +45,7 @@ def test_migrate_runs_every_phase_and_publishes_artifacts(prefect_harness: None,
     from pg2edge.config import Config
     from pg2edge.flows.phases import migrate
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     config = Config(source={"dsn": shop_dsn})
     changes = migrate(config=config, target=str(replica), auto_approve=True)
@@ -69,7 +69,7 @@ def test_phase4_stops_at_a_failing_checklist_gate(prefect_harness: None, shop_ds
     from pg2edge.config import Config
     from pg2edge.flows.errors import GateFailed
     from pg2edge.flows.phases import phase4_cutover
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     db = open_replica(replica)
     with db:

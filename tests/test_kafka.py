@@ -179,3 +179,37 @@ def test_until_caught_up_never_stops_before_reading_what_the_topic_held(pg_dsn: 
         consumer.close()
     assert report.snapshot_rows == 2300
     assert_replica_equals(pg_dsn, tmp_path / "r.db")
+
+
+def test_snapshot_through_the_topic_uses_the_codec_session_settings(pg_dsn: str, kafka_bootstrap: str,
+                                                                    tmp_path: Path) -> None:
+    """A source whose defaults are DateStyle 'SQL, DMY' and TimeZone Asia/Kolkata: the snapshot rows in the
+    topic carry ISO UTC text (the codec's settings), and the replica stores what a file sync stores."""
+    from psycopg import conninfo, sql
+
+    dbname = conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for setting, value in (("DateStyle", "SQL, DMY"), ("TimeZone", "Asia/Kolkata"),
+                               ("IntervalStyle", "sql_standard")):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(dbname), sql.Identifier(setting), sql.Literal(value)))
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, at timestamptz, d date, iv interval)")
+        conn.execute("INSERT INTO t VALUES (1, '2024-01-02 03:04:05.5+00', '2024-03-05', '1 day 02:00:00')")
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="dmy", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, say=lambda s: None)
+    consumer = KafkaPythonConsumer(kafka_bootstrap)
+    consumer.seek(topic_name("dmy", dbname), 0, 0)
+    got: list = []
+    deadline = time.monotonic() + 20
+    while not any(r.headers.get("pg2edge.kind") == b"snapshot" for r in got) and time.monotonic() < deadline:
+        got += consumer.poll(timeout=0.5)
+    consumer.close()
+    row = json.loads(next(r for r in got if r.headers.get("pg2edge.kind") == b"snapshot").value)
+    assert row["after"] == {"id": "1", "at": "2024-01-02 03:04:05.5+00", "d": "2024-03-05", "iv": "1 day 02:00:00"}
+    run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "r.db", dsn=pg_dsn, topic=topic_name("dmy", dbname),
+                      until_caught_up=True, say=lambda s: None)
+    import apsw
+
+    db = apsw.Connection(str(tmp_path / "r.db"))
+    assert db.execute("SELECT id, at, d FROM t").fetchall() == [(1, "2024-01-02 03:04:05.5", "2024-03-05")]
+    db.close()

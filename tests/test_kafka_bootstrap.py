@@ -18,7 +18,7 @@ import apsw
 import psycopg
 import pytest
 
-from pg2edge.pipeline import retry, state
+from pg2edge.pipeline import state
 from pg2edge.pipeline.kafka.bootstrap import (
     OffsetGuard,
     RecordsLostError,
@@ -32,6 +32,7 @@ from pg2edge.pipeline.kafka.publisher import run_publisher
 from pg2edge.pipeline.kafka.records import topic_name
 from pg2edge.pipeline.kafka.replica import run_kafka_replica
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.sinks import retry
 from tests.support.replica import assert_replica_equals, current_lsn, wait_until
 from tests.test_kafka import _db_name, _setup, _writes
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pg2edge.pipeline import pgoutput as pg
-from pg2edge.pipeline.assembler import Assembler, Heartbeat
 from pg2edge.pipeline.errors import ProtocolError
 from pg2edge.pipeline.events import TOAST_JSON, UNCHANGED_TOAST, ChangeEvent, Op, Transaction
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.sources import pgoutput as pg
+from pg2edge.pipeline.sources.assembler import Assembler, Heartbeat
 
 CAPTURE = json.loads((Path(__file__).parent / "data" / "pgoutput_v1.json").read_text())
 

@@ -9,11 +9,11 @@ import pytest
 
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.errors import ReplicaIdentityError
 from pg2edge.pipeline.publication import setup_publication, slot_change
-from pg2edge.pipeline.replication import create_slot
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sourcechanges import teardown
+from pg2edge.pipeline.sources.replication import create_slot
 
 DDL = [
     "CREATE TABLE orders (id int PRIMARY KEY, total numeric)",

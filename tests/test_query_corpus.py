@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import sqlglot
 
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from pg2edge.translators.findings import Level
 from pg2edge.translators.query import translate_sql
 from tests.query_corpus import CORPUS, CorpusQuery

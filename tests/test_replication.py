@@ -9,11 +9,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pg2edge.pipeline import pgoutput
-from pg2edge.pipeline.applier import Applier, TableMapping, open_replica
 from pg2edge.pipeline.errors import ReplicationError, SlotTimeoutError
 from pg2edge.pipeline.events import Transaction
-from pg2edge.pipeline.replication import (
+from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
+from pg2edge.pipeline.sources import pgoutput
+from pg2edge.pipeline.sources.cdc import CdcSource
+from pg2edge.pipeline.sources.replication import (
     ReplicationStream,
     create_slot,
     create_slot_with_snapshot,
@@ -21,7 +22,6 @@ from pg2edge.pipeline.replication import (
     identify_system,
     slot_status,
 )
-from pg2edge.pipeline.source import CdcSource
 from tests.support.cdc import emit_marker, pg_rows, sqlite_rows, sync
 from tests.support.postgres import PgServer
 

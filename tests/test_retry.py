@@ -14,11 +14,11 @@ import apsw
 import psycopg
 import pytest
 
-from pg2edge.pipeline import retry
 from pg2edge.pipeline.daemon import run_sync
 from pg2edge.pipeline.kafka.publisher import run_publisher
 from pg2edge.pipeline.kafka.records import topic_name
 from pg2edge.pipeline.kafka.replica import run_kafka_replica
+from pg2edge.pipeline.sinks import retry
 from tests.support.replica import assert_replica_equals, diff_replica, wait_until
 
 POLICY = retry.RetryPolicy(max_attempts=3, base_delay=0.1)

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from pg2edge import sample
-from pg2edge.pipeline import keeper, state
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline import state
+from pg2edge.pipeline.sources import keeper
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from tests.support.replica import assert_replica_equals
 from tests.support.writeload import WriteLoad
 
@@ -133,7 +134,7 @@ def test_when_the_exported_snapshot_is_gone_a_clean_snapshot_starts(pg_dsn: str,
 
 
 def test_a_big_table_is_copied_in_key_range_slices_by_several_workers(pg_dsn: str, sqlite_path) -> None:
-    from pg2edge.pipeline.snapshot import SPLIT_ROWS, key_slices
+    from pg2edge.pipeline.sources.snapshot import SPLIT_ROWS, key_slices
     from pg2edge.translators.introspect import introspect
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -146,3 +147,17 @@ def test_a_big_table_is_copied_in_key_range_slices_by_several_workers(pg_dsn: st
     report = run_snapshot(dsn=pg_dsn, target=sqlite_path, jobs=2, say=_quiet)
     assert report.tables == {"public.wide": SPLIT_ROWS + 1000}
     assert_replica_equals(pg_dsn, sqlite_path)
+
+
+def test_a_copy_worker_error_is_one_line_naming_the_column_and_exit_2(pg_dsn: str, tmp_path, run_cli) -> None:
+    """inexact = "raise", numeric as REAL and a NaN numeric: the copy worker's CodecError reaches the CLI as one line, exit 2."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE prices (id int PRIMARY KEY, amount numeric)")
+        conn.execute("INSERT INTO prices VALUES (1, 1.5), (2, 'NaN')")
+    (tmp_path / "pg2edge.toml").write_text('[translate]\ninexact = "raise"\nnumeric = "real"\n')
+    done = run_cli("snapshot", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn,
+                   "--target", str(tmp_path / "r.db"))
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "prices" in lines[0] and "amount" in lines[0], lines[0]

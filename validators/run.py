@@ -55,7 +55,7 @@ def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
 def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None,
                 options: TranslateConfig) -> list[TableSide]:
     """The tables to validate (default: the replica's publication) with their codecs."""
-    from pg2edge.pipeline.snapshot import published_tables
+    from pg2edge.pipeline.sources.snapshot import published_tables
     from pg2edge.translators.introspect import introspect
 
     if isinstance(tables, str):
@@ -173,7 +173,7 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
 
 
 def _record(target: str | Path, report: ValidationReport) -> None:
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     db = open_replica(target)
     try:

@@ -23,7 +23,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
-from pg2edge.pipeline.replication import slot_status
+from pg2edge.pipeline.sources.replication import slot_status
 from pg2edge.pipeline.status import WaitTimeout, wait_for_lsn
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ def _print(rows: list[dict[str, Any]], fmt: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
     from pg2edge.errors import ConfigError
-    from pg2edge.pipeline import retry
+    from pg2edge.pipeline.dlq import replay_dlq
+    from pg2edge.pipeline.sinks import retry
     from pg2edge.pipeline.status import _open_readonly
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
@@ -59,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
             conn.close()
         return 0
     if args.action == "drop":
-        from pg2edge.pipeline.applier import open_replica
+        from pg2edge.pipeline.sinks.sqlite import open_replica
 
         conn = open_replica(target)
         try:
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
             conn.close()
         print(f"dropped change {change.id} ({', '.join(change.keys)})")
         return 0
-    applied, left = retry.replay_dlq(target=target, dsn=config.require_source(), ids=None if args.all else [args.id],
+    applied, left = replay_dlq(target=target, dsn=config.require_source(), ids=None if args.all else [args.id],
                                      options=config.translate)
     print(f"replayed: {applied} change(s) applied; {len(left)} still in the DLQ")
     for c in left:

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pg2edge.pipeline.snapshot import run_snapshot
+    from pg2edge.pipeline.sources.snapshot import run_snapshot
     from pg2edge.progress import table_progress
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},

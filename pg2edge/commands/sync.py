@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config, parse_duration
     from pg2edge.pipeline.daemon import run_sync
     from pg2edge.pipeline.lsn import format_lsn
-    from pg2edge.pipeline.retry import RetryPolicy
+    from pg2edge.pipeline.sinks.retry import RetryPolicy
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
                                                  "tenants": {"pattern": args.tenant_pattern,
@@ -92,7 +92,7 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     from pg2edge.errors import ConfigError
     from pg2edge.pipeline.kafka.replica import run_kafka_replica
     from pg2edge.pipeline.lsn import format_lsn
-    from pg2edge.pipeline.retry import RetryPolicy
+    from pg2edge.pipeline.sinks.retry import RetryPolicy
 
     if not args.bootstrap:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")

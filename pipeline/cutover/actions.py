@@ -22,10 +22,10 @@ from pathlib import Path
 from pg2edge.dsn import connect
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE, changelog
 from pg2edge.pipeline.cutover.errors import CutoverError
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.sinks.sqlite import open_replica
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import apsw
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.errors import BackupError
+from pg2edge.pipeline.sinks.sqlite import open_replica
 
 log = logging.getLogger(__name__)
 

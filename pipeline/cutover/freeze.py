@@ -232,7 +232,7 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
 def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
     """The tables the replica's publication publishes (the default set to freeze)."""
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     if not Path(replica).is_file():
         raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
@@ -254,7 +254,7 @@ def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
 
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     db = open_replica(replica)
     try:
@@ -267,7 +267,7 @@ def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChan
             *, frozen: bool) -> None:
     """Keep ``cutover/freeze``: the frozen tables and the LSN after the last freeze (drain target)."""
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.applier import open_replica
+    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
     db = open_replica(replica)

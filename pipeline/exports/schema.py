@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import apsw
 
@@ -62,8 +63,9 @@ def open_readonly(path: str | Path) -> apsw.Connection:
 
 def read_schema(conn: apsw.Connection) -> Schema:
     kinds = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA main.table_list")}
-    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL "
-                        "ORDER BY rowid").fetchall()
+    rows = cast(list[tuple[str, str, str, str]],
+                conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL "
+                             "ORDER BY rowid").fetchall())
     excluded = sorted(n for t, n, _, _ in rows if t == "table" and is_internal(n))
     tables: dict[str, Table] = {}
     others: list[tuple[str, str, str]] = []
@@ -82,11 +84,13 @@ def read_schema(conn: apsw.Connection) -> Schema:
 
 def _table(conn: apsw.Connection, name: str, sql: str, *, virtual: bool) -> Table:
     q = quote_ident(name)
-    info = conn.execute(f"PRAGMA main.table_xinfo({q})").fetchall()  # cid, name, type, notnull, dflt, pk, hidden
+    info = cast(list[tuple[int, str, str, int, Any, int, int]],  # cid, name, type, notnull, dflt, pk, hidden
+                conn.execute(f"PRAGMA main.table_xinfo({q})").fetchall())
     columns = [row[1] for row in info if row[6] == 0]
     key = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5] > 0]
-    without_rowid = bool(conn.execute("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?",
-                                      (name,)).fetchone()[0])
+    listed = conn.execute("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (name,)).fetchone()
+    assert listed is not None  # the table was just read from sqlite_schema
+    without_rowid = bool(listed[0])
     refs = {row[2] for row in conn.execute(f"PRAGMA main.foreign_key_list({q})")}
     return Table(name=name, sql=sql, virtual=virtual, without_rowid=without_rowid, columns=columns,
                  key=key, parents=sorted(refs - {name}), self_referencing=name in refs)

@@ -53,8 +53,11 @@ def _clean(path: Path, output: Path) -> ExportResult:
                 db.execute(f"DROP TABLE {quote_ident(name)}")
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute("VACUUM")
-        rows = sum(db.execute(f"SELECT count(*) FROM {quote_ident(t.name)}").fetchone()[0]
-                   for t in schema.tables)
+        rows = 0
+        for t in schema.tables:
+            counted = db.execute(f"SELECT count(*) FROM {quote_ident(t.name)}").fetchone()
+            assert counted is not None  # count(*) always returns one row
+            rows += counted[0]
         problems = [r[0] for r in db.execute("PRAGMA integrity_check") if r[0] != "ok"]
         if problems:
             raise ExportError(f"the exported copy fails integrity_check: {'; '.join(problems[:5])}")

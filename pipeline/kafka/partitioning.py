@@ -27,7 +27,7 @@ from typing import Any
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
-from pg2edge.pipeline.tenants.router import moves_tenant, split_move
+from pg2edge.pipeline.sinks.tenants import moves_tenant, split_move
 
 Key = tuple[str, str]
 

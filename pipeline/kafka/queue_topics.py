@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from pg2edge.pipeline.kafka.client import Producer, ensure_topic, make_producer
-from pg2edge.pipeline.retry import list_queue
+from pg2edge.pipeline.sinks.retry import list_queue
 
 RETRY_SUFFIX = ".retry"
 DLQ_SUFFIX = ".dlq"

@@ -25,7 +25,7 @@ from typing import Any
 
 from pg2edge.pipeline.events import ChangeEvent, Transaction
 from pg2edge.pipeline.kafka.client import Headers, Record
-from pg2edge.pipeline.pgoutput import Column, Relation, ReplicaIdentity
+from pg2edge.pipeline.sources.pgoutput import Column, Relation, ReplicaIdentity
 
 KIND, TXN, RELATIONS = "pg2edge.kind", "pg2edge.txn", "pg2edge.relations"
 

@@ -7,16 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pg2edge.config import TenantsConfig, TranslateConfig
-from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
-from pg2edge.pipeline.daemon import Heartbeater, StopFlag, build_mappings, current_wal_lsn
+from pg2edge.pipeline import engine, state
+from pg2edge.pipeline.engine import StopFlag
 from pg2edge.pipeline.lsn import format_lsn
-from pg2edge.pipeline.metrics import Metrics, StreamProbe
-from pg2edge.pipeline.replication import ReplicationStream
-from pg2edge.pipeline.snapshot import published_tables
-from pg2edge.pipeline.source import CdcSource
+from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sinks.tenants import TenantRouter, TenantSink
+from pg2edge.pipeline.sources.cdc import CdcSource
+from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.tenants.layout import plan_layout
-from pg2edge.pipeline.tenants.router import TenantRouter
 from pg2edge.pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
 
 
@@ -36,7 +37,8 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                     heartbeat_interval: float = 1.0, allow_replica_identity_full: bool = False,
                     stop: threading.Event | None = None, say: Callable[[str], None] = print,
                     max_wait: float = 0.2, metrics: Metrics | None = None) -> TenantSyncReport:
-    """Tenant snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
+    """Tenant snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``):
+    the engine pairing a :class:`CdcSource` with a :class:`TenantSink`."""
     options = options or TranslateConfig()
     report = TenantSyncReport()
     report.snapshot = run_tenant_snapshot(dsn=dsn, tenants=tenants, tables=tables, jobs=jobs, options=options,
@@ -53,40 +55,19 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                               mappings=build_mappings(dsn, hub, names.publication, options))
         say(f"routing {len(layout.tenant_tables)} tenant table(s) by {tenants.column!r} into "
             f"{len(router.known)} tenant file(s); streaming from {format_lsn(pos.end_lsn)}")
-        goal = current_wal_lsn(dsn) if until_caught_up else None
+        sink = TenantSink(router, label=str(tenants.pattern))
         source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn))
-        heart = Heartbeater(dsn, interval=heartbeat_interval)
-        probe = StreamProbe(metrics, dsn=dsn, slot=names.slot, position=pos)
+                                             start_lsn=pos.end_lsn),
+                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up)
         try:
-            while True:
-                heart.maybe_beat()
-                batch = source.batch(max_wait=max_wait)
-                if batch:
-                    probe.start_batch()
-                    result = router.apply(batch)  # every tenant file, then the hub, committed
-                    probe.batch_done(batch)
-                    source.ack(batch[-1].end_lsn)
-                    report.transactions += result.transactions
-                    report.rows += result.rows
-                beat = source.ack_heartbeat()
-                if beat is not None:
-                    state.advance_watermark(hub, beat)
-                current = state.read_position(hub)
-                probe.turn(reached_lsn=current.visible_lsn if current else None,
-                           server_wal_end=source.stream.server_wal_end)
-                reason = flag.stop_reason(caught_up=goal is not None and current is not None
-                                          and current.visible_lsn >= goal)
-                if reason:
-                    report.stopped_by = reason
-                    break
+            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say)
         finally:
-            heart.close()
             source.close()
             report.tenants_created = router.created
             report.peak_open_files = router.pool.peak
-            router.close()
-        report.position = state.read_position(hub)
+            sink.close()
+        report.transactions, report.rows = sink.routed.transactions, sink.routed.rows
+        report.stopped_by, report.position = run.stopped_by, run.position
         return report
     finally:
         restore()

@@ -27,29 +27,30 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import keeper, state
-from pg2edge.pipeline.applier import Applier, open_replica
-from pg2edge.pipeline.daemon import StopFlag, build_mappings, current_wal_lsn
-from pg2edge.pipeline.events import ChangeEvent, Transaction
+from pg2edge.pipeline import engine, state
+from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline.events import Control, SnapshotBegin, SnapshotEnd, SnapshotRows, Transaction, Watermark
 from pg2edge.pipeline.kafka import records
-from pg2edge.pipeline.kafka.bootstrap import OffsetGuard, start_guard
-from pg2edge.pipeline.kafka.client import Consumer, Record, make_consumer
+from pg2edge.pipeline.kafka.client import Consumer, make_consumer
 from pg2edge.pipeline.kafka.partitioning import partition_of
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
-from pg2edge.pipeline.replication import identify_system
-from pg2edge.pipeline.snapshot import published_tables
+from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
+from pg2edge.pipeline.sinks.tenants import TenantRouter
+from pg2edge.pipeline.sources.cdc import current_wal_lsn
+from pg2edge.pipeline.sources.kafka import KafkaSource, choose_partitions
+from pg2edge.pipeline.sources.replication import identify_system
+from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.tenants.admin import delete_tenant, list_tenants
 from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
-from pg2edge.pipeline.tenants.router import TenantRouter
 from pg2edge.pipeline.tenants.split import SPLIT_NAME, SPLIT_SCOPE, split_hub
 from pg2edge.translators.quoting import quote_ident
 
@@ -76,19 +77,17 @@ class TenantKafkaReport:
     stopped_by: str = "caught up"
 
 
-class _Partition:
-    """One partition: its hub file and the router into its tenants' files."""
+class PartitionSink:
+    """One partition's sink: its hub file and the router into its tenants' files."""
 
     def __init__(self, *, topic: str, partition: int, partitions: int, dsn: str, tenants: TenantsConfig,
-                 options: TranslateConfig, max_open: int, say: Say, metrics: Metrics | None = None) -> None:
+                 options: TranslateConfig, max_open: int, say: Say) -> None:
         self.topic, self.partition, self.partitions = topic, partition, partitions
         self.dsn, self.config, self.options, self.max_open, self.say = dsn, tenants, options, max_open, say
-        self.metrics = metrics
+        self.label = f"topic {topic} partition {partition}"
         self.path = hub_path(tenants.shared_path, partition)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hub = open_replica(self.path)
-        self.regroup = records.Regrouper()
-        self.guard: OffsetGuard  # set by the caller once the consumer is known (start_guard)
         self.layout: TenantLayout | None = None
         self.hub_applier: Applier | None = None
         self.router: TenantRouter | None = None
@@ -96,7 +95,8 @@ class _Partition:
         names = state.read_stream(self.hub)
         if names is not None:
             self._prepare(names.publication)
-            if (state.read_record(self.hub, keeper.RUN_SCOPE, keeper.RUN_NAME) or {}).get("status") == "done":
+            run = state.read_run(self.hub)
+            if run is not None and run.status is state.RunStatus.DONE:
                 self._split_and_route()  # also finishes a split a crash interrupted
 
     # -- set-up ------------------------------------------------------------------------
@@ -115,15 +115,12 @@ class _Partition:
         self.router = TenantRouter(layout=self.layout, hub=self.hub, hub_path=self.path,
                                    mappings=self.hub_applier.mappings, owns=self._owns, max_open=self.max_open)
 
-    def _close_router(self) -> None:
+    def close_router(self) -> None:
         if self.router is not None:
             self.created += self.router.created
             self.peak = max(self.peak, self.router.pool.peak)
             self.router.close()
             self.router = None
-
-    def kafka_pos(self, offset: int) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": offset}
 
     def stored_offset(self) -> int | None:
         """The offset of the last record applied (None: nothing applied yet)."""
@@ -132,136 +129,119 @@ class _Partition:
             return int(pos.kafka["offset"])
         return None
 
-    def visible_lsn(self) -> int:
-        pos = state.read_position(self.hub)
-        return pos.visible_lsn if pos is not None and pos.commit_lsn > 0 else 0
+    # -- the sink protocol ---------------------------------------------------------------
+    def position(self) -> state.Position | None:
+        return state.read_position(self.hub)
 
-    # -- records -----------------------------------------------------------------------
-    def _begin(self, data: dict[str, Any], offset: int) -> None:
-        parting = data.get("partitioning") or {}
-        column, n = parting.get("column"), int(parting.get("partitions") or 1)
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        if self.router is None:
+            raise ConfigError(f"{self.label} has changes before a complete snapshot: was it written by "
+                              "pg2edge publish?")
+        cursor = batch[-1].cursor
+        result = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None)
+        return ApplyResult(applied=result.transactions, rows=result.rows, position=self.position())
+
+    def control(self, item: Control) -> None:
+        if isinstance(item, SnapshotRows):
+            if self.hub_applier is None:
+                raise ConfigError(f"{self.label} has snapshot rows before any snapshot-begin record: was it "
+                                  "written by pg2edge publish?")
+            self.hub_applier.apply([Transaction(xid=0, commit_lsn=0, end_lsn=0, commit_ts=0, events=item.events)],
+                                   kafka=dict(item.cursor) if item.cursor else None, check_lsn=False)
+        elif isinstance(item, SnapshotBegin):
+            self._begin(item)
+        elif isinstance(item, SnapshotEnd):
+            self._end(item)
+            self.say(f"partition {self.partition}: snapshot applied and split; streaming changes")
+        elif isinstance(item, Watermark):
+            state.advance_watermark(self.hub, item.lsn, cursor=item.cursor)
+
+    def _begin(self, item: SnapshotBegin) -> None:
+        column, n = item.partitioning.get("column"), int(item.partitioning.get("partitions") or 1)
         if n != self.partitions:
             raise ConfigError(f"topic {self.topic}: the snapshot was published for {n} partition(s) but the "
                               f"topic has {self.partitions}")
         if column is not None and column != self.config.column:
             raise ConfigError(f"topic {self.topic} is partitioned by tenant column {column!r} but this replica "
                               f"splits by {self.config.column!r}: use --tenant-column {column}")
-        ident = state.SourceIdentity(system_identifier=str(data["system_identifier"]), database=str(data["database"]))
+        ident = state.SourceIdentity(system_identifier=item.system_identifier, database=item.database)
         state.check_source(self.hub, ident)
-        self._close_router()
-        publication = str(data["publication"])
-        self._prepare(publication)
+        self.close_router()
+        self._prepare(item.publication)
         assert self.hub_applier is not None
         removed = [t for t in list_tenants(self.config.pattern) if self._owns(t)]
         for tenant in removed:  # a new snapshot replaces this partition's tenant files
             delete_tenant(self.config.pattern, tenant)
-        lsn = int(data["snapshot_lsn"])
+        lsn = item.snapshot_lsn
         self.say(f"partition {self.partition}: snapshot {format_lsn(lsn)} begins"
                  + (f" ({len(removed)} tenant file(s) removed)" if removed else ""))
         with self.hub:
             state.write_source(self.hub, ident)
-            state.write_stream(self.hub, state.StreamInfo(slot=str(data["slot"]), publication=publication))
+            state.write_stream(self.hub, state.StreamInfo(slot=item.slot, publication=item.publication))
             for (s, t), mapping in self.hub_applier.mappings.items():
                 self.hub.execute(f"DELETE FROM {quote_ident(mapping.target)}")
-                state.write_table(self.hub, state.TableState(table=f"{s}.{t}", snapshot="copying", snapshot_lsn=lsn))
+                state.write_table(self.hub, state.TableState(table=f"{s}.{t}", snapshot=state.SnapshotStatus.COPYING,
+                                                             snapshot_lsn=lsn))
             state.write_record(self.hub, SPLIT_SCOPE, SPLIT_NAME, {"status": "pending"})
-            state.write_record(self.hub, keeper.RUN_SCOPE, keeper.RUN_NAME,
-                               {"status": "copying", "consistent_lsn": lsn, "via": "kafka"})
-            state.write_position(self.hub, state.Position(commit_lsn=0, end_lsn=0, kafka=self.kafka_pos(offset)))
+            state.write_run(self.hub, state.SnapshotRun(status=state.RunStatus.COPYING, consistent_lsn=lsn,
+                                                        via="kafka"))
+            state.write_position(self.hub, state.Position(commit_lsn=0, end_lsn=0,
+                                                          kafka=dict(item.cursor) if item.cursor else None))
 
-    def _end(self, data: dict[str, Any], offset: int) -> None:
-        lsn = int(data["snapshot_lsn"])
+    def _end(self, item: SnapshotEnd) -> None:
+        lsn = item.snapshot_lsn
         with self.hub:
             for ts in state.read_tables(self.hub).values():
-                state.write_table(self.hub, replace(ts, snapshot="done"))
-            state.write_record(self.hub, keeper.RUN_SCOPE, keeper.RUN_NAME,
-                               {"status": "done", "consistent_lsn": lsn, "via": "kafka"})
-            state.write_position(self.hub, state.Position(commit_lsn=lsn, end_lsn=lsn, kafka=self.kafka_pos(offset)))
+                state.write_table(self.hub, replace(ts, snapshot=state.SnapshotStatus.DONE))
+            state.write_run(self.hub, state.SnapshotRun(status=state.RunStatus.DONE, consistent_lsn=lsn, via="kafka"))
+            state.write_position(self.hub, state.Position(commit_lsn=lsn, end_lsn=lsn,
+                                                          kafka=dict(item.cursor) if item.cursor else None))
         self._split_and_route()
 
-    def _heartbeat(self, lsn: int, offset: int) -> None:
-        pos = state.read_position(self.hub)
-        if pos is not None and pos.commit_lsn > 0 and lsn > (pos.watermark_lsn or 0):
-            with self.hub:
-                state.write_position(self.hub, replace(pos, watermark_lsn=lsn, kafka=self.kafka_pos(offset)))
-            if self.metrics is not None:
-                self.metrics.record_lag(reached_lsn=lsn, server_wal_end=0, commit_end_lsn=pos.end_lsn,
-                                        commit_ts_ms=pos.commit_ts_ms)
-
-    def feed(self, got: Sequence[Record], report: TenantKafkaReport) -> bool:
-        """Apply this partition's records in offset order; True if any was not a heartbeat."""
-        batch: list[Transaction] = []
-        rows: list[ChangeEvent] = []
-        last = -1
-        news = False
-
-        def flush() -> None:
-            nonlocal batch, rows
-            if rows:
-                if self.hub_applier is None:
-                    raise ConfigError(f"topic {self.topic} partition {self.partition} has snapshot rows before any "
-                                      "snapshot-begin record: was it written by pg2edge publish?")
-                self.hub_applier.apply([Transaction(xid=0, commit_lsn=0, end_lsn=0, commit_ts=0, events=tuple(rows))],
-                                       kafka=self.kafka_pos(last), check_lsn=False)
-                report.snapshot_rows += len(rows)
-            if batch:
-                if self.router is None:
-                    raise ConfigError(f"topic {self.topic} partition {self.partition} has changes before a complete "
-                                      "snapshot: was it written by pg2edge publish?")
-                started = time.perf_counter()
-                result = self.router.apply(batch, kafka=self.kafka_pos(last))
-                if self.metrics is not None:
-                    self.metrics.record_batch(batch, time.perf_counter() - started)
-                    self.metrics.record_lag(reached_lsn=batch[-1].end_lsn, server_wal_end=0,
-                                            commit_end_lsn=batch[-1].end_lsn, commit_ts_ms=batch[-1].commit_ts)
-                report.transactions += result.transactions
-                report.rows += result.rows
-            batch, rows = [], []
-
-        for record in got:
-            if not self.guard.admit(record):
-                continue
-            item = self.regroup.feed(record)
-            if isinstance(item, records.TxnItem):
-                if rows:
-                    flush()
-                batch.append(item.txn)
-                last = item.offset
-                news = True
-            elif isinstance(item, records.SnapshotItem):
-                if batch:
-                    flush()
-                rows.append(item.event)
-                last = item.offset
-                news = True
-            elif isinstance(item, records.ControlItem):
-                flush()
-                kind = item.data.get("type")
-                if kind == "snapshot-begin":
-                    self._begin(item.data, item.offset)
-                elif kind == "snapshot-end":
-                    self._end(item.data, item.offset)
-                    self.say(f"partition {self.partition}: snapshot applied and split; streaming changes")
-                elif kind == "heartbeat":
-                    self._heartbeat(int(item.data["lsn"]), item.offset)
-                news = news or kind != "heartbeat"
-            else:
-                news = True  # part of a transaction
-        flush()
-        return news
+    def maintain(self) -> None:
+        """Tenant files have no retry queue."""
 
     def close(self) -> None:
-        self._close_router()
+        self.close_router()
         self.hub.close()
 
 
-def _partitions(consumer: Consumer, topic: str, wanted: Sequence[int] | None) -> tuple[int, list[int]]:
-    n = consumer.partition_count(topic)
-    chosen = sorted(set(wanted)) if wanted else list(range(n))
-    bad = [p for p in chosen if not 0 <= p < n]
-    if bad:
-        raise ConfigError(f"topic {topic} has partitions 0..{n - 1}; there is no partition {bad[0]}")
-    return n, chosen
+class PartitionedSink:
+    """Routes each item to the sink of its Kafka partition (the item's cursor names it)."""
+
+    def __init__(self, parts: dict[int, PartitionSink], *, label: str) -> None:
+        self.parts, self.label = parts, label
+
+    def position(self) -> state.Position | None:
+        """The least advanced partition's position (commit LSN 0 until every partition has a snapshot)."""
+        positions = [p.position() for p in self.parts.values()]
+        if any(p is None or p.commit_lsn == 0 for p in positions):
+            return state.Position(commit_lsn=0, end_lsn=0)
+        return min((p for p in positions if p is not None), key=lambda p: p.visible_lsn)
+
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        result = ApplyResult()
+        by_part: dict[int, list[Transaction]] = {}
+        for txn in batch:
+            assert txn.cursor is not None
+            by_part.setdefault(int(txn.cursor["partition"]), []).append(txn)
+        for p, txns in sorted(by_part.items()):
+            done = self.parts[p].apply(txns)
+            result.applied += done.applied
+            result.rows += done.rows
+        result.position = self.position()
+        return result
+
+    def control(self, item: Control) -> None:
+        assert item.cursor is not None
+        self.parts[int(item.cursor["partition"])].control(item)
+
+    def maintain(self) -> None:
+        """Nothing: no retry queue."""
+
+    def close(self) -> None:
+        for part in self.parts.values():
+            part.close()
 
 
 def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig, topic: str | None = None,
@@ -271,12 +251,11 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
                              until_lsn: int | None = None, idle_seconds: float = 2.0, max_records: int = 5000,
                              stop: threading.Event | None = None, consumer: Consumer | None = None,
                              say: Say = print, metrics: Metrics | None = None) -> TenantKafkaReport:
-    """Consume the change topic (all partitions, or ``partitions``) into one SQLite file per tenant.
+    """Consume the change topic (all partitions, or ``partitions``) into one SQLite file per tenant:
+    the engine pairing a :class:`KafkaSource` with a :class:`PartitionedSink` of hub sinks.
 
     Stops like :func:`pipeline.kafka.replica.run_kafka_replica`: at ``until_lsn``, with
     ``until_caught_up`` at the source's current LSN or after ``idle_seconds`` without a change.
-    ``metrics``: applied changes by table and op, batch latency and lag seconds (the slot's
-    retained WAL is the publisher's metric).
     """
     options = options or TranslateConfig()
     topic = topic or records.topic_name(topic_prefix, identify_system(dsn).database)
@@ -285,45 +264,24 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
     restore = flag.install()
     own = consumer is None
     consumer = consumer or make_consumer(client, bootstrap, group=group)
-    parts: dict[int, _Partition] = {}
+    parts: dict[int, PartitionSink] = {}
     try:
-        n, chosen = _partitions(consumer, topic, partitions)
+        n, chosen = choose_partitions(consumer, topic, partitions)
         report = TenantKafkaReport(topic=topic, partitions=chosen)
         max_open = max(1, tenants.max_open // len(chosen))
         for p in chosen:
-            parts[p] = _Partition(topic=topic, partition=p, partitions=n, dsn=dsn, tenants=tenants, options=options,
-                                  max_open=max_open, say=say, metrics=metrics)
-            guard = parts[p].guard = start_guard(consumer, topic, stored_offset=parts[p].stored_offset(), partition=p)
-            consumer.seek(topic, p, guard.expected)
+            parts[p] = PartitionSink(topic=topic, partition=p, partitions=n, dsn=dsn, tenants=tenants,
+                                     options=options, max_open=max_open, say=say)
+        source = KafkaSource(consumer, topic, stored_offsets={p: part.stored_offset() for p, part in parts.items()},
+                             until_caught_up=until_caught_up, until_lsn=goal, idle_seconds=idle_seconds,
+                             max_records=max_records, group=group)
         say(f"consuming {topic} partition(s) {','.join(map(str, chosen))} of {n} into {tenants.pattern}")
-        last_news = last_commit = time.monotonic()
-        while True:
-            got = consumer.poll(timeout=0.2, max_records=max_records)
-            by_partition: dict[int, list[Record]] = {}
-            for record in got:
-                by_partition.setdefault(record.partition, []).append(record)
-            for p, recs in sorted(by_partition.items()):
-                if parts[p].feed(recs, report):
-                    last_news = time.monotonic()
-            now = time.monotonic()
-            if group and now - last_commit > 5.0:
-                last_commit = now
-                for p, part in parts.items():
-                    consumer.commit(topic, p, part.guard.expected)
-            if goal is not None and all(part.visible_lsn() >= goal for part in parts.values()):
-                report.stopped_by = "caught up"
-                break
-            if until_caught_up and now - last_news >= idle_seconds \
-                    and all(not part.regroup.pending and part.guard.read_to_start_end for part in parts.values()):
-                for part in parts.values():
-                    part.guard.missing()
-                report.stopped_by = f"caught up with the topic (no change for {idle_seconds:g} s)"
-                break
-            if flag.event.is_set():
-                report.stopped_by = flag.reason or "stop requested"
-                break
+        sink = PartitionedSink(parts, label=f"{tenants.pattern} (topic {topic})")
+        run = engine.run(source, sink, flag=flag, max_wait=0.2, metrics=metrics, say=say)
+        report.transactions, report.rows, report.snapshot_rows = run.transactions, run.rows, run.snapshot_rows
+        report.stopped_by = run.stopped_by
         for p, part in parts.items():
-            part._close_router()
+            part.close_router()
             report.positions[p] = state.read_position(part.hub)
         report.tenants_created = sum(part.created for part in parts.values())
         report.peak_open_files = sum(part.peak for part in parts.values())

@@ -25,7 +25,7 @@ from typing import Any
 
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import open_replica
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.tenants.errors import TenantIdError
 from pg2edge.pipeline.tenants.ids import tenant_path
 from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
@@ -86,7 +86,7 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                     else:
                         db.execute(copy)
                     rows += db.changes()
-                    state.write_table(db, state.TableState(table=".".join(key), snapshot="done",
+                    state.write_table(db, state.TableState(table=".".join(key), snapshot=state.SnapshotStatus.DONE,
                                                            snapshot_lsn=position.commit_lsn))
                 if identity is not None:
                     state.write_source(db, identity)
@@ -147,7 +147,7 @@ def run_tenant_snapshot(*, dsn: str, tenants: TenantsConfig, tables: str | Seque
                         jobs: int = 2, options: TranslateConfig | None = None,
                         allow_replica_identity_full: bool = False, say: Say = print) -> TenantSnapshotReport:
     """Snapshot ``dsn`` into the hub file, then split it into one SQLite file per tenant."""
-    from pg2edge.pipeline.snapshot import published_tables, run_snapshot
+    from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 
     options = options or TranslateConfig()
     os.makedirs(os.path.dirname(os.path.abspath(tenants.shared_path)), exist_ok=True)

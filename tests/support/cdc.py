@@ -9,8 +9,8 @@ import apsw
 import psycopg
 from psycopg import sql
 
-from pg2edge.pipeline.applier import Applier, ApplyResult
-from pg2edge.pipeline.source import CdcSource
+from pg2edge.pipeline.sinks.sqlite import Applier, ApplyResult
+from pg2edge.pipeline.sources.cdc import CdcSource
 from pg2edge.translators.quoting import quote_ident
 
 

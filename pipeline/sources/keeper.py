@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import apsw
 
-RUN_SCOPE, RUN_NAME = "snapshot", "run"
+from pg2edge.errors import SourceError
+from pg2edge.pipeline.state import RUN_NAME, RUN_SCOPE, RunStatus, SnapshotRun, read_run
+
+__all__ = ["RUN_NAME", "RUN_SCOPE", "KeptSnapshot", "KeeperError", "start_keeper", "stop_keeper"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class KeptSnapshot:
     pid: int
 
 
-class KeeperError(RuntimeError):
+class KeeperError(SourceError):
     """The keeper could not create the slot and snapshot; the message says why."""
 
 
@@ -44,7 +47,7 @@ def start_keeper(*, dsn: str, slot: str, replica: str, timeout: float = 60.0,
                  hold_seconds: float = 3600.0) -> KeptSnapshot:
     """Start a detached keeper; returns once the slot and snapshot exist."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pg2edge.pipeline.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "pg2edge.pipeline.sources.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, start_new_session=True, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps({"dsn": dsn, "slot": slot, "replica": replica, "timeout": timeout,
@@ -72,25 +75,23 @@ def stop_keeper(pid: int | None) -> None:
         pass
 
 
-def _run_record(replica: str) -> dict[str, object] | None:
+def _run_record(replica: str) -> SnapshotRun | None:
     try:
         conn = apsw.Connection(replica, flags=apsw.SQLITE_OPEN_READONLY)
     except apsw.Error:
         return None
     try:
-        from pg2edge.pipeline.state import read_record
-
-        return read_record(conn, RUN_SCOPE, RUN_NAME)
+        return read_run(conn)
     finally:
         conn.close()
 
 
-def _released(run: dict[str, object] | None, snapshot: str, *, adopted_by_now: bool) -> bool:
+def _released(run: SnapshotRun | None, snapshot: str, *, adopted_by_now: bool) -> bool:
     """Done with this snapshot; or, once the parent had time to record it, it was replaced."""
     if not run:
         return False
-    if run.get("snapshot") == snapshot:
-        return run.get("status") != "copying"
+    if run.snapshot == snapshot:
+        return run.status is not RunStatus.COPYING
     return adopted_by_now
 
 
@@ -113,7 +114,7 @@ def _connection_alive(conn: object) -> bool:
 
 def main() -> int:
     from pg2edge.dsn import scrub
-    from pg2edge.pipeline.replication import create_slot_with_snapshot
+    from pg2edge.pipeline.sources.replication import create_slot_with_snapshot
 
     cfg = json.loads(sys.stdin.readline())
     stop = False

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.applier import Applier, ApplyResult, TableMapping, open_replica
 from pg2edge.pipeline.errors import ApplyError
-from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
+from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Control, Op, Transaction, Watermark
+from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
 from pg2edge.pipeline.tenants.admin import list_tenants
 from pg2edge.pipeline.tenants.ids import tenant_path
 from pg2edge.pipeline.tenants.layout import Key, TenantLayout
@@ -174,3 +175,35 @@ class TenantRouter:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class TenantSink:
+    """The database-per-tenant sink: a :class:`TenantRouter` over the tenant files and the hub file.
+
+    The position is the hub's: it commits last, after every touched tenant file, so the engine
+    acknowledges a batch only once every file holds it."""
+
+    def __init__(self, router: TenantRouter, *, label: str) -> None:
+        self.router, self.label = router, label
+        self.routed = RouteResult()
+
+    def position(self) -> state.Position | None:
+        return state.read_position(self.router.hub)
+
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        cursor = batch[-1].cursor if batch else None
+        routed = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None)
+        self.routed.transactions += routed.transactions
+        self.routed.rows += routed.rows
+        return ApplyResult(applied=routed.transactions, rows=routed.rows, position=self.position())
+
+    def control(self, item: Control) -> None:
+        if not isinstance(item, Watermark):
+            raise ApplyError(f"{self.label}: {type(item).__name__} records are taken by the Kafka tenant replica")
+        state.advance_watermark(self.router.hub, item.lsn, cursor=item.cursor)
+
+    def maintain(self) -> None:
+        """Tenant files have no retry queue (a change that fails stops the stream, naming table and key)."""
+
+    def close(self) -> None:
+        self.router.close()

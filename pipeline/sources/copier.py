@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
+import psycopg
+from psycopg import sql
 
+from pg2edge.errors import Pg2EdgeError
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ class CopyResult:
         return sum(self.rows.values())
 
 
-class CopyWorkerError(RuntimeError):
+class CopyWorkerError(Pg2EdgeError):
     """A copy worker failed; the message names the table and the cause."""
 
 
@@ -91,18 +94,29 @@ def _copy_sql(spec: CopySpec) -> bytes:
     return stmt.as_bytes(None)
 
 
-def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
-    """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
-    import psycopg
+def snapshot_connection(dsn: str, snapshot: str | None) -> psycopg.Connection[Any]:
+    """The one way to read a snapshot: a REPEATABLE READ, READ ONLY transaction that imported the exported
+    ``snapshot`` (None: a fresh one), with the value codec's session settings (DateStyle, TimeZone, ...).
 
-    from pg2edge.dsn import codec_dsn
+    Raises psycopg's InvalidParameterValue / ObjectNotInPrerequisiteState when the snapshot is gone."""
+    from pg2edge.dsn import codec_dsn, connect
 
+    conn = connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")
     try:
-        conn = psycopg.connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if snapshot:
-                cur.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+                cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
+    """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
+    try:
+        conn = snapshot_connection(dsn, snapshot)
     except Exception as exc:  # reported to the coordinator by name
         out.put(("error", "(connect)", f"{type(exc).__name__}: {exc}"))
         return

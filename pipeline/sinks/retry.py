@@ -18,19 +18,19 @@ A TRUNCATE drops the queued changes of its table (they no longer matter).
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import apsw
 
 from pg2edge.errors import TargetError
-from pg2edge.pipeline.applier import Applier, ApplyResult, TableMapping
 from pg2edge.pipeline.errors import ApplyError
-from pg2edge.pipeline.events import ChangeEvent, Op, Transaction
+from pg2edge.pipeline.events import ChangeEvent, Op
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,16 @@ class RetryPolicy:
         return min(self.base_delay * 2 ** max(attempts - 1, 0), self.max_delay)
 
 
+class QueueStatus(str, enum.Enum):
+    RETRY = "retry"  # failed; retried at next_attempt_at (exponential back-off)
+    WAITING = "waiting"  # behind an earlier queued change to the same key (per-key order)
+    DEAD = "dead"  # failed max_attempts times: the dead-letter queue
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedChange:
     id: int
-    status: str
+    status: QueueStatus
     table: str
     keys: list[str]
     commit_lsn: int
@@ -75,7 +81,7 @@ class QueuedChange:
     created_at: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "table": self.table, "keys": self.keys,
+        return {"id": self.id, "status": self.status.value, "table": self.table, "keys": self.keys,
                 "commit_lsn": self.commit_lsn, "op": self.event.get("op"), "error": self.error,
                 "attempts": self.attempts, "next_attempt_at": self.next_attempt_at, "created_at": self.created_at,
                 "event": self.event}
@@ -105,7 +111,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _row(r: Sequence[Any]) -> QueuedChange:
-    return QueuedChange(id=r[0], status=r[1], table=r[2], keys=json.loads(r[3]), commit_lsn=r[4],
+    return QueuedChange(id=r[0], status=QueueStatus(r[1]), table=r[2], keys=json.loads(r[3]), commit_lsn=r[4],
                         event=json.loads(r[5]), error=r[6], attempts=r[7], next_attempt_at=r[8], created_at=r[9])
 
 
@@ -129,101 +135,83 @@ def counts(conn: apsw.Connection) -> dict[str, int]:
         return {}
 
 
-class QueueingApplier(Applier):
-    """An Applier that parks changes it cannot apply instead of stopping the stream."""
+class RetryQueue:
+    """The retry queue and DLQ of one replica, composed into its sink (:class:`~.sqlite.SqliteSink`).
 
-    def __init__(self, conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping], *,
-                 policy: RetryPolicy | None = None) -> None:
-        super().__init__(conn, mappings)
+    ``route(ev, apply_event)`` applies a change, or parks it when its key is blocked (``waiting``) or,
+    in careful mode, when it fails permanently (``retry``, then ``dead``); ``drain(apply_event)``
+    retries the due changes key by key.
+    """
+
+    def __init__(self, conn: apsw.Connection, *, policy: RetryPolicy | None = None) -> None:
+        self.conn = conn
         ensure_queue_table(conn)
         self.policy = policy or RetryPolicy()
-        self._careful = False
+        self.careful = False
         self._blocked: set[str] = set()
         self.parked = 0
 
-    def _load_blocked(self) -> None:
+    def load_blocked(self) -> None:
         self._blocked = set()
         for (keys,) in self.conn.execute(f"SELECT keys FROM {_Q}"):
             self._blocked.update(json.loads(keys))
 
-    def apply(self, batch: Sequence[Transaction], *, kafka: dict[str, Any] | None = None,
-              check_lsn: bool = True) -> ApplyResult:
-        """Like Applier.apply; a permanently failing change is parked, transient failures retried in place."""
-        delay = self.policy.transient_delay
-        careful = False
-        while True:
-            self._load_blocked()
-            self._careful = careful
-            try:
-                return super().apply(batch, kafka=kafka, check_lsn=check_lsn)
-            except (ApplyError, apsw.Error) as exc:
-                if is_transient(exc):
-                    log.warning("transient replica error (%s); retrying the batch in %.2f s", exc, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, self.policy.transient_max_delay)
-                    continue
-                if careful or not isinstance(exc, ApplyError):
-                    raise
-                log.warning("%s; re-applying the batch with the failing change parked", exc)
-                careful = True
-            finally:
-                self._careful = False
-
-    def _event(self, ev: ChangeEvent) -> None:
+    def route(self, ev: ChangeEvent, apply_event: Callable[[ChangeEvent], None]) -> None:
         if ev.op is Op.TRUNCATE:
             table = f"{ev.source.schema}.{ev.source.table}"
             if self._blocked:
                 self.conn.execute(f"DELETE FROM {_Q} WHERE source_table = ?", (table,))
                 self._blocked = {k for k in self._blocked if not k.startswith(table + ":")}
-            super()._event(ev)
+            apply_event(ev)
             return
-        if not self._blocked and not self._careful:
-            super()._event(ev)
+        if not self._blocked and not self.careful:
+            apply_event(ev)
             return
         keys = event_keys(ev)
         if not self._blocked.isdisjoint(keys):
-            self._park(ev, keys, status="waiting", error=None, attempts=0)
+            self._park(ev, keys, status=QueueStatus.WAITING, error=None, attempts=0)
             return
-        if not self._careful:
-            super()._event(ev)
+        if not self.careful:
+            apply_event(ev)
             return
         self.conn.execute("SAVEPOINT pg2edge_event")
         try:
-            super()._event(ev)
+            apply_event(ev)
         except ApplyError as exc:
             self.conn.execute("ROLLBACK TO pg2edge_event")
             self.conn.execute("RELEASE pg2edge_event")
             if is_transient(exc):
                 raise
-            self._park(ev, keys, status="retry", error=str(exc), attempts=1)
+            self._park(ev, keys, status=QueueStatus.RETRY, error=str(exc), attempts=1)
             return
         self.conn.execute("RELEASE pg2edge_event")
 
-    def _park(self, ev: ChangeEvent, keys: set[str], *, status: str, error: str | None, attempts: int) -> None:
+    def _park(self, ev: ChangeEvent, keys: set[str], *, status: QueueStatus, error: str | None,
+              attempts: int) -> None:
         now = time.time()
-        nxt = now + self.policy.delay(attempts) if status == "retry" else None
-        if status == "retry" and attempts >= self.policy.max_attempts:
-            status = "dead"
+        nxt = now + self.policy.delay(attempts) if status is QueueStatus.RETRY else None
+        if status is QueueStatus.RETRY and attempts >= self.policy.max_attempts:
+            status = QueueStatus.DEAD
         self.conn.execute(
             f"INSERT INTO {_Q} (status, source_table, keys, commit_lsn, event, error, attempts, next_attempt_at, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (status, f"{ev.source.schema}.{ev.source.table}", json.dumps(sorted(keys)), ev.source.commit_lsn,
+            (status.value, f"{ev.source.schema}.{ev.source.table}", json.dumps(sorted(keys)), ev.source.commit_lsn,
              ev.to_json(), error, attempts, nxt, now, now))
         self._blocked.update(keys)
         self.parked += 1
         if error:
-            log.warning("parked change to %s (%s): %s", ", ".join(sorted(keys)), status, error)
+            log.warning("parked change to %s (%s): %s", ", ".join(sorted(keys)), status.value, error)
 
-    # -- the queue ----------------------------------------------------------------------
     def next_due(self) -> float | None:
         row = self.conn.execute(f"SELECT min(next_attempt_at) FROM {_Q} WHERE status = 'retry'").fetchone()
         return row[0] if row else None
 
-    def drain(self, *, now: float | None = None, force_ids: Iterable[int] = ()) -> tuple[int, int]:
+    def drain(self, apply_event: Callable[[ChangeEvent], None], *, now: float | None = None,
+              force_ids: Iterable[int] = ()) -> tuple[int, int]:
         """Retry due queued changes in id order, key by key; returns (applied, still queued).
 
         ``force_ids``: dead or not-yet-due changes to try now (``dlq replay``); one that fails
-        again goes straight back to the DLQ.
+        again goes straight back to the DLQ. The caller rolls back its own caches on an exception.
         """
         now = time.time() if now is None else now
         forced = set(force_ids)
@@ -234,15 +222,15 @@ class QueueingApplier(Applier):
             entries = [_row(r) for r in self.conn.execute(f"SELECT {_COLS} FROM {_Q} ORDER BY id").fetchall()]
             for e in entries:
                 keys = set(e.keys)
-                due = e.id in forced or (e.status == "retry" and (e.next_attempt_at or 0) <= now) or (
-                    e.status == "waiting")
+                due = e.id in forced or (e.status is QueueStatus.RETRY and (e.next_attempt_at or 0) <= now) or (
+                    e.status is QueueStatus.WAITING)
                 if not blocked.isdisjoint(keys) or not due:
                     blocked |= keys
                     continue
                 ev = ChangeEvent.from_dict(e.event)
                 self.conn.execute("SAVEPOINT pg2edge_retry")
                 try:
-                    Applier._event(self, ev)
+                    apply_event(ev)
                 except ApplyError as exc:
                     self.conn.execute("ROLLBACK TO pg2edge_retry")
                     self.conn.execute("RELEASE pg2edge_retry")
@@ -252,8 +240,8 @@ class QueueingApplier(Applier):
                     dead = e.id in forced or attempts >= self.policy.max_attempts
                     self.conn.execute(
                         f"UPDATE {_Q} SET status = ?, error = ?, attempts = ?, next_attempt_at = ?, updated_at = ? "
-                        "WHERE id = ?", ("dead" if dead else "retry", str(exc), attempts,
-                                         None if dead else now + self.policy.delay(attempts), now, e.id))
+                        "WHERE id = ?", (QueueStatus.DEAD.value if dead else QueueStatus.RETRY.value, str(exc),
+                                         attempts, None if dead else now + self.policy.delay(attempts), now, e.id))
                     log.warning("queued change %d (%s) failed again (attempt %d%s): %s", e.id, ", ".join(e.keys),
                                 attempts, ", now in the DLQ" if dead else "", exc)
                     blocked |= keys
@@ -261,11 +249,11 @@ class QueueingApplier(Applier):
                 self.conn.execute("RELEASE pg2edge_retry")
                 self.conn.execute(f"DELETE FROM {_Q} WHERE id = ?", (e.id,))
                 applied += 1
-            left = self.conn.execute(f"SELECT count(*) FROM {_Q}").fetchone()[0]
+            row = self.conn.execute(f"SELECT count(*) FROM {_Q}").fetchone()
+            left = int(row[0]) if row else 0
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
-            self._targets.clear()
             raise
         return applied, left
 
@@ -284,42 +272,8 @@ def get_change(conn: apsw.Connection, change_id: int) -> QueuedChange:
 def drop_change(conn: apsw.Connection, change_id: int) -> QueuedChange:
     """Discard one dead change (its key is unblocked; later queued changes of it then apply)."""
     change = get_change(conn, change_id)
-    if change.status != "dead":
-        raise QueueError(f"change {change_id} is {change.status}, not in the DLQ")
+    if change.status is not QueueStatus.DEAD:
+        raise QueueError(f"change {change_id} is {change.status.value}, not in the DLQ")
     with conn:
         conn.execute(f"DELETE FROM {_Q} WHERE id = ?", (change_id,))
     return change
-
-
-def replay(applier: QueueingApplier, *, ids: Sequence[int] | None = None) -> tuple[int, list[QueuedChange]]:
-    """Apply dead changes (``ids``, default all) and what queued behind them, in order.
-
-    Returns (changes applied, dead changes left). A change that fails again stays in the DLQ.
-    """
-    dead = [c.id for c in list_queue(applier.conn, statuses=("dead",))]
-    wanted = dead if ids is None else list(ids)
-    for i in wanted:
-        if i not in dead:
-            get_change(applier.conn, i)  # raises for an unknown id
-            raise QueueError(f"change {i} is not in the DLQ")
-    applied, _ = applier.drain(force_ids=wanted)
-    return applied, [c for c in list_queue(applier.conn, statuses=("dead",)) if c.id in set(wanted)]
-
-
-def replay_dlq(*, target: str, dsn: str, ids: Sequence[int] | None = None, options: Any = None,
-               policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
-    """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
-    from pg2edge.config import TranslateConfig
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.applier import open_replica
-    from pg2edge.pipeline.daemon import build_mappings
-
-    conn = open_replica(target)
-    try:
-        names = state.read_stream(conn)
-        if names is None:
-            raise QueueError(f"replica {target} has no recorded publication; nothing was ever synced")
-        mappings = build_mappings(dsn, conn, names.publication, options or TranslateConfig())
-        return replay(QueueingApplier(conn, mappings, policy=policy), ids=ids)
-    finally:
-        conn.close()

@@ -179,10 +179,16 @@ def create_slot(dsn: str, slot: str, *, timeout: float = 60.0) -> int:
     return parse_lsn(row[1] or "0/0")
 
 
-def drop_slot(dsn: str, slot: str, *, missing_ok: bool = True) -> bool:
-    """Drop a replication slot (waiting for it to become inactive); True if it existed."""
+def drop_slot(dsn: str, slot: str, *, missing_ok: bool = True, terminate_holder: bool = False) -> bool:
+    """Drop a replication slot (waiting for it to become inactive); True if it existed.
+
+    ``terminate_holder``: end the session that holds the slot first (an orphaned snapshot keeper of
+    a run that crashed before it recorded the slot)."""
     check_slot_name(slot)
     with connect(dsn, autocommit=True) as conn:
+        if terminate_holder:
+            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
         for _ in range(100):
             try:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))

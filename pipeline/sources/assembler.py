@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pg2edge.pipeline import pgoutput as pg
 from pg2edge.pipeline.errors import ProtocolError
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo, Transaction
+from pg2edge.pipeline.sources import pgoutput as pg
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import keeper, state
-from pg2edge.pipeline.applier import open_replica
-from pg2edge.pipeline.copier import CopySpec, copy_tables
+from pg2edge.pipeline import state
+from pg2edge.pipeline.events import ChangeEvent, Item, Op, SnapshotBegin, SnapshotEnd, SnapshotRows, SourceInfo
 from pg2edge.pipeline.publication import setup_publication, slot_change
-from pg2edge.pipeline.replication import drop_slot, identify_system
+from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sources import keeper
+from pg2edge.pipeline.sources.copier import CopySpec, copy_tables, snapshot_connection
+from pg2edge.pipeline.sources.replication import drop_slot, identify_system
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -84,12 +86,10 @@ def _snapshot_alive(dsn: str, snapshot: str) -> bool:
     error (the server unreachable, say) is raised rather than taken as a reason
     to throw the copied tables away.
     """
-    with dsnlib.connect(dsn) as conn:
-        try:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.ObjectNotInPrerequisiteState):
-            return False
+    try:
+        snapshot_connection(dsn, snapshot).close()
+    except (psycopg.errors.InvalidParameterValue, psycopg.errors.ObjectNotInPrerequisiteState):
+        return False
     return True
 
 
@@ -165,10 +165,10 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
         state.check_source(db, identity)
         names = stream_names(db, slot=slot, publication=publication)
-        run = state.read_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME)
-        if run and run.get("status") == "done":
+        run = state.read_run(db)
+        if run and run.status is state.RunStatus.DONE:
             return SnapshotReport(slot=names.slot, publication=names.publication,
-                                  consistent_lsn=int(run["consistent_lsn"]), already_complete=True)
+                                  consistent_lsn=run.consistent_lsn, already_complete=True)
         report = SnapshotReport(slot=names.slot, publication=names.publication, consistent_lsn=0)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,
@@ -184,9 +184,9 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         from pg2edge.translators.naming import sqlite_table_name
 
         target_of = {q: sqlite_table_name(t.schema, t.name) for q, t in model.items()}
-        resume = bool(run) and _snapshot_alive(dsn, str(run["snapshot"]))
+        resume = run is not None and run.snapshot is not None and _snapshot_alive(dsn, run.snapshot)
         if run and not resume:
-            say(f"the exported snapshot {run['snapshot']} of the interrupted snapshot run is gone: "
+            say(f"the exported snapshot {run.snapshot} of the interrupted snapshot run is gone: "
                 "starting a clean new snapshot (replica tables emptied, slot recreated)")
             report.restarted = True
             drop_slot(dsn, names.slot, missing_ok=True)
@@ -195,21 +195,23 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                     db.execute(f"DELETE FROM {quote_ident(target_of[q])}")
                     state.write_table(db, state.TableState(table=q))
         if resume:
-            kept = keeper.KeptSnapshot(slot=names.slot, consistent_lsn=int(run["consistent_lsn"]),
-                                       snapshot=str(run["snapshot"]), pid=int(run.get("keeper_pid") or 0))
+            assert run is not None and run.snapshot is not None
+            kept = keeper.KeptSnapshot(slot=names.slot, consistent_lsn=run.consistent_lsn,
+                                       snapshot=run.snapshot, pid=run.keeper_pid or 0)
             say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
         else:
+            if run is None:  # a run that crashed before recording its snapshot may have left our slot behind
+                drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
             with dsnlib.connect(dsn, autocommit=True) as conn:
                 change = slot_change(conn, names.slot)
             say(f"source change: {change.description} (undo: {change.undo_sql})")
             with db:
                 state.record_source_changes(db, [change])
-                state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
-                    "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "copying",
-                    "keeper_pid": kept.pid})
+                state.write_run(db, state.SnapshotRun(status=state.RunStatus.COPYING, snapshot=kept.snapshot,
+                                                      consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid))
         report.consistent_lsn = kept.consistent_lsn
-        done = {name for name, ts in state.read_tables(db).items() if ts.snapshot == "done"}
+        done = {name for name, ts in state.read_tables(db).items() if ts.snapshot is state.SnapshotStatus.DONE}
         estimates = _estimated_rows(dsn, published)
         specs: list[CopySpec] = []
         with db:
@@ -221,7 +223,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
 
                 codec = row_codec(table, options=options)
                 db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy
-                state.write_table(db, state.TableState(table=q, snapshot="copying", snapshot_lsn=kept.consistent_lsn))
+                state.write_table(db, state.TableState(table=q, snapshot=state.SnapshotStatus.COPYING, snapshot_lsn=kept.consistent_lsn))
                 for key, low, high in key_slices(dsn, table, jobs=jobs, estimated_rows=estimates.get(q, 0)):
                     specs.append(CopySpec(
                         source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
@@ -231,19 +233,70 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                         key=key, low=low, high=high))
 
         def table_done(conn: apsw.Connection, spec: CopySpec, rows: int) -> None:
-            state.write_table(conn, state.TableState(table=spec.label, snapshot="done",
+            state.write_table(conn, state.TableState(table=spec.label, snapshot=state.SnapshotStatus.DONE,
                                                      snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
 
-        result = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
+        copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
                              on_table_done=table_done, on_progress=on_progress)
-        report.tables = dict(result.rows)
+        report.tables = dict(copied.rows)
         with db:
             state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))
-            state.write_record(db, keeper.RUN_SCOPE, keeper.RUN_NAME, {
-                "snapshot": kept.snapshot, "consistent_lsn": kept.consistent_lsn, "status": "done",
-                "keeper_pid": kept.pid})
+            state.write_run(db, state.SnapshotRun(status=state.RunStatus.DONE, snapshot=kept.snapshot,
+                                                  consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid))
         keeper.stop_keeper(kept.pid)
         report.seconds = time.monotonic() - started
         return report
     finally:
         db.close()
+
+
+# -- the snapshot as a stream of items (for sinks that take rows: the Kafka publisher) ----------
+SNAPSHOT_CHUNK = 5_000
+
+
+def _published_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[list[str], list[str]]:
+    """Published columns (not dropped, not generated) and the key (primary key or identity index)."""
+    rel = psycopg.sql.SQL("{}.{}").format(psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)).as_string(conn)
+    cols = [r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+        "AND attgenerated = '' ORDER BY attnum", (rel,)).fetchall()]
+    key = [r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND (i.indisprimary OR i.indisreplident) "
+        "ORDER BY i.indisprimary DESC, array_position(i.indkey::int2[], a.attnum)", (rel,)).fetchall()]
+    return cols, list(dict.fromkeys(key))
+
+
+def snapshot_items(dsn: str, *, snapshot: str, begin: SnapshotBegin,
+                   tables: Sequence[tuple[str, str]], say: Say = print) -> Iterator[Item]:
+    """The snapshot as items: SnapshotBegin, SnapshotRows (``op: "r"`` events, PostgreSQL text values read
+    with the codec's session settings, in chunks), SnapshotEnd. Reads through :func:`snapshot_connection`."""
+    lsn = begin.snapshot_lsn
+    now_ms = int(time.time() * 1000)
+    yield begin
+    conn = snapshot_connection(dsn, snapshot)
+    try:
+        for schema, table in tables:
+            cols, key = _published_columns(conn, schema, table)
+            info = SourceInfo(lsn=lsn, commit_lsn=lsn, tx_id=None, ts_ms=now_ms, schema=schema, table=table,
+                              snapshot=True)
+            stmt = psycopg.sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
+                psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, cols)), psycopg.sql.Identifier(schema),
+                psycopg.sql.Identifier(table))
+            chunk: list[ChangeEvent] = []
+            n = 0
+            with conn.cursor() as cur, cur.copy(stmt) as copy:
+                for values in copy.rows():
+                    after = dict(zip(cols, values, strict=True))
+                    chunk.append(ChangeEvent(Op.READ, None, after, info, {k: after[k] for k in key}))
+                    if len(chunk) >= SNAPSHOT_CHUNK:
+                        n += len(chunk)
+                        yield SnapshotRows(tuple(chunk))
+                        chunk = []
+            if chunk:
+                n += len(chunk)
+                yield SnapshotRows(tuple(chunk))
+            say(f"snapshot: {schema}.{table}: {n} rows")
+    finally:
+        conn.close()
+    yield SnapshotEnd(lsn)

@@ -1,0 +1,1 @@
+"""Sinks: one module per target; each applies a batch atomically together with its position."""
