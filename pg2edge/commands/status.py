@@ -23,10 +23,9 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
-    from pg2edge.pipeline.status import replica_status
 
     targets = args.target or [load_config(None, overrides={"target": {"path": None}}).require_target()]
-    statuses = [replica_status(t, source=args.source).as_dict() for t in targets]
+    statuses = [_status(t, args.source).as_dict() for t in targets]
     if args.format == "json":
         print(json.dumps(statuses[0] if len(statuses) == 1 else statuses, indent=2))
         return 0
@@ -36,3 +35,13 @@ def _run(args: argparse.Namespace) -> int:
         for key, value in status.items():
             print(f"{key:<20} {'-' if value is None else value}")
     return 0
+
+
+def _status(target: str, source: str | None) -> Any:
+    if target.lower().startswith(("d1+https://", "d1+http://")):  # read through the pg2edge D1 Worker
+        from pg2edge.pipeline.d1.status import d1_status
+
+        return d1_status(target, source=source)
+    from pg2edge.pipeline.status import replica_status
+
+    return replica_status(target, source=source)

@@ -75,7 +75,21 @@ def _run(args: argparse.Namespace) -> int:
         from pg2edge.errors import ConfigError
 
         raise ConfigError("--seed-from copies a Kafka replica: use it with --from-kafka")
-    report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
+    target = config.require_target()
+    if target.lower().startswith(("d1+https://", "d1+http://")):  # the pg2edge D1 Worker (pipeline.d1)
+        from pg2edge.pipeline.d1.daemon import run_sync_d1
+
+        report = run_sync_d1(
+            metrics=metrics, dsn=config.require_source(), target=target, config_token=config.target.token(),
+            tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
+            heartbeat_interval=parse_duration(args.heartbeat), retained_wal_warn_bytes=args.warn_retained_wal,
+            allow_replica_identity_full=args.allow_replica_identity_full,
+            policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
+        at = format_lsn(report.position.visible_lsn) if report.position else "-"
+        print(f"sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row changes "
+              f"applied; D1 at {at}")
+        return 0
+    report = run_sync(metrics=metrics, dsn=config.require_source(), target=target,
                       tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
                       retained_wal_warn_bytes=args.warn_retained_wal,

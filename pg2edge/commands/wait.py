@@ -24,6 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.lsn import format_lsn
     from pg2edge.pipeline.status import wait_for_lsn
 
+    if target.lower().startswith(("d1+https://", "d1+http://")):  # D1: also the Sessions API bookmark
+        from pg2edge.pipeline.d1.status import wait_for_lsn as wait_d1
+
+        reached = wait_d1(target, args.lsn, timeout=args.timeout)
+        print(f"replica at {format_lsn(reached.position.visible_lsn)} >= {args.lsn}; D1 bookmark {reached.bookmark}")
+        return 0
     pos = wait_for_lsn(target, args.lsn, timeout=args.timeout)
     print(f"replica at {format_lsn(pos.visible_lsn)} >= {args.lsn}")
     return 0

@@ -17,7 +17,7 @@ unchanged TOAST columns) is followed by ``UPDATE _pg2edge_guard SET ok =
 from __future__ import annotations
 
 from pg2edge.pipeline.d1.limits import Stmt
-from pg2edge.pipeline.retry import DDL as QUEUE_DDL
+from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
 from pg2edge.pipeline.state import DDL as STATE_DDL
 from pg2edge.pipeline.state import STATE_TABLE
 from pg2edge.translators.quoting import quote_ident

@@ -41,7 +41,7 @@ def d1_status(target: str, *, source: str | None = None, config_token: str | Non
 
 
 def status_of(conn: D1Connection, label: str, *, source: str | None = None) -> ReplicaStatus:
-    from pg2edge.pipeline.retry import counts
+    from pg2edge.pipeline.sinks.retry import counts
 
     pos = state.read_position(for_state(conn))
     stream = state.read_stream(for_state(conn))
@@ -58,7 +58,7 @@ def status_of(conn: D1Connection, label: str, *, source: str | None = None) -> R
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
         dlq=queued.get("dead", 0))
     if source and pos:
-        from pg2edge.pipeline.daemon import current_wal_lsn
+        from pg2edge.pipeline.sources.cdc import current_wal_lsn
 
         now_lsn = current_wal_lsn(source)
         status.source_lsn = format_lsn(now_lsn)

@@ -35,7 +35,7 @@ from typing import Any
 
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import drift, state
-from pg2edge.pipeline.d1.client import D1Client, D1Connection
+from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
 from pg2edge.pipeline.d1.errors import D1LimitError, D1Refused
 from pg2edge.pipeline.d1.guards import changed_guard, is_guard_failure, position_guard, schema_statements
 from pg2edge.pipeline.d1.limits import (
@@ -87,6 +87,7 @@ class _Plan:
     findings: list[Finding] = field(default_factory=list)
     tables: dict[str, state.TableState] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
+    shapes: dict[str, TargetTable] = field(default_factory=dict)  # tables this batch alters (ADD COLUMN)
 
     @property
     def size(self) -> int:
@@ -101,6 +102,7 @@ class D1Sink:
                  max_transaction_bytes: int = MAX_TRANSACTION_BYTES) -> None:
         self.client = client
         self.conn = D1Connection(client)
+        self._state = for_state(self.conn)  # pipeline.state and the queue readers take it as a connection
         self.label = client.label
         self.mappings = dict(mappings)
         self.policy = policy or RetryPolicy()
@@ -112,8 +114,8 @@ class D1Sink:
         client.batch(schema_statements())
         for (schema, table), mapping in self.mappings.items():
             check_columns(f"{schema}.{table}", len(self._target(mapping.target).columns), limits=limits)
-        self._pos: state.Position | None = state.read_position(self.conn)
-        self._tables = state.read_tables(self.conn)
+        self._pos: state.Position | None = state.read_position(self._state)
+        self._tables = state.read_tables(self._state)
         self._blocked: set[str] = set()
         self._next_due: float | None = None
         self._read_queue()
@@ -173,8 +175,8 @@ class D1Sink:
             except D1Refused as exc:
                 index = exc.index
                 if index == 0 and is_guard_failure(str(exc)):
-                    self._pos = state.read_position(self.conn)
-                    self._tables = state.read_tables(self.conn)
+                    self._pos = state.read_position(self._state)
+                    self._tables = state.read_tables(self._state)
                     self._read_queue()
                     last = self._pos.commit_lsn if self._pos else -1
                     log.warning("target %s: D1 already holds position %s (an answer was lost); skipping what "
@@ -195,6 +197,7 @@ class D1Sink:
             break
         self._pos = self._new_position(txns[-1], self._pos)
         self._tables, self._blocked = plan.tables, plan.blocked
+        self._targets.update(plan.shapes)
         if answer.bookmark:
             self.client.bookmark = answer.bookmark
         result.applied += len(txns)
@@ -232,7 +235,7 @@ class D1Sink:
                         continue
                     self._route(ev, plan, failed)
                     self._owned(plan, ev)
-            state.write_position(conn, self._new_position(txns[-1], self._pos))
+            state.write_position(self._state, self._new_position(txns[-1], self._pos))
             plan.stmts = list(conn.pending)
         finally:
             conn.execute("ROLLBACK")
@@ -276,7 +279,7 @@ class D1Sink:
         mapping = self.mappings.get((ev.source.schema, ev.source.table))
         if mapping is None:
             raise ApplyError(f"no replica table is mapped for source table {ev.source.schema}.{ev.source.table}")
-        tgt = self._target(mapping.target)
+        tgt = plan.shapes.get(mapping.target) or self._target(mapping.target)
         what = f"{ev.op.name.lower()} on {tgt.table} key {dict(ev.key)!r}"
         for st in self.planner.plan(ev, mapping, tgt):
             check_statement(st.sql, st.params, what=what, limits=self.limits)
@@ -320,7 +323,7 @@ class D1Sink:
         ts = plan.tables.get(name) or state.TableState(table=name)
         if ts.paused:
             return
-        tgt = self._target(mapping.target)
+        tgt = plan.shapes.get(mapping.target) or self._target(mapping.target)
         present = list(tgt.columns)
         if mapping.skip:
             present += [c.name for c in rel.columns if mapping.skip(c.name)]
@@ -338,10 +341,10 @@ class D1Sink:
                                   f"{quote_ident(col.name)} {decl}".rstrip())
             if d.added:  # the batch adds them; plan the rest of it with them
                 check_columns(name, len(tgt.columns) + len(d.added), limits=self.limits)
-                self._targets[mapping.target] = replace(tgt, columns=(*tgt.columns, *(c.name for c in d.added)))
+                plan.shapes[mapping.target] = replace(tgt, columns=(*tgt.columns, *(c.name for c in d.added)))
             ts = replace(ts, columns=drift.columns_record(rel))
         if ts != plan.tables.get(name):
-            state.write_table(self.conn, ts)
+            state.write_table(self._state, ts)
             plan.tables[name] = ts
 
     def _too_large(self, txns: list[Transaction], size: int) -> TransactionTooLarge:
@@ -366,15 +369,15 @@ class D1Sink:
         try:
             with self.conn:
                 self.conn.execute(*position_guard(pos.commit_lsn))
-                state.write_position(self.conn, new)
+                state.write_position(self._state, new)
         except D1Refused:
-            self._pos = state.read_position(self.conn)
+            self._pos = state.read_position(self._state)
             return
         self._pos = new
 
     def _read_queue(self) -> None:
         """The blocked keys and the next due retry, from D1."""
-        queued = list_queue(self.conn)
+        queued = list_queue(self._state)
         self._blocked = {k for c in queued for k in c.keys}
         due = [c.next_attempt_at or 0.0 for c in queued if c.status is QueueStatus.RETRY]
         if any(c.status is QueueStatus.WAITING for c in queued):
@@ -383,7 +386,7 @@ class D1Sink:
 
     def queue_depths(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for c in list_queue(self.conn):
+        for c in list_queue(self._state):
             out[c.status.value] = out.get(c.status.value, 0) + 1
         return out
 
@@ -394,7 +397,7 @@ class D1Sink:
         forced = set(force_ids)
         blocked: set[str] = set()
         applied = 0
-        entries = list_queue(self.conn)
+        entries = list_queue(self._state)
         for e in entries:
             keys = set(e.keys)
             due = e.id in forced or (e.status is QueueStatus.RETRY and (e.next_attempt_at or 0) <= now) or (
@@ -429,9 +432,9 @@ class D1Sink:
                         ", ".join(e.keys), attempts, ", now in the DLQ" if dead else "", error)
             blocked |= keys
         self._read_queue()
-        return applied, len(list_queue(self.conn))
+        return applied, len(list_queue(self._state))
 
 
 def queued_changes(conn: D1Connection) -> list[dict[str, Any]]:
     """The queue of a D1 replica as dictionaries (``pg2edge dlq list`` shape)."""
-    return [c.as_dict() for c in list_queue(conn)]
+    return [c.as_dict() for c in list_queue(for_state(conn))]

@@ -1,0 +1,115 @@
+"""``pg2edge sync --target d1+https://HOST``: snapshot into D1 if needed, then stream changes into it.
+
+1. **Snapshot.** When D1 holds no position yet, the normal snapshot (slot with
+   an exported snapshot, parallel copy, resumable) is taken into a local
+   staging file (``.pg2edge/d1-HOST-PORT.db`` unless given), then loaded into
+   D1 by :func:`pipeline.d1.upload.upload_snapshot`: checked against D1's
+   limits first, batched, resumable, position last.
+2. **Stream.** The engine pairs a :class:`CdcSource` (from D1's position) with
+   a :class:`D1Sink`: each batch of whole source transactions and its position
+   in one D1 ``batch()``, acknowledged to PostgreSQL only after the Worker
+   answered. The Worker being down or restarting is retried in place by the
+   shared remote session (connection refused, 5xx, timeouts) for
+   ``retry_for`` seconds; lost answers are never applied twice (position guard).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import apsw
+
+from pg2edge.config import TranslateConfig
+from pg2edge.pipeline import engine, state
+from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
+from pg2edge.pipeline.d1.errors import D1Error
+from pg2edge.pipeline.d1.guards import schema_statements
+from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits
+from pg2edge.pipeline.d1.upload import upload_snapshot
+from pg2edge.pipeline.daemon import SyncReport
+from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
+from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
+from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.d1 import D1Sink
+from pg2edge.pipeline.sinks.retry import RetryPolicy
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
+from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.snapshot import run_snapshot
+
+
+def is_d1_target(target: object) -> bool:
+    return str(target).lower().startswith(("d1+https://", "d1+http://"))
+
+
+def default_staging(target: RemoteTarget) -> Path:
+    """Where the snapshot for ``target`` is taken before it is loaded into D1."""
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", target.label.split("://", 1)[1]).strip("-")
+    return Path(".pg2edge") / f"d1-{host}.db"
+
+
+def run_sync_d1(*, dsn: str, target: str, config_token: str | None = None, staging: str | Path | None = None,
+                tables: str | Sequence[str] | None = None, jobs: int = 2, options: TranslateConfig | None = None,
+                until_caught_up: bool = False, heartbeat_interval: float = 1.0,
+                retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES, allow_replica_identity_full: bool = False,
+                stop: threading.Event | None = None, say: Callable[[str], None] = print, max_wait: float = 0.2,
+                on_batch: Callable[[ApplyResult], None] | None = None, metrics: Metrics | None = None,
+                policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
+                http: HttpRetry | None = None) -> SyncReport:
+    """Snapshot into D1 if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
+    options = options or TranslateConfig()
+    parsed = parse_target(target, config_token=config_token)
+    if parsed.kind != "d1":
+        raise D1Error(f"target {parsed.label} is not a D1 Worker URL (d1+https://HOST)")
+    report = SyncReport()
+    client = D1Client(parsed, policy=http, limits=limits)
+    conn = D1Connection(client)
+    flag = StopFlag(stop)
+    restore = flag.install()  # a signal never kills the process half-way through a request
+    try:
+        client.batch(schema_statements())
+        if state.read_position(for_state(conn)) is None:
+            path = Path(staging) if staging else default_staging(parsed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flag.interrupt_now = True
+            try:
+                report.snapshot = run_snapshot(dsn=dsn, target=path, tables=tables, jobs=jobs, options=options,
+                                               allow_replica_identity_full=allow_replica_identity_full, say=say)
+                loaded = upload_snapshot(path, client, limits=limits, say=say)
+            except SnapshotInterrupted as exc:
+                report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
+                return report
+            finally:
+                flag.interrupt_now = False
+            say(f"snapshot: {loaded.rows} rows of {loaded.tables} tables loaded into {parsed.label} "
+                f"in {loaded.requests} requests; streaming from {format_lsn(report.snapshot.consistent_lsn)}")
+        names = state.read_stream(for_state(conn))
+        pos = state.read_position(for_state(conn))
+        if names is None or pos is None:
+            raise D1Error(f"target {parsed.label} holds no finished pg2edge snapshot")
+        shapes = apsw.Connection(":memory:")  # the translated tables, to build the codec mappings with
+        mappings = build_mappings(dsn, shapes, names.publication, options)
+        shapes.close()
+        sink = D1Sink(client, mappings, policy=policy, limits=limits)
+        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
+                                             start_lsn=pos.end_lsn),
+                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                           retained_wal_warn_bytes=retained_wal_warn_bytes)
+        try:
+            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say,
+                             on_batch=on_batch)
+        finally:
+            source.close()
+        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
+        report.stopped_by, report.position = run.stopped_by, run.position
+        report.retained_wal_bytes = run.retained_wal_bytes
+        return report
+    finally:
+        restore()
+        client.close()
