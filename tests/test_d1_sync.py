@@ -113,18 +113,21 @@ def test_sigkill_of_the_daemon_ten_times_under_load_loses_and_doubles_nothing(pg
     load.start()
     writer.start()
     kills = 0
+    positions = []
     try:
         for _ in range(10):
             proc = _start_sync(pg_dsn, d1, tmp_path)
-            time.sleep(rng.uniform(1.0, 3.0))
+            time.sleep(rng.uniform(3.0, 5.0))  # start-up (imports, catalog) takes 1.5-2.5 s here
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             kills += 1
+            positions.append(d1.read("SELECT value FROM _pg2edge_state WHERE scope = 'position'")[0][0])
     finally:
         stop.set()
         writer.join()
         load.stop()
     assert kills == 10
+    assert len(set(positions)) >= 8, positions  # the daemons were streaming when they were killed
     report = sync(pg_dsn, d1)
     assert report.stopped_by == "caught up"  # type: ignore[attr-defined]
     assert_replica_equals(pg_dsn, d1.sqlite_file())
