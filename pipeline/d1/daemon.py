@@ -27,7 +27,7 @@ from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
 from pg2edge.pipeline.d1.errors import D1Error
 from pg2edge.pipeline.d1.guards import schema_statements
-from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits
+from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, check_columns
 from pg2edge.pipeline.d1.upload import upload_snapshot
 from pg2edge.pipeline.daemon import SyncReport
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
@@ -38,7 +38,7 @@ from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
-from pg2edge.pipeline.sinks.retry import RetryPolicy
+from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, RetryPolicy, list_queue
 from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
 from pg2edge.pipeline.sources.replication import ReplicationStream
 from pg2edge.pipeline.sources.snapshot import run_snapshot
@@ -52,6 +52,51 @@ def default_staging(target: RemoteTarget) -> Path:
     """Where the snapshot for ``target`` is taken before it is loaded into D1."""
     host = re.sub(r"[^A-Za-z0-9.-]+", "-", target.label.split("://", 1)[1]).strip("-")
     return Path(".pg2edge") / f"d1-{host}.db"
+
+
+def check_source_tables(dsn: str, tables: str | Sequence[str] | None, *, options: TranslateConfig,
+                        limits: D1Limits = DEFAULT_LIMITS, allow_replica_identity_full: bool = False) -> None:
+    """Before the snapshot touches the source: refuse, by name, a selected table D1 cannot hold (columns)."""
+    from pg2edge import dsn as dsnlib
+    from pg2edge.pipeline.publication import resolve_tables
+    from pg2edge.translators.codec import row_codec
+    from pg2edge.translators.introspect import introspect
+
+    with dsnlib.connect(dsn, autocommit=True) as pg:
+        selection = resolve_tables(pg, tables, allow_replica_identity_full=allow_replica_identity_full)
+        chosen = [(t.schema, t.name) for t in selection.tables]
+        if not chosen:
+            return
+        schema = introspect(pg, schemas=sorted({s for s, _ in chosen}), tables=[n for _, n in chosen])
+    for table in schema.tables:
+        check_columns(table.name if table.schema == "public" else table.qualified,
+                      len(row_codec(table, options=options).columns), limits=limits)
+
+
+def replay_dlq(*, dsn: str, target: str, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
+               config_token: str | None = None, policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
+    """``pg2edge dlq replay`` for D1: apply dead changes (``ids``, default all) and what waits behind them,
+    in order, each in its own D1 batch with its removal from the queue. Returns (applied, dead left)."""
+    parsed = parse_target(target, config_token=config_token)
+    client = D1Client(parsed)
+    try:
+        conn = for_state(D1Connection(client))
+        names = state.read_stream(conn)
+        if names is None:
+            raise D1Error(f"target {parsed.label} has no recorded publication; nothing was ever synced")
+        dead = [c.id for c in list_queue(conn, statuses=("dead",))]
+        wanted = dead if ids is None else list(ids)
+        unknown = [i for i in wanted if i not in dead]
+        if unknown:
+            raise QueueError(f"change {unknown[0]} is not in the DLQ of {parsed.label}")
+        shapes = apsw.Connection(":memory:")
+        mappings = build_mappings(dsn, shapes, names.publication, options or TranslateConfig())
+        shapes.close()
+        sink = D1Sink(client, mappings, policy=policy)
+        applied, _ = sink.drain(force_ids=wanted)
+        return applied, [c for c in list_queue(conn, statuses=("dead",)) if c.id in set(wanted)]
+    finally:
+        client.close()
 
 
 def run_sync_d1(*, dsn: str, target: str, config_token: str | None = None, staging: str | Path | None = None,
@@ -75,6 +120,8 @@ def run_sync_d1(*, dsn: str, target: str, config_token: str | None = None, stagi
     try:
         client.batch(schema_statements())
         if state.read_position(for_state(conn)) is None:
+            check_source_tables(dsn, tables, options=options, limits=limits,
+                                allow_replica_identity_full=allow_replica_identity_full)
             path = Path(staging) if staging else default_staging(parsed)
             path.parent.mkdir(parents=True, exist_ok=True)
             flag.interrupt_now = True
