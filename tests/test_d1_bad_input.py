@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def queue(d1: LocalD1) -> list[tuple[object, ...]]:
     return d1.read("SELECT status, source_table, keys, error FROM _pg2edge_queue ORDER BY id")
 
 
-def test_a_statement_d1_refuses_is_parked_its_key_waits_and_other_keys_flow(pg_dsn: str, d1: LocalD1) -> None:
+def test_a_statement_d1_refuses_is_parked_its_key_waits_and_other_keys_flow(pg_dsn: str, d1: LocalD1,
+                                                                            run_cli) -> None:
     run_sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)", "INSERT INTO items VALUES (1, 'a')")
     sync(pg_dsn, d1)
     d1.post("/v1/batch", {"statements": [{"sql": "CREATE TRIGGER refuse_bad BEFORE INSERT ON items "
@@ -58,10 +60,13 @@ def test_a_statement_d1_refuses_is_parked_its_key_waits_and_other_keys_flow(pg_d
     assert "bad name" in str(parked[0][3]) and "items" in str(parked[0][3])
     # the cause fixed on D1, the DLQ replayed: key 2 gets both of its changes, in order
     d1.post("/v1/batch", {"statements": [{"sql": "DROP TRIGGER refuse_bad"}]})
-    from pg2edge.pipeline.d1.daemon import replay_dlq
-
-    applied, left = replay_dlq(dsn=pg_dsn, target=d1.url)
-    assert (applied, left) == (2, [])
+    listed = run_cli("dlq", "list", "--target", d1.url, "--format", "json", env={"PG2EDGE_TARGET_AUTH_TOKEN": d1.token})
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["dead", "waiting"]
+    replayed = run_cli("dlq", "replay", "--all", "--target", d1.url, "--source", pg_dsn,
+                       env={"PG2EDGE_TARGET_AUTH_TOKEN": d1.token})
+    assert replayed.returncode == 0, replayed.stderr
+    assert "2 change(s) applied; 0 still in the DLQ" in replayed.stdout
     assert queue(d1) == []
     assert_replica_equals(pg_dsn, d1.sqlite_file())
 
