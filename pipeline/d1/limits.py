@@ -68,6 +68,17 @@ def check_statement(sql: str, params: Sequence[Any], *, what: str, limits: D1Lim
         raise D1LimitError(f"{what}: the row is {total} bytes, over D1's {limits.row_bytes}-byte row limit")
 
 
+def fits_cheaply(params: Sequence[Any], limits: D1Limits = DEFAULT_LIMITS) -> bool:
+    """True when ``params`` surely fit (count, and 4 bytes per character at most): no encoding needed."""
+    if len(params) > limits.params:
+        return False
+    total = 0
+    for v in params:
+        if isinstance(v, (str, bytes, bytearray, memoryview)):
+            total += len(v)
+    return total * 4 <= limits.value_bytes
+
+
 def check_columns(table: str, columns: int, *, limits: D1Limits = DEFAULT_LIMITS) -> None:
     if columns > limits.columns:
         raise D1LimitError(f"table {table}: {columns} columns, over D1's limit of {limits.columns} per table")

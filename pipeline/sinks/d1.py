@@ -44,6 +44,7 @@ from pg2edge.pipeline.d1.limits import (
     Stmt,
     check_columns,
     check_statement,
+    fits_cheaply,
     statement_size,
 )
 from pg2edge.pipeline.errors import ApplyError
@@ -88,6 +89,8 @@ class _Plan:
     tables: dict[str, state.TableState] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
     shapes: dict[str, TargetTable] = field(default_factory=dict)  # tables this batch alters (ADD COLUMN)
+    merged: set[int] = field(default_factory=set)  # statements that carry several changes (multi-row upserts)
+    mark: int = 0  # where the statements of the change being planned start
 
     @property
     def size(self) -> int:
@@ -99,8 +102,9 @@ class D1Sink:
 
     def __init__(self, client: D1Client, mappings: Mapping[tuple[str, str], TableMapping], *,
                  policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
-                 max_transaction_bytes: int = MAX_TRANSACTION_BYTES) -> None:
+                 max_transaction_bytes: int = MAX_TRANSACTION_BYTES, batch_changes: int = 10_000) -> None:
         self.client = client
+        self.batch_changes = batch_changes  # row changes planned into one request (then cut to fit)
         self.conn = D1Connection(client)
         self._state = for_state(self.conn)  # pipeline.state and the queue readers take it as a connection
         self.label = client.label
@@ -110,6 +114,7 @@ class D1Sink:
         self.max_transaction_bytes = max_transaction_bytes
         self.planner = Planner()
         self.parked = 0
+        self._checked_sql: set[str] = set()  # SQL texts already checked against D1's statement limits
         self._targets: dict[str, TargetTable] = {}
         client.batch(schema_statements())
         for (schema, table), mapping in self.mappings.items():
@@ -136,11 +141,11 @@ class D1Sink:
             last = txn.commit_lsn
         start = 0
         while start < len(todo):  # cut at transaction boundaries into batches that fit D1's limits
-            end = len(todo)
-            while end - start > 1 and not self._fits(self._plan(todo[start:end], {})):
-                end = start + (end - start) // 2
-            self._send(todo[start:end], result)
-            start = end
+            end, changes = start + 1, len(todo[start].events)
+            while end < len(todo) and changes + len(todo[end].events) <= self.batch_changes:
+                changes += len(todo[end].events)
+                end += 1
+            start += self._send(todo[start:end], result)
         result.position = self._pos
         return result
 
@@ -162,11 +167,19 @@ class D1Sink:
     def _fits(self, plan: _Plan) -> bool:
         return len(plan.stmts) <= self.limits.batch_statements and plan.size * 2 <= self.limits.request_bytes
 
-    def _send(self, txns: list[Transaction], result: ApplyResult) -> None:
-        """Send one batch; park a change D1 refuses and send again; after a stale guard, skip what D1 has."""
+    def _send(self, txns: list[Transaction], result: ApplyResult) -> int:
+        """Send one batch of (a prefix of) ``txns``: fewer transactions while they do not fit one request;
+        park a change D1 refuses and send again; after a stale guard, skip what D1 has. Returns how many
+        of ``txns`` were dealt with."""
         failed: dict[int, tuple[str, bool]] = {}  # id(change) -> (error, straight to the DLQ)
+        coalesce = True
+        consumed = len(txns)
         while True:
-            plan = self._plan(txns, failed)
+            plan = self._plan(txns, failed, coalesce=coalesce)
+            if len(txns) > 1 and not self._fits(plan):  # only before anything is sent
+                txns = txns[:len(txns) // 2]
+                consumed = len(txns)
+                continue
             size = plan.size
             if size > self.max_transaction_bytes:
                 raise self._too_large(txns, size)
@@ -183,9 +196,12 @@ class D1Sink:
                                 "it has", self.label, last)
                     kept = [t for t in txns if t.commit_lsn > last]
                     result.skipped += len(txns) - len(kept)
+                    if not kept:
+                        return consumed
                     txns = kept
-                    if not txns:
-                        return
+                    continue
+                if index in plan.merged:  # several changes in that statement: send them one by one to find it
+                    coalesce = False
                     continue
                 owner = plan.owners[index] if index is not None and index < len(plan.owners) else None
                 if owner is None or id(owner) in failed:
@@ -207,6 +223,7 @@ class D1Sink:
         if plan.parked:
             self.parked += plan.parked
             self._read_queue()
+        return consumed
 
     @staticmethod
     def _new_position(final: Transaction, pos: state.Position | None) -> state.Position:
@@ -217,7 +234,7 @@ class D1Sink:
             commit_ts_ms=final.commit_ts,
             watermark_lsn=max(final.end_lsn, (pos.watermark_lsn or 0) if pos else 0))
 
-    def _plan(self, txns: list[Transaction], failed: dict[int, tuple[str, bool]]) -> _Plan:
+    def _plan(self, txns: list[Transaction], failed: dict[int, tuple[str, bool]], *, coalesce: bool = True) -> _Plan:
         """The statements of one D1 batch: the guard, the changes (or their parking), the position."""
         plan = _Plan(tables=dict(self._tables), blocked=set(self._blocked))
         conn = self.conn
@@ -240,7 +257,40 @@ class D1Sink:
         finally:
             conn.execute("ROLLBACK")
         self._owned(plan, None, upto=len(plan.stmts))
+        if coalesce:
+            self._coalesce(plan)
         return plan
+
+    def _coalesce(self, plan: _Plan) -> None:
+        """Merge runs of the same single-row INSERT (the planner's upserts of one table and column set)
+        into multi-row INSERTs of at most ``limits.params`` values: D1's cost is per statement. SQLite
+        applies the rows of one INSERT in order, each with its ON CONFLICT action, as separate ones would."""
+        stmts: list[Stmt] = []
+        owners: list[ChangeEvent | None] = []
+        musts: dict[int, str] = {}
+        merged: set[int] = set()
+        i, n = 0, len(plan.stmts)
+        while i < n:
+            sql, params = plan.stmts[i]
+            one = _single_row(sql, len(params))
+            j = i + 1
+            if one is not None and plan.owners[i] is not None:
+                per = max(1, self.limits.params // max(1, len(params)))
+                while (j < n and j - i < per and plan.stmts[j][0] == sql and plan.owners[j] is not None
+                       and j not in plan.musts):
+                    j += 1
+            if i in plan.musts:
+                musts[len(stmts)] = plan.musts[i]
+            if one is not None and j - i > 1:
+                merged.add(len(stmts))
+                values = [v for _, p in plan.stmts[i:j] for v in p]
+                stmts.append((sql.replace(one, ") VALUES " + ", ".join([one[len(") VALUES "):]] * (j - i)), 1),
+                              values))
+            else:
+                stmts.append((sql, params))
+            owners.append(plan.owners[i])
+            i = j
+        plan.stmts, plan.owners, plan.musts, plan.merged = stmts, owners, musts, merged
 
     def _owned(self, plan: _Plan, owner: ChangeEvent | None, *, upto: int | None = None) -> None:
         n = len(self.conn.pending) if upto is None else upto
@@ -256,37 +306,53 @@ class D1Sink:
             self._event(ev, plan)
             plan.rows += 1
             return
+        bad = failed.get(id(ev))
+        if not plan.blocked and bad is None:  # the common case: nothing queued, nothing failed
+            try:
+                self._event(ev, plan)
+            except (ApplyError, D1LimitError) as exc:
+                self._refused(ev, event_keys(ev), plan, failed, exc)
+                return
+            plan.rows += 1
+            return
         keys = event_keys(ev)
         if not plan.blocked.isdisjoint(keys):
             self._park(ev, keys, plan, status=QueueStatus.WAITING, error=None, dead=False)
             return
-        bad = failed.get(id(ev))
         if bad is not None:
             self._park(ev, keys, plan, status=QueueStatus.RETRY, error=bad[0], dead=bad[1])
             return
-        before = len(self.conn.pending)
         try:
             self._event(ev, plan)
-        except (ApplyError, D1LimitError) as exc:  # refused while planning: nothing of it is sent
-            del self.conn.pending[before:]
-            dead = isinstance(exc, D1LimitError)
-            failed[id(ev)] = (str(exc), dead)
-            self._park(ev, keys, plan, status=QueueStatus.RETRY, error=str(exc), dead=dead)
+        except (ApplyError, D1LimitError) as exc:
+            self._refused(ev, keys, plan, failed, exc)
             return
         plan.rows += 1
+
+    def _refused(self, ev: ChangeEvent, keys: set[str], plan: _Plan, failed: dict[int, tuple[str, bool]],
+                 exc: Exception) -> None:
+        """Refused while planning (a D1 limit, a missing key): park it; nothing of it is sent."""
+        del self.conn.pending[plan.mark:]
+        dead = isinstance(exc, D1LimitError)
+        failed[id(ev)] = (str(exc), dead)
+        self._park(ev, keys, plan, status=QueueStatus.RETRY, error=str(exc), dead=dead)
 
     def _event(self, ev: ChangeEvent, plan: _Plan) -> None:
         mapping = self.mappings.get((ev.source.schema, ev.source.table))
         if mapping is None:
             raise ApplyError(f"no replica table is mapped for source table {ev.source.schema}.{ev.source.table}")
         tgt = plan.shapes.get(mapping.target) or self._target(mapping.target)
-        what = f"{ev.op.name.lower()} on {tgt.table} key {dict(ev.key)!r}"
+        pending = self.conn.pending
+        plan.mark = len(pending)
         for st in self.planner.plan(ev, mapping, tgt):
-            check_statement(st.sql, st.params, what=what, limits=self.limits)
-            self.conn.execute(st.sql, st.params)
+            if st.sql not in self._checked_sql or not fits_cheaply(st.params, self.limits):
+                check_statement(st.sql, st.params, limits=self.limits,
+                                what=f"{ev.op.name.lower()} on {tgt.table} key {dict(ev.key)!r}")
+                self._checked_sql.add(st.sql)
+            pending.append((st.sql, st.params))
             if st.must_change:
-                self.conn.execute(*changed_guard())
-                plan.musts[len(self.conn.pending) - 1] = st.must_change
+                pending.append(changed_guard())
+                plan.musts[len(pending) - 1] = st.must_change
 
     def _park(self, ev: ChangeEvent, keys: set[str], plan: _Plan, *, status: QueueStatus, error: str | None,
               dead: bool) -> None:
@@ -433,6 +499,14 @@ class D1Sink:
             blocked |= keys
         self._read_queue()
         return applied, len(list_queue(self._state))
+
+
+def _single_row(sql: str, params: int) -> str | None:
+    """``") VALUES (?, ..., ?)"`` when ``sql`` is a one-row INSERT with exactly that values list once."""
+    if not sql.startswith("INSERT INTO ") or params == 0:
+        return None
+    part = ") VALUES (" + ", ".join("?" * params) + ")"
+    return part if sql.count(part) == 1 else None
 
 
 def queued_changes(conn: D1Connection) -> list[dict[str, Any]]:
