@@ -17,6 +17,7 @@ import apsw
 from pg2edge.errors import Pg2EdgeError, TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.remote.url import RemoteTarget
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -48,15 +49,45 @@ class ReplicaStatus:
         return asdict(self)
 
 
-def _open_readonly(target: str | Path) -> apsw.Connection:
-    if not Path(target).is_file():
+def open_readonly(target: str | Path | RemoteTarget) -> Any:
+    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a URL.
+
+    Both answer ``execute(sql, params)``, so the state and queue readers take either.
+    A remote database pg2edge never wrote is refused by name.
+    """
+    from pg2edge.pipeline.remote import connect, is_remote, require_replica
+
+    if is_remote(target):
+        remote = connect(target if isinstance(target, RemoteTarget) else str(target))
+        try:
+            require_replica(remote)
+        except BaseException:
+            remote.close()
+            raise
+        return remote
+    if not Path(str(target)).is_file():
         raise TargetError(f"replica {target} does not exist")
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     return conn
 
 
-def read_position(target: str | Path) -> state.Position | None:
+_open_readonly = open_readonly
+
+
+def open_writable(target: str | Path | RemoteTarget) -> Any:
+    """A connection for state records (``with conn:`` + ``state.write_record``): the replica file opened
+    read-write, or a RemoteConnection (its writes sent as one atomic batch at commit)."""
+    from pg2edge.pipeline.remote import is_remote
+
+    if is_remote(target):
+        return open_readonly(target)  # a RemoteConnection: reads at once, writes batched until COMMIT
+    from pg2edge.pipeline.sinks.sqlite import open_replica
+
+    return open_replica(str(target))
+
+
+def read_position(target: str | Path | RemoteTarget) -> state.Position | None:
     conn = _open_readonly(target)
     try:
         return state.read_position(conn)
@@ -64,7 +95,7 @@ def read_position(target: str | Path) -> state.Position | None:
         conn.close()
 
 
-def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaStatus:
+def replica_status(target: str | Path | RemoteTarget, *, source: str | None = None) -> ReplicaStatus:
     """What the replica has applied; with ``source``, the lag and the slot's retained WAL."""
     conn = _open_readonly(target)
     try:
@@ -104,10 +135,17 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
     return status
 
 
-def wait_for_lsn(target: str | Path, lsn: str | int, *, timeout: float = 30.0, poll: float = 0.01) -> state.Position:
-    """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs."""
+def wait_for_lsn(target: str | Path | RemoteTarget, lsn: str | int, *, timeout: float = 30.0,
+                 poll: float = 0.01) -> state.Position:
+    """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs.
+
+    On a remote target each poll is one HTTP read (at most every 50 ms)."""
+    from pg2edge.pipeline.remote import is_remote
+
     wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn
     deadline = time.monotonic() + timeout
+    if is_remote(target):
+        poll = max(poll, 0.05)
     conn = _open_readonly(target)
     try:
         while True:

@@ -12,7 +12,7 @@ from pg2edge import sample
 from pg2edge.pipeline import state
 from pg2edge.pipeline.remote import HranaClient, RemoteConnection, RemoteError, parse_target
 from pg2edge.pipeline.remote.upload import UPLOAD_SCOPE, if_not_exists, upload_replica
-from pg2edge.pipeline.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import run_snapshot
 from tests.support.edge import SqldServer, TursoServer
 
 

@@ -33,6 +33,13 @@ class ReplicaSnapshot:
             self.conn.execute("COMMIT")
         self.conn.close()
 
+    @staticmethod
+    def open(target: Any) -> ReplicaSnapshot:
+        """The reader for a target: this class for a file, :class:`RemoteReplicaSnapshot` for a URL."""
+        from pg2edge.pipeline.remote import is_remote
+
+        return RemoteReplicaSnapshot(target) if is_remote(target) else ReplicaSnapshot(target)
+
     def __enter__(self) -> ReplicaSnapshot:
         return self
 
@@ -101,3 +108,28 @@ class ReplicaSnapshot:
                 out[side.key_of(row)] = tuple(row)
         return out
 
+
+
+class RemoteReplicaSnapshot(ReplicaSnapshot):
+    """The same reads over Hrana (sqld, Turso, tursodb): the checksum is summed here from fetched rows.
+
+    A remote read is not pinned to one snapshot across requests: a row the daemon changes while
+    the validator reads is reported as differing and settled by the validator's re-check rounds.
+    """
+
+    def __init__(self, target: Any) -> None:  # noqa: D107 - no BEGIN, no SQL functions on the server
+        from pg2edge.pipeline.status import open_readonly
+
+        self.conn = open_readonly(target)
+        self.position = state.read_position(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def range_checksum(self, side: TableSide, rng: KeyRange) -> tuple[int, int]:
+        where, params = self._where(side, rng)
+        total = count = 0
+        for row in self.conn.execute(f"SELECT {self._cols(side)} FROM {self.table_name(side)} WHERE {where}", params):
+            total += row_digest(row)
+            count += 1
+        return count, total % MOD

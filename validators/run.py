@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
@@ -41,9 +41,9 @@ RECHECK_ROUNDS = 3
 
 
 def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
-    import apsw
+    from pg2edge.pipeline.status import open_readonly
 
-    conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+    conn = open_readonly(target)
     try:
         stream = state.read_stream(conn)
         known = sorted(state.read_tables(conn))
@@ -115,8 +115,13 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
-    if not Path(target).is_file():
+    from pg2edge.pipeline.remote import is_remote
+
+    if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")
+    if repair and is_remote(target):
+        raise ConfigError(f"validate --repair on the remote target {target} is not supported yet: "
+                          "validate reports the keys; re-sync them with `pg2edge sync`")
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)
@@ -125,7 +130,7 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     with SourceSnapshot(dsn) as src:
         reached = wait_for_replica(dsn, target, src.lsn, timeout=timeout)
         report = ValidationReport(lsn=format_lsn(src.lsn), mode=mode, replica_reached=reached.how)
-        with ReplicaSnapshot(target) as rep:
+        with ReplicaSnapshot.open(target) as rep:
             for side in sides:
                 pending[side.table.qualified] = _first_pass(src, rep, side, mode, sample_size,
                                                             results[side.table.qualified])
@@ -155,7 +160,7 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
             return
         with SourceSnapshot(dsn) as src:
             wait_for_replica(dsn, target, src.lsn, timeout=timeout)
-            with ReplicaSnapshot(target) as rep:
+            with ReplicaSnapshot.open(target) as rep:
                 for name in counts_off:
                     results[name].source_rows = src.count(by_name[name])
                     results[name].replica_rows = rep.count(by_name[name])
@@ -173,9 +178,10 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
 
 
 def _record(target: str | Path, report: ValidationReport) -> None:
+    from pg2edge.pipeline.remote import connect, is_remote
     from pg2edge.pipeline.sinks.sqlite import open_replica
 
-    db = open_replica(target)
+    db: Any = connect(target) if is_remote(target) else open_replica(target)  # type: ignore[arg-type]
     try:
         with db:
             state.write_record(db, "validation", "last", {

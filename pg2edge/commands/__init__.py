@@ -37,8 +37,10 @@ def add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]
 
 
 def add_target_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", metavar="FILE.db",
-                        help="the SQLite replica file (default: [target] path in pg2edge.toml)")
+    parser.add_argument("--target", metavar="FILE.db|URL",
+                        help="the SQLite replica file, or a libSQL/Turso URL (libsql://HOST, https://HOST, "
+                             "http://HOST:PORT; token from $PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a "
+                             "flag) (default: [target] path in pg2edge.toml)")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     parser.add_argument("action", choices=("list", "show", "replay", "drop"))
     parser.add_argument("id", nargs="?", type=int, help="queued change id (show, replay, drop)")
     parser.add_argument("--all", action="store_true", help="replay every change in the DLQ")
-    parser.add_argument("--target", metavar="FILE.db", help="the SQLite replica file")
+    parser.add_argument("--target", metavar="FILE.db|URL",
+                        help="the SQLite replica file, or a libSQL/Turso URL (token from $PG2EDGE_TARGET_AUTH_TOKEN)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     add_source_options(parser)
 
@@ -42,13 +43,14 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.status import _open_readonly
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
-    target = config.require_target()
+    from pg2edge.pipeline.remote import is_remote, resolve
+
+    target = resolve(config.require_target(), config_token=config.target.token())
     if args.action in ("show", "drop") or (args.action == "replay" and not args.all):
         if args.id is None:
             raise ConfigError(f"dlq {args.action} needs an id" + (" or --all" if args.action == "replay" else ""))
-    d1 = target.lower().startswith(("d1+https://", "d1+http://"))  # the queue lives in D1 (pipeline.d1)
     if args.action in ("list", "show"):
-        conn = _d1(target, config) if d1 else _open_readonly(target)
+        conn = _open_readonly(target)
         try:
             if args.action == "show":
                 _print([retry.get_change(conn, args.id).as_dict()], "json")
@@ -63,29 +65,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "drop":
         from pg2edge.pipeline.sinks.sqlite import open_replica
 
-        conn = _d1(target, config) if d1 else open_replica(target)
+        conn = _open_readonly(target) if is_remote(target) else open_replica(target)  # type: ignore[arg-type]
         try:
             change = retry.drop_change(conn, args.id)
         finally:
             conn.close()
         print(f"dropped change {change.id} ({', '.join(change.keys)})")
         return 0
-    if d1:
-        from pg2edge.pipeline.d1.daemon import replay_dlq as replay_d1
-
-        applied, left = replay_d1(target=target, dsn=config.require_source(), ids=None if args.all else [args.id],
-                                  options=config.translate, config_token=config.target.token())
-    else:
-        applied, left = replay_dlq(target=target, dsn=config.require_source(), ids=None if args.all else [args.id],
-                                   options=config.translate)
+    applied, left = replay_dlq(target=target, dsn=config.require_source(), ids=None if args.all else [args.id],
+                                     options=config.translate)
     print(f"replayed: {applied} change(s) applied; {len(left)} still in the DLQ")
     for c in left:
         print(f"  {c.id}: {c.error}")
     return 1 if left else 0
-
-
-def _d1(target: str, config: Any) -> Any:
-    """A connection-shaped reader of the queue inside D1 (through the pg2edge Worker)."""
-    from pg2edge.pipeline.d1.client import connect
-
-    return connect(target, config_token=config.target.token())

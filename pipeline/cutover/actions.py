@@ -48,9 +48,12 @@ def _now() -> str:
 
 
 def _record(target: str | Path, name: str) -> dict | None:
-    if not Path(target).is_file():
+    from pg2edge.pipeline.remote import is_remote
+    from pg2edge.pipeline.status import open_writable
+
+    if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")
-    db = open_replica(target)
+    db = open_writable(target)
     try:
         return state.read_record(db, CUTOVER_SCOPE, name)
     finally:

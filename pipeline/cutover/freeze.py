@@ -232,11 +232,12 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
 def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
     """The tables the replica's publication publishes (the default set to freeze)."""
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
+    from pg2edge.pipeline.remote import is_remote
+    from pg2edge.pipeline.status import open_writable
 
-    if not Path(replica).is_file():
+    if not is_remote(replica) and not Path(replica).is_file():
         raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         stream = state.read_stream(db)
     finally:
@@ -254,9 +255,9 @@ def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
 
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
+    from pg2edge.pipeline.status import open_writable
 
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         return state.read_record(db, CUTOVER_SCOPE, FREEZE_RECORD)
     finally:
@@ -267,10 +268,10 @@ def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChan
             *, frozen: bool) -> None:
     """Keep ``cutover/freeze``: the frozen tables and the LSN after the last freeze (drain target)."""
     from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
+    from pg2edge.pipeline.status import open_writable
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         with db:
             old = state.read_record(db, CUTOVER_SCOPE, FREEZE_RECORD) or {}

@@ -41,7 +41,7 @@ def _mb(n: int | None) -> str:
 class _Run:
     """One checklist run: shared measurements (status, table sides) computed once."""
 
-    def __init__(self, dsn: str, target: Path, limits: CutoverConfig, options: TranslateConfig) -> None:
+    def __init__(self, dsn: str, target: Path | str, limits: CutoverConfig, options: TranslateConfig) -> None:
         self.dsn, self.target, self.limits, self.options = dsn, target, limits, options
         self._status: Any = None
         self._sides: Any = None
@@ -60,10 +60,10 @@ class _Run:
             self._sides = table_sides(self.dsn, self.target, tables=None, options=self.options)
         return self._sides
 
-    def replica(self) -> apsw.Connection:
-        conn = apsw.Connection(str(self.target), flags=apsw.SQLITE_OPEN_READONLY)
-        conn.setbusytimeout(5000)
-        return conn
+    def replica(self) -> Any:
+        from pg2edge.pipeline.status import open_readonly
+
+        return open_readonly(self.target)  # apsw on a file, a RemoteConnection (Hrana) on a URL
 
     # -- gates -------------------------------------------------------------------------
     def source_reachable(self) -> Gate:
@@ -257,10 +257,13 @@ _GATE_NAMES = {
 def run_checklist(dsn: str, target: str | Path, *, thresholds: CutoverConfig | None = None,
                   options: TranslateConfig | None = None) -> Checklist:
     """Measure every cutover gate; ``checklist.ok`` is False when any gate FAILed."""
-    target = Path(target)
+    from pg2edge.pipeline.remote import is_remote
+
+    remote = is_remote(target)
+    target = target if remote else Path(target)
     run = _Run(dsn, target, thresholds or CutoverConfig(), options or TranslateConfig())
     checklist = Checklist(source=dsnlib.describe(dsn), target=str(target))
-    if not target.is_file():
+    if not remote and not Path(target).is_file():
         checklist.gates.append(Gate("replica exists", FAIL, "missing", "a replica file", f"{target} does not exist"))
         return checklist
     started = time.monotonic()

@@ -73,11 +73,11 @@ def check_source_tables(dsn: str, tables: str | Sequence[str] | None, *, options
                       len(row_codec(table, options=options).columns), limits=limits)
 
 
-def replay_dlq(*, dsn: str, target: str, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
+def replay_dlq(*, dsn: str, target: str | RemoteTarget, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
                config_token: str | None = None, policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """``pg2edge dlq replay`` for D1: apply dead changes (``ids``, default all) and what waits behind them,
     in order, each in its own D1 batch with its removal from the queue. Returns (applied, dead left)."""
-    parsed = parse_target(target, config_token=config_token)
+    parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
     client = D1Client(parsed)
     try:
         conn = for_state(D1Connection(client))
@@ -99,7 +99,7 @@ def replay_dlq(*, dsn: str, target: str, ids: Sequence[int] | None = None, optio
         client.close()
 
 
-def run_sync_d1(*, dsn: str, target: str, config_token: str | None = None, staging: str | Path | None = None,
+def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | None = None, staging: str | Path | None = None,
                 tables: str | Sequence[str] | None = None, jobs: int = 2, options: TranslateConfig | None = None,
                 until_caught_up: bool = False, heartbeat_interval: float = 1.0,
                 retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES, allow_replica_identity_full: bool = False,
@@ -109,7 +109,7 @@ def run_sync_d1(*, dsn: str, target: str, config_token: str | None = None, stagi
                 http: HttpRetry | None = None) -> SyncReport:
     """Snapshot into D1 if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
     options = options or TranslateConfig()
-    parsed = parse_target(target, config_token=config_token)
+    parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
     if parsed.kind != "d1":
         raise D1Error(f"target {parsed.label} is not a D1 Worker URL (d1+https://HOST)")
     report = SyncReport()

@@ -1,8 +1,8 @@
-"""Status, lag and read-your-writes waits for a D1 replica, read through the Worker.
+"""Read-your-writes waits on a D1 replica, with the D1 Sessions API bookmark.
 
-The D1 replica keeps the same state records as a SQLite file replica
-(``_pg2edge_state``, ``_pg2edge_queue``), so this reads them with the same
-``pipeline.state`` functions over a :class:`D1Connection`.
+(``pg2edge status`` needs nothing D1-specific: ``pipeline.status`` reads the
+state records through the connection ``pipeline.remote.connect`` gives for a
+``d1+`` URL, a :class:`D1Connection`.)
 
 Read-your-writes across D1's read replicas: after a commit on PostgreSQL take
 ``pg_current_wal_lsn()`` and call :func:`wait_for_lsn` (``pg2edge wait``). It
@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.d1.client import D1Connection, connect, for_state
+from pg2edge.pipeline.d1.client import connect
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
-from pg2edge.pipeline.status import ReplicaStatus, WaitTimeout
+from pg2edge.pipeline.remote.url import RemoteTarget
+from pg2edge.pipeline.status import WaitTimeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,46 +32,7 @@ class D1Reached:
     bookmark: str | None  # D1 Sessions API: env.DB.withSession(bookmark) reads at least this fresh
 
 
-def d1_status(target: str, *, source: str | None = None, config_token: str | None = None) -> ReplicaStatus:
-    """What the D1 replica has applied; with ``source``, the lag and the slot's retained WAL."""
-    conn = connect(target, config_token=config_token)
-    try:
-        return status_of(conn, conn.label, source=source)
-    finally:
-        conn.close()
-
-
-def status_of(conn: D1Connection, label: str, *, source: str | None = None) -> ReplicaStatus:
-    from pg2edge.pipeline.sinks.retry import counts
-
-    pos = state.read_position(for_state(conn))
-    stream = state.read_stream(for_state(conn))
-    ident = state.read_source(for_state(conn))
-    run = state.read_record(for_state(conn), "snapshot", "run")
-    paused = [name for name, t in state.read_tables(for_state(conn)).items() if t.paused]
-    queued = counts(for_state(conn))
-    status = ReplicaStatus(
-        target=label, source_database=ident.database if ident else None,
-        slot=stream.slot if stream else None, publication=stream.publication if stream else None,
-        snapshot=run.get("status") if run else None,
-        applied_lsn=format_lsn(pos.end_lsn) if pos else None, visible_lsn=format_lsn(pos.visible_lsn) if pos else None,
-        last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused,
-        kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
-        dlq=queued.get("dead", 0))
-    if source and pos:
-        from pg2edge.pipeline.sources.cdc import current_wal_lsn
-
-        now_lsn = current_wal_lsn(source)
-        status.source_lsn = format_lsn(now_lsn)
-        status.lag_bytes = max(0, now_lsn - pos.visible_lsn)
-        if status.lag_bytes == 0:
-            status.lag_seconds = 0.0
-        elif pos.commit_ts_ms:
-            status.lag_seconds = max(0.0, time.time() - pos.commit_ts_ms / 1000.0)
-    return status
-
-
-def wait_for_lsn(target: str, lsn: str | int, *, timeout: float = 30.0, poll: float = 0.05,
+def wait_for_lsn(target: str | RemoteTarget, lsn: str | int, *, timeout: float = 30.0, poll: float = 0.05,
                  config_token: str | None = None) -> D1Reached:
     """Block until D1 (its primary) has applied everything up to ``lsn``; returns the position and bookmark."""
     wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn

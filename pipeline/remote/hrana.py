@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from pg2edge.pipeline.remote.errors import (
@@ -77,6 +78,36 @@ def decode_value(value: dict[str, Any]) -> Any:
         raw = value.get("base64", "")
         return base64.b64decode(raw + "=" * (-len(raw) % 4))
     raise RemoteProtocolError(f"unknown Hrana value type {kind!r}")
+
+
+def value_text(value: Any) -> str:
+    """``encode_value`` as JSON text, built directly (the hot path of big batches; ASCII, so len == bytes)."""
+    if value is None:
+        return '{"type":"null"}'
+    if isinstance(value, str):
+        return '{"type":"text","value":' + _quote(value) + "}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return json.dumps(encode_value(value), separators=(",", ":"))
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 63):
+            raise ValueError(f"integer {value} does not fit SQLite's 64-bit INTEGER")
+        return '{"type":"integer","value":"%d"}' % value
+    if not math.isfinite(value):
+        raise ValueError(f"float {value!r} cannot be sent over Hrana's JSON encoding")
+    return '{"type":"float","value":' + repr(value) + "}"
+
+
+class Encoded(list[str]):
+    """Statement arguments already encoded with :func:`value_text` (a bulk writer sizes them exactly)."""
+
+
+def stmt_text(sql: str, args: Sequence[Any] = (), *, want_rows: bool = True) -> str:
+    """A Hrana Stmt as JSON text."""
+    parts = ['{"sql":', _quote(sql)]
+    if args:
+        parts += [',"args":[', ",".join(args if isinstance(args, Encoded) else [value_text(a) for a in args]), "]"]
+    parts.append(',"want_rows":true}' if want_rows else ',"want_rows":false}')
+    return "".join(parts)
 
 
 def stmt_json(sql: str, args: Sequence[Any] = (), *, want_rows: bool = True) -> dict[str, Any]:
@@ -136,6 +167,8 @@ class HranaClient:
         self.target = target
         self.session = session or RemoteSession(target, policy=policy)
         self.max_request_bytes = max_request_bytes
+        # run before BEGIN in every batch (connection-level settings such as PRAGMA foreign_keys = OFF)
+        self.batch_prelude: list[str] = []
         self._server = _Server()
 
     @property
@@ -183,19 +216,20 @@ class HranaClient:
                   self._server.close)
 
     # -- pipeline ---------------------------------------------------------------------
-    def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
+    def pipeline(self, requests: Sequence[dict[str, Any] | str], *, baton: str | None = None,
                  close: bool = False) -> PipelineResult:
-        """POST one pipeline; with ``close`` a close request is appended when the server knows it."""
+        """POST one pipeline (requests as dicts or JSON text); with ``close`` a close request is appended
+        when the server knows it. A body over ``max_request_bytes`` raises RemoteTooLarge unsent."""
         version = self.version  # negotiates first: whether the server knows "close"
-        body_requests = list(requests)
+        body_requests = [r if isinstance(r, str) else json.dumps(r, separators=(",", ":")) for r in requests]
         if close and self._server.close:
-            body_requests.append({"type": "close"})
-        body = {"baton": baton, "requests": body_requests}
-        size = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
-        if size > self.max_request_bytes:
-            raise RemoteTooLarge(f"target {self.label}: one request would be {size} bytes, over the "
+            body_requests.append('{"type":"close"}')
+        body = ('{"baton":' + (_quote(baton) if baton is not None else "null") + ',"requests":[' +
+                ",".join(body_requests) + "]}").encode("ascii")
+        if len(body) > self.max_request_bytes:
+            raise RemoteTooLarge(f"target {self.label}: one request would be {len(body)} bytes, over the "
                                  f"{self.max_request_bytes}-byte limit")
-        resp = self.session.post_json(f"/{version}/pipeline", body)
+        resp = self.session.post_bytes(f"/{version}/pipeline", body, transient=frozenset({404}))
         data = _json(resp.body)
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise RemoteProtocolError(f"target {self.label}: pipeline answer is not Hrana: {resp.body[:120]!r}")
@@ -208,7 +242,8 @@ class HranaClient:
 
     # -- one statement --------------------------------------------------------------------
     def execute(self, sql: str, args: Sequence[Any] = (), *, want_rows: bool = True) -> StmtResult:
-        res = self.pipeline([{"type": "execute", "stmt": stmt_json(sql, args, want_rows=want_rows)}], close=True)
+        res = self.pipeline(['{"type":"execute","stmt":' + stmt_text(sql, args, want_rows=want_rows) + "}"],
+                            close=True)
         return _execute_result(res.results[0], self.label, sql)
 
     # -- atomic batch ----------------------------------------------------------------------
@@ -217,45 +252,48 @@ class HranaClient:
 
         Raises RemoteSQLError naming the first failing statement's index (0-based in ``stmts``).
         """
-        steps = batch_steps(stmts, atomic=atomic)
-        res = self.pipeline([{"type": "batch", "batch": {"steps": steps}}], close=True)
-        return batch_results(res.results[0], stmts, self.label, atomic=atomic)
+        steps = batch_steps(stmts, atomic=atomic, prelude=self.batch_prelude)
+        res = self.pipeline(['{"type":"batch","batch":{"steps":[' + ",".join(steps) + "]}}"], close=True)
+        return batch_results(res.results[0], stmts, self.label, atomic=atomic, prelude=len(self.batch_prelude))
 
     def stream(self) -> Stream:
         return Stream(self)
 
 
-def batch_steps(stmts: Sequence[Stmt], *, atomic: bool = True) -> list[dict[str, Any]]:
-    """Hrana batch steps: every statement runs only if the previous step succeeded."""
-    steps: list[dict[str, Any]] = []
+def batch_steps(stmts: Sequence[Stmt], *, atomic: bool = True, prelude: Sequence[str] = ()) -> list[str]:
+    """Hrana batch steps (JSON text): every statement runs only if the previous step succeeded."""
+    steps: list[str] = []
+    for sql in prelude:
+        cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
+        steps.append('{"stmt":' + stmt_text(sql, want_rows=False) + cond + "}")
     if atomic:
-        steps.append({"stmt": stmt_json("BEGIN IMMEDIATE", want_rows=False)})
+        cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
+        steps.append('{"stmt":' + stmt_text("BEGIN IMMEDIATE", want_rows=False) + cond + "}")
     for sql, args in stmts:
-        step: dict[str, Any] = {"stmt": stmt_json(sql, args)}
-        if steps:
-            step["condition"] = {"type": "ok", "step": len(steps) - 1}
-        steps.append(step)
+        cond = ',"condition":{"type":"ok","step":%d}' % (len(steps) - 1) if steps else ""
+        steps.append('{"stmt":' + stmt_text(sql, args) + cond + "}")
     if atomic:
         last = len(steps) - 1
-        steps.append({"stmt": stmt_json("COMMIT", want_rows=False), "condition": {"type": "ok", "step": last}})
-        steps.append({"stmt": stmt_json("ROLLBACK", want_rows=False),
-                      "condition": {"type": "not", "cond": {"type": "ok", "step": last + 1}}})
+        steps.append('{"stmt":' + stmt_text("COMMIT", want_rows=False) + ',"condition":{"type":"ok","step":%d}}' % last)
+        steps.append('{"stmt":' + stmt_text("ROLLBACK", want_rows=False) +
+                     ',"condition":{"type":"not","cond":{"type":"ok","step":%d}}}' % (last + 1))
     return steps
 
 
-def batch_results(result: dict[str, Any], stmts: Sequence[Stmt], label: str, *, atomic: bool) -> list[StmtResult]:
+def batch_results(result: dict[str, Any], stmts: Sequence[Stmt], label: str, *, atomic: bool,
+                  prelude: int = 0) -> list[StmtResult]:
     if result.get("type") == "error":
         raise _error(result.get("error"), label)
     payload = (result.get("response") or {}).get("result") or {}
     errors = payload.get("step_errors") or []
     outs = payload.get("step_results") or []
-    offset = 1 if atomic else 0
+    offset = prelude + (1 if atomic else 0)
     for i, err in enumerate(errors):
         if err is not None:
             index = i - offset
-            sql = stmts[index][0] if 0 <= index < len(stmts) else ("BEGIN" if index < 0 else "COMMIT")
+            sql = stmts[index][0] if 0 <= index < len(stmts) else ("BEGIN/prelude" if index < 0 else "COMMIT")
             raise _error(err, label, step=index, sql=sql)
-    if atomic and (len(outs) < len(stmts) + 2 or outs[len(stmts) + 1] is None):
+    if atomic and (len(outs) < offset + len(stmts) + 1 or outs[offset + len(stmts)] is None):
         raise RemoteSQLError(f"target {label}: the batch was not committed (no error reported)")
     return [StmtResult.from_json(r) if r is not None else StmtResult([], []) for r in outs[offset:offset + len(stmts)]]
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -36,15 +37,26 @@ from pg2edge.pipeline.remote.url import RemoteTarget
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+WARN_AFTER = 5.0  # seconds of failed attempts before a retry is logged as a warning
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Back-off of transient failures: first delay, cap, and how long to keep trying in total."""
+    """Back-off of transient failures: first delay, cap, and how long to keep trying in total.
+
+    ``retry_for`` defaults to $PG2EDGE_REMOTE_RETRY_FOR seconds, else 120 (a restarting server comes back).
+    """
 
     first_delay: float = 0.1
     max_delay: float = 5.0
-    retry_for: float = 120.0  # seconds of failures before RemoteUnavailable (a restarting server comes back)
+    retry_for: float = field(default_factory=lambda: _env_seconds("PG2EDGE_REMOTE_RETRY_FOR", 120.0))
     timeout: float = 60.0  # one request: connect + read
 
 
@@ -99,14 +111,19 @@ class RemoteSession:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         return self._send("POST", path, data, retry=retry, allow=allow)
 
-    def post_bytes(self, path: str, data: bytes, *, retry: bool = True,
-                   allow: frozenset[int] = frozenset()) -> Response:
-        return self._send("POST", path, data, retry=retry, allow=allow)
+    def post_bytes(self, path: str, data: bytes, *, retry: bool = True, allow: frozenset[int] = frozenset(),
+                   transient: frozenset[int] = frozenset()) -> Response:
+        """``transient``: more statuses to retry (404 once the endpoint is known to exist: sqld answers
+        "Namespace `default` doesn't exist" while it restarts)."""
+        return self._send("POST", path, data, retry=retry, allow=allow, transient=transient)
 
-    def _send(self, method: str, path: str, data: bytes | None, *, retry: bool, allow: frozenset[int]) -> Response:
+    def _send(self, method: str, path: str, data: bytes | None, *, retry: bool, allow: frozenset[int],
+              transient: frozenset[int] = frozenset()) -> Response:
         url = self.url(path)
         delay = self.policy.first_delay
-        deadline = time.monotonic() + self.policy.retry_for
+        started = time.monotonic()
+        deadline = started + self.policy.retry_for
+        warned = False
         attempt = 0
         while True:
             attempt += 1
@@ -130,7 +147,7 @@ class RemoteSession:
                 if status == 413:
                     raise RemoteTooLarge(f"target {self.label}: request of {len(data or b'')} bytes is over the "
                                          "server's size limit (HTTP 413)")
-                if status not in TRANSIENT_STATUS:
+                if status not in TRANSIENT_STATUS and status not in transient:
                     raise RemoteProtocolError(f"target {self.label}: {method} {path} answered HTTP {status}: "
                                               f"{_snippet(resp.content)}")
                 problem = f"HTTP {status} {_snippet(resp.content)}".rstrip()
@@ -138,7 +155,11 @@ class RemoteSession:
                 raise RemoteUnavailable(f"target {self.label}: {problem} (after {attempt} attempt(s) over "
                                         f"{self.policy.retry_for if retry else 0:g} s)")
             self.retries += 1
-            log.warning("target %s: %s; retrying in %.2f s (attempt %d)", self.label, problem, delay, attempt + 1)
+            # quiet for a blip; one warning once the target has been away for a while (a daemon keeps going)
+            loud = not warned and time.monotonic() - started >= WARN_AFTER
+            warned = warned or loud
+            log.log(logging.WARNING if loud else logging.INFO, "target %s: %s; retrying in %.2f s (attempt %d, "
+                    "giving up after %g s)", self.label, problem, delay, attempt + 1, self.policy.retry_for)
             self._sleep(delay)
             delay = min(delay * 2, self.policy.max_delay)
 

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ import apsw
 
 from pg2edge.pipeline import state
 from pg2edge.pipeline.remote.errors import RemoteError, RemoteSQLError, RemoteTooLarge
-from pg2edge.pipeline.remote.hrana import HranaClient, Stmt, encode_value
+from pg2edge.pipeline.remote.hrana import Encoded, HranaClient, Stmt, encode_value, value_text
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 UPLOAD_SCOPE = "upload"
 MAX_VARIABLES = 32_000  # SQLite's default limit is 32766 bound parameters per statement
 ROWS_PER_STATEMENT = 500
+FOREIGN_KEYS_OFF = "PRAGMA foreign_keys = OFF"
 _T = quote_ident(state.STATE_TABLE)
 # WITHOUT ROWID is not portable (tursodb refuses it): the remote state table is a plain rowid table
 REMOTE_STATE_DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NULL, "
@@ -129,6 +130,10 @@ def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_stat
     """Send a finished staging replica file to ``client``'s database; resumes an interrupted upload."""
     started = time.monotonic()
     report = UploadReport()
+    # the staging file was filled without foreign-key checks (rows arrive table by table, in key order);
+    # sqld enforces them per connection by default, so the upload does what the file copy did
+    if FOREIGN_KEYS_OFF not in client.batch_prelude:
+        client.batch_prelude.append(FOREIGN_KEYS_OFF)
     local = apsw.Connection(str(local_path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         if state.read_position(local) is None:
@@ -140,7 +145,7 @@ def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_stat
             return report
         tables, later = _schema(local)
         ident = state.read_source(local)
-        first: list[Stmt] = [(REMOTE_STATE_DDL, ())] + [(sql, ()) for _, sql, _ in tables]
+        first: list[Stmt] = [(REMOTE_STATE_DDL, ()), *((sql, ()) for _, sql, _ in tables)]
         first.append(state_upsert(UPLOAD_SCOPE, "", {"started": True}))  # marks the remote as ours, in progress
         if ident is not None:
             first.append(state_upsert("source", "identity", {"system_identifier": ident.system_identifier,
@@ -176,7 +181,7 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
     cols = [r[1] for r in local.execute(f"PRAGMA table_xinfo({q})") if r[6] in (0,)]  # no generated columns
     without_rowid = bool(local.execute("SELECT 1 FROM pragma_table_list WHERE name = ? AND wr = 1",
                                        (table,)).fetchone())
-    total = int(local.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
+    total: int = local.execute(f"SELECT count(*) FROM {q}").fetchall()[0][0]  # type: ignore[assignment]
     per_stmt = max(1, min(rows_per_statement, MAX_VARIABLES // max(1, len(cols))))
     col_list = ", ".join(map(quote_ident, cols))
     sent = int(done.get("rows", 0))
@@ -189,61 +194,72 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
         cursor = local.execute(f"SELECT rowid, {col_list} FROM {q} WHERE rowid > ? ORDER BY rowid",
                                (last if last is not None else -(1 << 63),))
     now = 0
-    budget = int(client.max_request_bytes * 0.9)
+    started_table = bool(done)
+    budget = int(client.max_request_bytes * 0.95) - 4096
     stmts: list[Stmt] = []
+    counts: list[int] = []
     size = 0
-    rows: list[Sequence[Any]] = []
-    row_size = 0
+    args: Encoded = Encoded()
+    nrows = 0
+    stmt_size = 0
+    head = len(f"INSERT INTO {q} ({col_list}) VALUES ") + 64
+    marks = "(" + ", ".join("?" * len(cols)) + ")"
 
     def flush_stmt() -> None:
-        nonlocal rows, row_size, size
-        if rows:
-            values = ", ".join(["(" + ", ".join("?" * len(cols)) + ")"] * len(rows))
-            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES {values}", [v for r in rows for v in r]))
-            size += row_size
-            rows, row_size = [], 0
+        nonlocal args, nrows, stmt_size, size
+        if nrows:
+            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES " + ", ".join([marks] * nrows), args))
+            counts.append(nrows)
+            size += stmt_size + head + nrows * (len(marks) + 2)
+            args, nrows, stmt_size = Encoded(), 0, 0
 
     def flush_request(final: bool) -> None:
-        nonlocal stmts, size, sent, now
+        nonlocal stmts, counts, size, sent, now, started_table
         flush_stmt()
         if not stmts and not final:
             return
-        count = sum(len(a) for _, a in stmts) // max(1, len(cols))
+        count = sum(counts)
         progress = {"rows": sent + count, "last_rowid": last, "done": final}
-        client.batch([*stmts, state_upsert(UPLOAD_SCOPE, table, progress)])
+        # the guard makes a re-sent request (its answer lost, the session retried) fail instead of
+        # inserting the rows twice; the stored progress then says whether it landed
+        guard = (f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
+                 f"(SELECT json_extract(value, '$.rows') FROM {_T} WHERE scope = ? AND name = ?) IS NOT ?",
+                 ("upload", UPLOAD_SCOPE, table, sent if started_table else None))
+        try:
+            client.batch([guard, *stmts, state_upsert(UPLOAD_SCOPE, table, progress)])
+        except RemoteSQLError as exc:
+            if exc.step != 0:
+                raise
+            stored = client.execute(f"SELECT value FROM {_T} WHERE scope = ? AND name = ?", (UPLOAD_SCOPE, table)).rows
+            if not stored or json.loads(stored[0][0]).get("rows") != sent + count:
+                raise RemoteError(f"target {client.label}: the upload progress of {table} moved under this "
+                                  "upload (is another `pg2edge sync` uploading to it?)") from None
+            log.info("upload of %s: a retried request had landed already; not sent twice", table)
         report.requests += 1
         sent += count
         now += count
-        stmts, size = [], 0
+        started_table = True
+        stmts, counts, size = [], [], 0
         if on_progress:
             on_progress(table, sent, total)
 
     for row in cursor:
-        values = row[1:]
-        est = sum(_value_size(v) for v in values) + 8 * len(values)
-        if est > budget:
-            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is about {est} bytes, "
-                                 f"over the {client.max_request_bytes}-byte request limit")
-        if size + row_size + est > budget:
+        encoded = [value_text(v) for v in row[1:]]
+        est = sum(map(len, encoded)) + len(encoded)
+        if est + head > budget:
+            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is {est} bytes as "
+                                 f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
+        if size + stmt_size + est + head > budget:
             flush_request(False)
-        rows.append(values)
-        row_size += est
+        args.extend(encoded)
+        nrows += 1
+        stmt_size += est
         if not without_rowid:
             last = row[0]
-        if len(rows) >= per_stmt:
+        if nrows >= per_stmt:
             flush_stmt()
     flush_request(True)
     return now
-
-
-def _value_size(value: Any) -> int:
-    if value is None:
-        return 16
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) * 4 // 3 + 32
-    if isinstance(value, str):
-        return len(value.encode()) + 32 + value.count('"') + value.count("\\")
-    return 40
 
 
 __all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "encode_value", "if_not_exists", "state_upsert",

@@ -115,4 +115,6 @@ def _shown(raw: str) -> str:
 
 def resolve(target: str, *, config_token: str | None = None, env: Mapping[str, str] | None = None) -> str | RemoteTarget:
     """A command's ``--target``: a RemoteTarget for a URL (token resolved now), else the path unchanged."""
-    return parse_target(target, env=env, config_token=config_token) if is_remote(target) else target
+    if is_remote(target) or "://" in target:  # an unknown scheme is a URL mistake, not a file name
+        return parse_target(target, env=env, config_token=config_token)
+    return target

@@ -33,8 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from pg2edge.errors import ConfigError
@@ -43,7 +44,8 @@ from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import ChangeEvent, Control, Op, Transaction, Watermark
 from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
-from pg2edge.pipeline.remote.upload import REMOTE_STATE_DDL, state_upsert
+from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert
+from pg2edge.pipeline.remote.url import RemoteTarget
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys
@@ -87,6 +89,10 @@ class LibsqlSink:
         self.planner = Planner()
         self.parked = 0
         self._targets: dict[str, TargetTable] = {}
+        # like the file sink (SQLite's default): rows arrive in source commit order, and PostgreSQL already
+        # checked the constraints (deferred ones only at its commit); sqld would check each statement
+        if FOREIGN_KEYS_OFF not in client.batch_prelude:
+            client.batch_prelude.append(FOREIGN_KEYS_OFF)
         client.batch([(REMOTE_STATE_DDL, ()), (QUEUE_DDL, ())])
         self._reload()
 
@@ -347,6 +353,13 @@ class LibsqlSink:
             raise
         self._position = new
 
+    @property
+    def conn(self) -> Any:
+        """A read connection on the same client (the DLQ readers take it like an apsw connection)."""
+        from pg2edge.pipeline.remote.connection import RemoteConnection
+
+        return RemoteConnection(self.client.target, client=self.client)
+
     def queue_depths(self) -> dict[str, int]:
         return dict(self._counts)
 
@@ -416,3 +429,142 @@ def _txn_size(txn: Transaction) -> int:
                     size += len(c) * 2 + 48 + (len(v) if isinstance(v, (str, bytes)) else 8)
     return size
 
+
+
+def open_remote_sink(target: RemoteTarget | str, *, dsn: str, options: Any, policy: RetryPolicy | None = None) -> LibsqlSink:
+    """A LibsqlSink on an existing remote replica (its publication's tables and codecs), e.g. for ``dlq replay``."""
+    from pg2edge.pipeline.mappings import build_mappings
+    from pg2edge.pipeline.remote.connection import RemoteConnection, require_replica
+    from pg2edge.pipeline.remote.url import parse_target
+    from pg2edge.pipeline.sinks.retry import QueueError
+
+    remote = target if isinstance(target, RemoteTarget) else parse_target(target)
+    client = HranaClient(remote)
+    try:
+        db = RemoteConnection(remote, client=client)
+        require_replica(db)
+        names = state.read_stream(db)  # type: ignore[arg-type]
+        if names is None:
+            raise QueueError(f"target {remote.label} has no recorded publication; nothing was ever synced")
+        return LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
+                          label=remote.label, policy=policy)
+    except BaseException:
+        client.close()
+        raise
+
+
+# -- sync into a remote target: snapshot (staged locally, uploaded), then the engine --------------
+def staging_path(target: RemoteTarget) -> Path:
+    """Where a remote target's snapshot is staged: $PG2EDGE_STAGING_DIR or ~/.cache/pg2edge/staging."""
+    import hashlib
+    import os
+
+    base = os.environ.get("PG2EDGE_STAGING_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pg2edge", "staging")
+    digest = hashlib.sha256(target.label.encode()).hexdigest()[:16]
+    return Path(base) / f"{digest}.db"
+
+
+def remote_snapshot_done(client: HranaClient) -> bool:
+    """True when the remote holds a complete replica (a position, and no upload in progress)."""
+    try:
+        rows = client.execute(f"SELECT scope FROM {_T} WHERE scope IN ('position', 'upload')").rows
+    except RemoteSQLError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
+    scopes = {r[0] for r in rows}
+    return "position" in scopes and "upload" not in scopes
+
+
+def snapshot_into_remote(*, dsn: str, target: RemoteTarget, client: HranaClient, say: Callable[[str], None],
+                         staging: Path | None = None, on_upload: Callable[[str, int, int], None] | None = None,
+                         **snapshot_options: Any) -> Any:
+    """The snapshot of a remote target: the file snapshot into a staging file, then :func:`upload_replica`.
+
+    Both halves resume: the staging snapshot by its exported snapshot, the upload per table. The
+    staging file is removed once the remote holds everything (its position last)."""
+    from pg2edge.pipeline.remote.upload import upload_replica
+    from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
+
+    if remote_snapshot_done(client):
+        return SnapshotReport(slot="", publication="", consistent_lsn=0, already_complete=True)
+    path = staging or staging_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"snapshot of {target.label}: staged in {path}, then uploaded")
+    report = run_snapshot(dsn=dsn, target=path, say=say, **snapshot_options)
+    started = time.monotonic()
+    up = upload_replica(path, client, on_progress=on_upload, say=say)
+    say(f"uploaded {up.rows} rows in {len(up.tables)} tables to {target.label} "
+        f"({time.monotonic() - started:.1f} s, {up.requests} requests)")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    report.already_complete = False
+    return report
+
+
+def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs: int = 2,
+                    options: Any = None, until_caught_up: bool = False, heartbeat_interval: float = 1.0,
+                    retained_wal_warn_bytes: int | None = None, allow_replica_identity_full: bool = False,
+                    stop: Any = None, say: Callable[[str], None] = print, max_wait: float = 0.2,
+                    on_batch: Any = None, metrics: Any = None, policy: RetryPolicy | None = None,
+                    staging: Path | None = None, max_request_bytes: int | None = None) -> Any:
+    """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
+    from pg2edge.config import TranslateConfig
+    from pg2edge.pipeline import engine
+    from pg2edge.pipeline.daemon import SyncReport, _record_pid
+    from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
+    from pg2edge.pipeline.lsn import format_lsn
+    from pg2edge.pipeline.mappings import build_mappings
+    from pg2edge.pipeline.remote.connection import RemoteConnection
+    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
+    from pg2edge.pipeline.sources.replication import ReplicationStream
+
+    options = options or TranslateConfig()
+    report = SyncReport()
+    client = HranaClient(target)
+    if max_request_bytes:
+        client.max_request_bytes = max_request_bytes
+    flag = StopFlag(stop)
+    restore = flag.install()
+    try:
+        flag.interrupt_now = True
+        try:
+            report.snapshot = snapshot_into_remote(
+                dsn=dsn, target=target, client=client, say=say, staging=staging, tables=tables, jobs=jobs,
+                options=options, allow_replica_identity_full=allow_replica_identity_full)
+        except SnapshotInterrupted as exc:
+            report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
+            return report
+        finally:
+            flag.interrupt_now = False
+        if not report.snapshot.already_complete:
+            say(f"snapshot: {report.snapshot.rows} rows in {len(report.snapshot.tables)} tables; streaming from "
+                f"{format_lsn(report.snapshot.consistent_lsn)}")
+        db = RemoteConnection(target, client=client)
+        names = state.read_stream(db)  # type: ignore[arg-type]
+        pos = state.read_position(db)  # type: ignore[arg-type]
+        if names is None or pos is None:
+            raise StateError(f"target {target.label} holds no complete pg2edge replica (no stream or position)")
+        _record_pid(db, running=True)  # type: ignore[arg-type]
+        try:
+            sink = LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
+                              label=target.label, policy=policy)
+            source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
+                                                 start_lsn=pos.end_lsn),
+                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES)
+            try:
+                run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say,
+                                 on_batch=on_batch)
+            finally:
+                source.close()
+        finally:
+            _record_pid(db, running=False)  # type: ignore[arg-type]
+        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
+        report.stopped_by, report.position = run.stopped_by, run.position
+        report.retained_wal_bytes = run.retained_wal_bytes
+        return report
+    finally:
+        restore()
+        client.close()
