@@ -181,3 +181,20 @@ def test_cli_sync_status_and_wait_against_d1(pg_dsn: str, d1: LocalD1, run_cli) 
     assert wait.returncode == 1 or "D1 bookmark" in wait.stdout  # nothing syncs now: the LSN may be ahead
     bad = run_cli("status", "--target", d1.url, env={"PG2EDGE_TARGET_AUTH_TOKEN": "wrong"})
     assert bad.returncode == 2 and "authentication refused" in bad.stderr and "wrong" not in bad.stderr
+
+
+def test_validate_reads_d1_through_the_worker_and_finds_a_tampered_row(pg_dsn: str, d1: LocalD1) -> None:
+    from pg2edge.validators.run import validate
+
+    run_sql(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), big bigint)",
+            "INSERT INTO items SELECT g, 'n' || g, g / 3.0, 9007199254740993 + g FROM generate_series(1, 500) g")
+    sync(pg_dsn, d1)
+    target = resolve(d1.url)
+    for mode in ("count", "sample", "full"):
+        report = validate(pg_dsn, target, mode=mode, timeout=30)  # type: ignore[arg-type]
+        assert report.clean, (mode, report)
+    d1.post("/v1/batch", {"statements": [{"sql": "UPDATE items SET name = 'tampered' WHERE id = 7"}]})
+    report = validate(pg_dsn, target, mode="full", timeout=30)  # type: ignore[arg-type]
+    assert not report.clean
+    [table] = report.tables
+    assert [(m.key, m.kind) for m in table.mismatches] == [({"id": 7}, "changed")]
