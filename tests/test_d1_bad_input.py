@@ -90,3 +90,22 @@ def test_a_table_over_100_columns_is_refused_by_name_before_anything_reaches_d1(
     assert d1.read("SELECT name FROM sqlite_schema WHERE name IN ('wide', 'fine')") == []
     sync(pg_dsn, d1, tables="fine")  # without it the sync goes ahead
     assert d1.read("SELECT name FROM sqlite_schema WHERE name IN ('wide', 'fine')") == [("fine",)]
+
+
+def test_a_transaction_too_big_for_one_d1_batch_stops_the_stream_by_name_and_nothing_of_it_lands(
+        pg_dsn: str, d1: LocalD1) -> None:
+    from pg2edge.pipeline.d1.limits import D1Limits
+    from pg2edge.pipeline.sinks.d1 import TransactionTooLarge
+
+    run_sql(pg_dsn, "CREATE TABLE events (id int PRIMARY KEY, body text)")
+    limits = D1Limits(transaction_bytes=300_000)
+    sync(pg_dsn, d1, limits=limits)
+    run_sql(pg_dsn, "INSERT INTO events VALUES (1, 'before')",
+            "INSERT INTO events SELECT g, repeat('x', 1000) FROM generate_series(100, 1099) g",  # ~1 MB, one txn
+            "INSERT INTO events VALUES (2, 'after')")
+    with pytest.raises(TransactionTooLarge, match=r"source transaction xid \d+ needs a \d+-byte D1 batch \(1000 row "
+                                                  r"changes, most in table public.events: 1000\)"):
+        sync(pg_dsn, d1, limits=limits)
+    assert d1.read("SELECT id FROM events ORDER BY id") == [(1,)]  # before it: applied; of it: nothing
+    assert sync(pg_dsn, d1).stopped_by == "caught up"  # type: ignore[attr-defined]  # a bigger limit: all of it
+    assert_replica_equals(pg_dsn, d1.sqlite_file())

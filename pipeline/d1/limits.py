@@ -29,6 +29,7 @@ class D1Limits:
     database_bytes: int = 10 * 1000**3
     batch_statements: int = 500  # per request; D1 allows 1,000 queries per invocation on Workers Paid
     request_bytes: int = 8 * 1024 * 1024  # per request to the Worker (Workers accept 100 MB)
+    transaction_bytes: int = 32 * 1024 * 1024  # one source transaction, sent whole in one request
 
 
 DEFAULT_LIMITS = D1Limits()

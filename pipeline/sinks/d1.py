@@ -14,7 +14,7 @@ after a lost answer fails on its guard, and the sink skips what D1 already has.
 Limits (pipeline.d1.limits): batches are cut at transaction boundaries to stay
 under ``batch_statements`` statements and ``request_bytes`` per request. A
 source transaction is never split: a larger one goes alone, and one over
-``max_transaction_bytes`` stops the stream with :class:`TransactionTooLarge`
+``transaction_bytes`` (32 MB) stops the stream with :class:`TransactionTooLarge`
 naming its largest table and its size (in parts it would be visible half-done).
 
 Bad changes: a statement over a D1 limit (a row over 2 MB, a statement over
@@ -68,7 +68,6 @@ from pg2edge.translators.quoting import quote_ident
 log = logging.getLogger(__name__)
 
 _Q = quote_ident(QUEUE_TABLE)
-MAX_TRANSACTION_BYTES = 32 * 1024 * 1024  # one request's body; the Worker holds it in its 128 MB
 
 
 class TransactionTooLarge(D1LimitError):
@@ -102,7 +101,7 @@ class D1Sink:
 
     def __init__(self, client: D1Client, mappings: Mapping[tuple[str, str], TableMapping], *,
                  policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
-                 max_transaction_bytes: int = MAX_TRANSACTION_BYTES, batch_changes: int = 10_000) -> None:
+                 batch_changes: int = 10_000) -> None:
         self.client = client
         self.batch_changes = batch_changes  # row changes planned into one request (then cut to fit)
         self.conn = D1Connection(client)
@@ -111,7 +110,6 @@ class D1Sink:
         self.mappings = dict(mappings)
         self.policy = policy or RetryPolicy()
         self.limits = limits
-        self.max_transaction_bytes = max_transaction_bytes
         self.planner = Planner()
         self.parked = 0
         self._checked_sql: set[str] = set()  # SQL texts already checked against D1's statement limits
@@ -176,12 +174,12 @@ class D1Sink:
         consumed = len(txns)
         while True:
             plan = self._plan(txns, failed, coalesce=coalesce)
-            if len(txns) > 1 and not self._fits(plan):  # only before anything is sent
+            if len(txns) > 1 and (not self._fits(plan) or plan.size > self.limits.transaction_bytes):
                 txns = txns[:len(txns) // 2]
                 consumed = len(txns)
                 continue
             size = plan.size
-            if size > self.max_transaction_bytes:
+            if size > self.limits.transaction_bytes:
                 raise self._too_large(txns, size)
             try:
                 answer = self.client.batch(plan.stmts, locate=True)
@@ -423,7 +421,7 @@ class D1Sink:
         return TransactionTooLarge(
             f"target {self.label}: source transaction xid {txns[0].xid} needs a {size}-byte D1 batch "
             f"({sum(counts.values())} row changes, most in table {table}: {rows}), over the "
-            f"{self.max_transaction_bytes}-byte limit of one D1 batch; in parts it would be visible half-done "
+            f"{self.limits.transaction_bytes}-byte limit of one D1 batch; in parts it would be visible half-done "
             "in D1, so the stream stops here (split the transaction on the source)")
 
     # -- watermark and the retry queue ---------------------------------------------------------
