@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -70,6 +73,43 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise SourceError(f"invalid source DSN ({redact(dsn)}): {scrub(str(exc), dsn)}") from None
 
 
+_SESSION: contextvars.ContextVar[dict[str, psycopg.Connection[Any]] | None] = contextvars.ContextVar(
+    "pg2edge_control_session", default=None)
+
+
+@contextlib.contextmanager
+def control_session() -> Iterator[None]:
+    """One control connection per source for the whole run (catalog reads, slot status, heartbeats).
+
+    Inside it, :func:`control` hands out the same autocommit connection each time (reopened if it broke);
+    outside, every :func:`control` opens and closes its own. Nested sessions share the outer one."""
+    if _SESSION.get() is not None:
+        yield
+        return
+    token = _SESSION.set({})
+    try:
+        yield
+    finally:
+        for conn in (_SESSION.get() or {}).values():
+            conn.close()
+        _SESSION.reset(token)
+
+
+@contextlib.contextmanager
+def control(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection for control-plane statements: the run's shared one inside
+    :func:`control_session`, else a new one closed on exit."""
+    sessions = _SESSION.get()
+    if sessions is None:
+        with connect(dsn, autocommit=True) as own:
+            yield own
+        return
+    shared = sessions.get(dsn)
+    if shared is None or shared.closed or shared.broken:
+        shared = sessions[dsn] = connect(dsn, autocommit=True)
+    yield shared
+
+
 def split_password(dsn: str) -> tuple[str, str | None]:
     """(the DSN without its password, the password or None): to store a DSN without its secret."""
     params = conninfo.conninfo_to_dict(dsn)
@@ -84,10 +124,25 @@ def with_options(dsn: str, options: str) -> str:
     return conninfo.make_conninfo("", **params)
 
 
+# The one text format the value codec reads (pg2edge.translators.codec): every connection whose
+# values reach the codec gets these in its startup options, whatever the server's defaults are.
+SESSION_SETTINGS: dict[str, str] = {
+    "DateStyle": "ISO",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+
+
+def session_options(existing: str = "") -> str:
+    """A libpq ``options`` value: ``existing`` plus the codec's session settings (which win)."""
+    ours = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+    return f"{existing} {ours}".strip()
+
+
 def codec_dsn(dsn: str) -> str:
     """The DSN with the value codec's session settings added to any options it already has."""
-    from pg2edge.translators.codec.base import session_options
-
     existing = str(conninfo.conninfo_to_dict(dsn).get("options") or "")
     return with_options(dsn, session_options(existing))
 

@@ -34,7 +34,7 @@ class TableEncoder:
         self.codec = row_codec(table, options=options)
 
     def _refresh(self) -> None:
-        with dsnlib.connect(self.dsn, autocommit=True) as conn:
+        with dsnlib.control(self.dsn) as conn:
             schema = introspect(conn, schemas=[self.table.schema], tables=[self.table.name])
         self.table = schema.table(self.table.qualified)
         self.codec = row_codec(self.table, options=self.options)

@@ -22,7 +22,7 @@ import apsw
 import psycopg
 from psycopg import sql
 
-from pg2edge.dsn import connect, describe
+from pg2edge.dsn import control, describe
 from pg2edge.errors import ConfigError, PrivilegeError, SourceError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.errors import ReplicaIdentityError
@@ -191,7 +191,7 @@ def setup_publication(dsn: str, *, publication: str, tables: str | Sequence[str]
 
     With ``dry_run`` nothing is changed and the planned SQL is returned.
     """
-    with connect(dsn, autocommit=True) as conn:
+    with control(dsn) as conn:
         exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
         if exists:
             raise SourceError(f"publication {publication!r} already exists at {describe(dsn)}; "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pg2edge.dsn import connect, describe
+from pg2edge.dsn import connect, control, describe
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def teardown(dsn: str, changes: Sequence[SourceChange]) -> list[str]:
     (``IF EXISTS``).
     """
     done: list[str] = []
-    with connect(dsn, autocommit=True) as conn:
+    with control(dsn) as conn:
         for change in reversed(changes):
             log.warning("undoing on the source at %s: %s", describe(dsn), change.description)
             try:

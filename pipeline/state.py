@@ -68,7 +68,8 @@ def read_record(conn: apsw.Connection, scope: str, name: str) -> Any | None:
 
 def read_scope(conn: apsw.Connection, scope: str) -> dict[str, Any]:
     try:
-        rows = conn.execute(f"SELECT name, value FROM {_T} WHERE scope = ? ORDER BY name", (scope,)).fetchall()
+        rows: list[tuple[Any, ...]] = conn.execute(f"SELECT name, value FROM {_T} WHERE scope = ? ORDER BY name",
+                                                   (scope,)).fetchall()  # (name TEXT, value JSON TEXT)
     except apsw.SQLError:
         return {}
     return {name: json.loads(value) for name, value in rows}

@@ -16,7 +16,10 @@ def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
     The replica file keeps its data; its state forgets the stream, so the
     next ``snapshot`` starts afresh.
     """
-    db = open_replica(target)
+    from pg2edge.pipeline.remote import is_remote
+    from pg2edge.pipeline.status import open_writable
+
+    db = open_writable(target) if is_remote(target) else open_replica(target)
     try:
         run = state.read_run(db)
         keeper.stop_keeper(run.keeper_pid if run else None)

@@ -122,3 +122,15 @@ def test_long_lived_replica_keeps_old_columns_for_select_star(pg_dsn: str, sqld:
         watcher.close()
     fresh = node_read_replica(tmp_path / "long-lived.db", sqld.url, 'SELECT * FROM "items" ORDER BY "id"')
     assert fresh["results"][0]["columns"] == ["id", "name", "price"]  # type: ignore[index]  (a new client)
+
+
+@pytest.mark.slow
+def test_demo_reaches_the_edge(run_cli: Cli, tmp_path: Path) -> None:
+    res = run_cli("demo", "--edge", "--workdir", str(tmp_path / "demo"), "--scale", "0.1", timeout=600,
+                  env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "sqld (libSQL server) serves http://127.0.0.1:" in res.stdout
+    assert "An app reading" in res.stdout and "@libsql/client embedded replica" in res.stdout
+    seen = next(line for line in res.stdout.splitlines() if "An app reading" in line).split(" sees: ")[1]
+    read = next(line for line in res.stdout.splitlines() if "embedded replica" in line).split(" read: ")[1]
+    assert seen.startswith("{") and seen == read  # the seed's client read the same row pg2edge put there

@@ -47,3 +47,24 @@ def test_cutover_steps_on_a_remote_target(pg_dsn: str, sqld: SqldServer, run_cli
     assert res.returncode == 0, res.stderr
     run_sql(pg_dsn, "INSERT INTO products VALUES (1000, 'writable again')")
     assert pg_rows(pg_dsn, "SELECT count(*) FROM products") == [(101,)]
+    res = run_cli("export", "--target", url, "--format", "d1", "--output", str(tmp_path / "x.sql"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr  # refused in one line (a file-only command)
+    assert not list(tmp_path.glob("http*"))  # no local file named after the URL
+    res = run_cli("teardown", "--source", pg_dsn, "--target", url)
+    assert res.returncode == 0, res.stderr
+    assert pg_rows(pg_dsn, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    assert pg_rows(pg_dsn, "SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_snapshot_command_into_a_remote(pg_dsn: str, tursodb: object, run_cli: Cli, tmp_path: Path) -> None:
+    url = tursodb.url  # type: ignore[attr-defined]
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, v text)", "INSERT INTO a SELECT g, 'x' FROM generate_series(1, 300) g")
+    env = {"PG2EDGE_STAGING_DIR": str(tmp_path / "staging")}
+    res = run_cli("snapshot", "--source", pg_dsn, "--target", url, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "uploaded 300 rows in 1 tables" in res.stdout
+    again = run_cli("snapshot", "--source", pg_dsn, "--target", url, env=env)
+    assert again.returncode == 0 and "already complete" in again.stdout
+    res = run_cli("sync", "--source", pg_dsn, "--target", url, "--until-caught-up", env=env)
+    assert res.returncode == 0 and "0 transactions" in res.stdout, res.stdout + res.stderr

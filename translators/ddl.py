@@ -131,6 +131,7 @@ class _TablePlanner:
         if rule.check:
             parts.append(f"CHECK ({rule.check(quote_ident(col.name))})")
         for expr in col.domain.checks if col.domain else ():
+            assert col.domain is not None  # only iterated when there is a domain
             replaced = _replace_value(expr, col.name)
             out = self.expr.expression(replaced, what=f"column {col.name} domain {col.domain.name} check")
             self.findings += out.findings
@@ -199,7 +200,7 @@ class _TablePlanner:
                 self.findings.append(Finding(Level.WARN, "index-method", obj,
                                              f"{index.method} index has no SQLite equivalent; not created"))
                 continue
-            keys = []
+            keys: list[str] = []
             for i, key in enumerate(index.keys):
                 is_expr = index.expressions[i] if i < len(index.expressions) else False
                 if is_expr:

@@ -116,8 +116,8 @@ def parse_dump(sql_text: str) -> Schema:
                 findings.append(Finding(Level.WARN, "dump-unknown-table", f"{schema}.{name}", stmt[:80]))
                 continue
             cname, rest = _unq(m.group(2)), m.group(3).strip()
-            if (pk := re.match(r"PRIMARY\s+KEY\s*\((.*)\)", rest, re.I)) is not None:
-                table = replace(table, primary_key=_cols(pk.group(1)))
+            if (pk_match := re.match(r"PRIMARY\s+KEY\s*\((.*)\)", rest, re.I)) is not None:
+                table = replace(table, primary_key=_cols(pk_match.group(1)))
             elif (uq := re.match(r"UNIQUE\s*\((.*)\)", rest, re.I)) is not None:
                 table = replace(table, uniques=(*table.uniques, Unique(cname, _cols(uq.group(1)))))
             elif (fk := _FK.match(rest)) is not None:

@@ -160,6 +160,7 @@ class _Types:
         element_type = None
         labels = None
         if is_array:
+            assert info is not None  # is_array implies info
             elem = self.resolve(info[4])
             element_type = self.rows[elem][2] if elem in self.rows else None
             if elem in self.enums:

@@ -55,7 +55,9 @@ class ReplicaSnapshot:
         return quote_ident(sqlite_table_name(side.table.schema, side.table.name))
 
     def count(self, side: TableSide) -> int:
-        return int(self.conn.execute(f"SELECT count(*) FROM {self.table_name(side)}").fetchone()[0])
+        row = self.conn.execute(f"SELECT count(*) FROM {self.table_name(side)}").fetchone()
+        assert row is not None  # count(*) always returns one row
+        return int(row[0])
 
     def _where(self, side: TableSide, rng: KeyRange) -> tuple[str, list[Any]]:
         if not side.ordered:
@@ -86,6 +88,7 @@ class ReplicaSnapshot:
         where, params = self._where(side, rng)
         row = self.conn.execute(f"SELECT count(*), pg2edge_chunksum({self._cols(side)}) FROM {self.table_name(side)} "
                                 f"WHERE {where}", params).fetchone()
+        assert row is not None  # an aggregate without GROUP BY always returns one row
         return int(row[0]), int(row[1] or 0) % MOD
 
     def range_digests(self, side: TableSide, rng: KeyRange) -> dict[Key, int]:

@@ -61,6 +61,7 @@ def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | N
     if isinstance(tables, str):
         tables = [t.strip() for t in tables.split(",") if t.strip()]
     publication, known = _replica_tables(target)
+    names: Sequence[tuple[str, ...]]
     if tables:
         names = [tuple(t.split(".", 1)) if "." in t else ("public", t) for t in tables]
     elif publication:
@@ -119,9 +120,6 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
 
     if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")
-    if repair and is_remote(target):
-        raise ConfigError(f"validate --repair on the remote target {target} is not supported yet: "
-                          "validate reports the keys; re-sync them with `pg2edge sync`")
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)

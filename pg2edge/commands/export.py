@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     parser.add_argument("dir", nargs="?", metavar="DIR", help="with d1-worker: the directory to write")
     parser.add_argument("--database", metavar="NAME", default="pg2edge",
                         help="with d1-worker: the D1 database name in wrangler.toml (default pg2edge)")
-    add_target_option(parser)
+    add_target_option(parser, remote=False)
     parser.add_argument("--format", choices=("turso", "d1"), help="the edge platform (a replica export)")
     parser.add_argument("--output", metavar="PATH", help="the file to write (a replica export)")
     parser.add_argument("--force", action="store_true", help="replace PATH (or the Worker files) if it exists")

@@ -138,7 +138,11 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
         result.changes.append(f"stopped the sync daemon (pid {pid}); restart it with `pg2edge sync`")
     db = open_replica(target)
     try:
-        tables = previous["tables"] if done else _moved_tables(db)
+        if done:
+            assert previous is not None  # done means the promote record exists
+            tables = previous["tables"]
+        else:
+            tables = _moved_tables(db)
         pos = state.read_position(db)
         with db:
             created = changelog.install(db, tables)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import apsw
 import psycopg
@@ -99,8 +99,9 @@ def uninstall(conn: apsw.Connection, tables: Sequence[str]) -> list[str]:
 def pending(conn: apsw.Connection) -> list[tuple[int, str, str, dict[str, Any] | None, dict[str, Any] | None]]:
     """Logged writes not replayed yet, in order: (id, source table, op, old row, new row)."""
     try:
-        rows = conn.execute(f"SELECT id, source_table, op, old_row, new_row FROM {_CL} "
-                            "WHERE replayed_at IS NULL ORDER BY id").fetchall()
+        rows = cast(list[tuple[int, str, str, str | None, str | None]],
+                    conn.execute(f"SELECT id, source_table, op, old_row, new_row FROM {_CL} "
+                                 "WHERE replayed_at IS NULL ORDER BY id").fetchall())
     except apsw.SQLError:
         return []  # never promoted: no changelog
     return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] else None, json.loads(r[4]) if r[4] else None)
@@ -140,7 +141,7 @@ class _Target:
         return sql.SQL(" AND ").join(parts), [_value(old.get(k)) for k in self.key]
 
     def statement(self, op: str, old: dict[str, Any] | None, new: dict[str, Any] | None
-                  ) -> tuple[sql.Composable, list[Any]]:
+                  ) -> tuple[sql.Composed, list[Any]]:
         if op == "I":
             assert new is not None
             cols = [c for c in new if c in self.types]

@@ -177,7 +177,9 @@ class _Run:
                     q = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(side.table.schema, side.table.name))
                     src = int(pg.execute(q).fetchone()[0])  # type: ignore[index]
                     name = quote_ident(sqlite_table_name(side.table.schema, side.table.name))
-                    rep = int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+                    counted = conn.execute(f"SELECT count(*) FROM {name}").fetchone()
+                    assert counted is not None  # count(*) always returns one row
+                    rep = int(counted[0])
                     total += src
                     if src != rep:
                         diffs.append(f"{side.table.qualified}: source {src}, replica {rep}")
@@ -203,7 +205,9 @@ class _Run:
                                      "AND sequencename = %s", (seq_schema, seq_name)).fetchone()
                     last = int(row[0]) if row and row[0] is not None else 0
                     name = quote_ident(sqlite_table_name(t.schema, t.name))
-                    top = conn.execute(f"SELECT max({quote_ident(col.name)}) FROM {name}").fetchone()[0]
+                    top_row = conn.execute(f"SELECT max({quote_ident(col.name)}) FROM {name}").fetchone()
+                    assert top_row is not None  # max() always returns one row
+                    top = top_row[0]
                     nxt = int(top or 0) + 1
                     checked.append(f"{col.sequence}: replica next {nxt}, source last_value {last}")
                     if nxt < last:

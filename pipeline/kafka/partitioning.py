@@ -89,7 +89,7 @@ def discover(dsn: str, tables: Sequence[Key], *, column: str, partitions: int) -
 
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise ConfigError(f"--partitions must be between 1 and {MAX_PARTITIONS} (got {partitions})")
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         rows = conn.execute(
             "SELECT n.nspname, c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.attname = %s AND a.attnum > 0 "

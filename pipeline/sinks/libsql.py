@@ -62,6 +62,8 @@ _POSITION = f"SELECT value FROM {_T} WHERE scope = 'position' AND name = 'applie
 # value is NOT NULL: inserting NULL fails the batch at this step when the condition holds
 _FAIL_IF = f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
 _TRANSIENT_WORDS = ("database is locked", "busy", "locked")
+_MAX_VARIABLES = 32_000  # SQLite's default limit is 32766 bound parameters per statement
+_MERGED = -1  # owner of a multi-row statement: several changes; a failure re-plans unmerged
 
 
 @dataclass(slots=True)
@@ -75,6 +77,10 @@ class _Planned:
     parked_keys: set[str] = field(default_factory=set)
     parked_counts: dict[str, int] = field(default_factory=dict)
     reload: bool = False  # a TRUNCATE dropped queued changes: re-read the queue after the batch
+    merge: bool = True  # fold consecutive same-shape upserts into multi-row statements
+    last_sql: str | None = None  # the single-row SQL the last statement was planned from (mergeable)
+    merged: dict[int, list[Any]] = field(default_factory=dict)  # statement index -> [head, marks, tail, rows]
+    findings: list[Any] = field(default_factory=list)  # schema drift found while planning (kept on success)
 
 
 class LibsqlSink:
@@ -87,6 +93,7 @@ class LibsqlSink:
         self.mappings = dict(mappings)
         self.policy = policy or RetryPolicy()
         self.planner = Planner()
+        self._shapes: dict[str, tuple[str, str, str]] = {}
         self.parked = 0
         self._targets: dict[str, TargetTable] = {}
         # like the file sink (SQLite's default): rows arrive in source commit order, and PostgreSQL already
@@ -154,13 +161,14 @@ class LibsqlSink:
 
     def _apply_part(self, txns: Sequence[Transaction], result: ApplyResult) -> None:
         parked: dict[int, str] = {}  # event index -> error: parked in the retry queue on the next attempt
+        merge = True
         delay = self.policy.transient_delay
         while True:
             expected = self._position
             tables = dict(self._tables)
             targets = dict(self._targets)
             try:
-                planned, position = self._plan(txns, expected, tables, parked, result)
+                planned, position = self._plan(txns, expected, tables, parked, result, merge=merge)
             except BaseException:
                 self._targets = targets
                 raise
@@ -185,6 +193,10 @@ class LibsqlSink:
                 owner = planned.owners[step] if step is not None and 0 <= step < len(planned.owners) else None
                 if owner is None:
                     raise
+                if owner == _MERGED:  # one of several merged changes failed: find which, unmerged
+                    log.info("a multi-row statement failed (%s); re-planning the batch row by row", exc)
+                    merge = False
+                    continue
                 message = planned.must.get(step, None) if step is not None else None
                 ev = planned.events[owner]
                 text = message or (f"{ev.op.name.lower()} on {ev.source.schema}.{ev.source.table} key "
@@ -197,6 +209,7 @@ class LibsqlSink:
             result.applied += len(txns)
             result.rows += planned.rows
             result.paused_events += planned.paused_events
+            result.findings.extend(planned.findings)
             result.position = position
             self._blocked |= planned.parked_keys
             for status, n in planned.parked_counts.items():
@@ -229,8 +242,8 @@ class LibsqlSink:
     # -- planning ------------------------------------------------------------------------------
     def _plan(self, txns: Sequence[Transaction], expected: state.Position | None,
               tables: dict[str, state.TableState], parked: Mapping[int, str],
-              result: ApplyResult) -> tuple[_Planned, state.Position]:
-        p = _Planned(stmts=[], owners=[], must={}, events=[])
+              result: ApplyResult, *, merge: bool = True) -> tuple[_Planned, state.Position]:
+        p = _Planned(stmts=[], owners=[], must={}, events=[], merge=merge)
         self._add(p, _guard(expected), None)
         blocked = set(self._blocked)
         now = time.time()
@@ -249,7 +262,7 @@ class LibsqlSink:
                     self._add(p, (f"DELETE FROM {_Q} WHERE source_table = ?", (name,)), None)
                     p.reload = True
                     blocked = {k for k in blocked if not k.startswith(name + ":")}
-                keys = event_keys(ev) if ev.op is not Op.TRUNCATE else set()
+                keys = event_keys(ev) if ev.op is not Op.TRUNCATE and (blocked or index in parked) else set()
                 if index in parked:
                     self._park(p, ev, keys, QueueStatus.RETRY, parked[index], 1, now)
                     blocked |= keys
@@ -265,11 +278,46 @@ class LibsqlSink:
                                   (expected.kafka if expected else None),
                                   commit_ts_ms=final.commit_ts, watermark_lsn=max(final.end_lsn, prev_mark))
         self._add(p, state_upsert("position", "applied", asdict(position)), None)
+        for i, (head, marks, tail, rows) in p.merged.items():  # the multi-row statements' SQL, built once
+            p.stmts[i] = (f"{head} VALUES {', '.join([marks] * rows)}{tail}", p.stmts[i][1])
         return p, position
 
     def _add(self, p: _Planned, stmt: Stmt, owner: int | None) -> None:
         p.stmts.append(stmt)
         p.owners.append(owner)
+        p.last_sql = None
+
+    def _merge(self, p: _Planned, sql: str, params: Sequence[Any], index: int) -> bool:
+        """Fold a planned single-row ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` into the statement
+        before it when that is the same upsert: one multi-row statement, rows in source order (SQLite
+        applies them one after the other, so a later row of the same key wins). Round trips and parsing
+        on the server drop by the number of rows merged; a failure re-plans without merging to find
+        the one change to park."""
+        if p.last_sql != sql or not p.stmts:
+            return False
+        parts = self._shapes.get(sql)
+        if parts is None:
+            head, sep, rest = sql.partition(" VALUES (")
+            marks, close, tail = rest.partition(")")
+            if not sep or not close or not head.startswith("INSERT INTO ") or marks.replace("?, ", "") != "?":
+                self._shapes[sql] = ("", "", "")
+                return False
+            parts = self._shapes[sql] = (head, "(" + marks + ")", tail)
+        head, marks, tail = parts
+        if not head:
+            return False
+        last = len(p.stmts) - 1
+        prev_sql, prev_args = p.stmts[-1]
+        if len(prev_args) + len(params) > _MAX_VARIABLES:
+            return False
+        shape = p.merged.get(last)
+        if shape is None:  # the first merge: own the argument list, the SQL is built once in _finish
+            shape = p.merged[last] = [head, marks, tail, 1]
+            p.stmts[-1] = (prev_sql, list(prev_args))
+            p.owners[-1] = _MERGED
+        shape[3] += 1
+        p.stmts[-1][1].extend(params)  # type: ignore[attr-defined]
+        return True
 
     def _event(self, p: _Planned, ev: ChangeEvent, index: int) -> None:
         mapping = self.mappings.get((ev.source.schema, ev.source.table))
@@ -278,7 +326,10 @@ class LibsqlSink:
                              f"{ev.source.schema}.{ev.source.table}")
         tgt = self._target(mapping.target)
         for st in self.planner.plan(ev, mapping, tgt):
+            if p.merge and not st.must_change and self._merge(p, st.sql, st.params, index):
+                continue
             self._add(p, (st.sql, st.params), index)
+            p.last_sql = st.sql if p.merge and not st.must_change else None
             if st.must_change:
                 self._add(p, (_FAIL_IF + "changes() = 0", ("changed",)), index)
                 p.must[len(p.stmts) - 1] = st.must_change
@@ -313,7 +364,7 @@ class LibsqlSink:
         d = drift.compare(rel, ts.columns, present)
         for f in d.findings:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
-        result.findings.extend(d.findings)
+        p.findings.extend(d.findings)
         if d.pause:
             reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
             ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
@@ -329,6 +380,27 @@ class LibsqlSink:
         if ts != tables.get(name):
             self._add(p, state_upsert("table", name, asdict(ts)), None)
             tables[name] = ts
+
+    def apply_repairs(self, events: Sequence[ChangeEvent]) -> int:
+        """Apply validator repairs (snapshot reads and deletes) in one atomic batch, position untouched.
+
+        Guarded by the position read when this sink opened: the caller reads the source after that,
+        so its rows are at least as new as the replica; if the daemon applied more meanwhile the
+        batch is refused (StateError) rather than writing older values over newer ones."""
+        if not events:
+            return 0
+        p = _Planned(stmts=[], owners=[], must={}, events=list(events), merge=False)
+        self._add(p, _guard(self._position), None)
+        for i, ev in enumerate(events):
+            self._event(p, ev, i)
+        try:
+            self.client.batch(p.stmts)
+        except RemoteSQLError as exc:
+            if exc.step == 0:
+                raise StateError(f"target {self.label} applied more changes while repairing; nothing repaired, "
+                                 "run `pg2edge validate --repair` again") from None
+            raise
+        return len(events)
 
     # -- control items, periodic work ---------------------------------------------------------
     def control(self, item: Control) -> None:
@@ -382,7 +454,7 @@ class LibsqlSink:
                 blocked |= keys
                 continue
             ev = ChangeEvent.from_dict(json.loads(event))
-            p = _Planned(stmts=[], owners=[], must={}, events=[ev])
+            p = _Planned(stmts=[], owners=[], must={}, events=[ev], merge=False)
             self._event(p, ev, 0)
             self._add(p, (f"DELETE FROM {_Q} WHERE id = ?", (qid,)), None)
             try:
@@ -423,10 +495,9 @@ def _txn_size(txn: Transaction) -> int:
     """A rough size in bytes of a transaction's statements on the wire (for splitting batches)."""
     size = 200
     for ev in txn.events:
-        for row in (ev.before, ev.after):
-            if row:
-                for c, v in row.items():
-                    size += len(c) * 2 + 48 + (len(v) if isinstance(v, (str, bytes)) else 8)
+        row = ev.after if ev.after is not None else ev.before
+        if row:
+            size += 48 * len(row) + sum([len(v) for v in row.values() if v.__class__ is str])
     return size
 
 
@@ -511,14 +582,12 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
                     staging: Path | None = None, max_request_bytes: int | None = None) -> Any:
     """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
     from pg2edge.config import TranslateConfig
-    from pg2edge.pipeline import engine
     from pg2edge.pipeline.daemon import SyncReport, _record_pid
     from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
     from pg2edge.pipeline.lsn import format_lsn
     from pg2edge.pipeline.mappings import build_mappings
     from pg2edge.pipeline.remote.connection import RemoteConnection
-    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
-    from pg2edge.pipeline.sources.replication import ReplicationStream
+    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 
     options = options or TranslateConfig()
     report = SyncReport()
@@ -550,21 +619,12 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
         try:
             sink = LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
                               label=target.label, policy=policy)
-            source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                                 start_lsn=pos.end_lsn),
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                                heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES)
-            try:
-                run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say,
-                                 on_batch=on_batch)
-            finally:
-                source.close()
+                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES,
+                               max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
         finally:
             _record_pid(db, running=False)  # type: ignore[arg-type]
-        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
-        report.stopped_by, report.position = run.stopped_by, run.position
-        report.retained_wal_bytes = run.retained_wal_bytes
-        return report
     finally:
         restore()
         client.close()

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import Pg2EdgeError, SourceError
+from pg2edge.pipeline import engine
 from pg2edge.pipeline.events import Item, Transaction, Watermark
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.sinks.base import ApplyResult, Sink
 from pg2edge.pipeline.sources import pgoutput
 from pg2edge.pipeline.sources.assembler import Assembler, Heartbeat
 from pg2edge.pipeline.sources.replication import ReplicationStream, slot_status
-from pg2edge.pipeline.state import Position
+from pg2edge.pipeline.state import Position, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +36,11 @@ SLOT_SAMPLE_INTERVAL = 5.0  # seconds between two retained-WAL queries
 
 
 class Heartbeater:
-    """Emits heartbeat messages on one kept connection; a lost connection is reopened next time."""
+    """Emits heartbeat messages on the run's control connection; a failed beat is retried next interval."""
 
     def __init__(self, dsn: str, *, interval: float = 1.0) -> None:
         self.dsn = dsn
         self.interval = interval
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._last = 0.0
 
     def maybe_beat(self) -> int | None:
@@ -50,32 +53,21 @@ class Heartbeater:
 
     def beat(self) -> int | None:
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = dsnlib.connect(self.dsn, autocommit=True)
-            row = self._conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text",
-                                     (HEARTBEAT_PREFIX,)).fetchone()
+            with dsnlib.control(self.dsn) as conn:
+                row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'beat')::text",
+                                   (HEARTBEAT_PREFIX,)).fetchone()
             return parse_lsn(str(row[0])) if row else None
         except (psycopg.OperationalError, Pg2EdgeError) as exc:
             log.warning("heartbeat not sent (%s); retrying at the next interval", exc)
-            self.close()
             return None
 
-    def current_wal_lsn(self) -> int:
-        """The source's current WAL position, on the kept connection."""
-        if self._conn is None or self._conn.closed:
-            self._conn = dsnlib.connect(self.dsn, autocommit=True)
-        row = self._conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-        assert row is not None
-        return parse_lsn(str(row[0]))
-
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Nothing to close: the control connection belongs to the run."""
 
 
 def current_wal_lsn(dsn: str) -> int:
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    """The source's current WAL position (on the run's control connection)."""
+    with dsnlib.control(dsn) as conn:
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     return parse_lsn(str(row[0]))
@@ -101,7 +93,7 @@ class CdcSource:
         self._acked = stream.flushed_lsn
         self.max_transactions, self.max_events = max_transactions, max_events
         self.heart = Heartbeater(stream.dsn, interval=heartbeat_interval) if heartbeat_interval else None
-        self.goal = (self.heart or Heartbeater(stream.dsn)).current_wal_lsn() if until_caught_up else None
+        self.goal = current_wal_lsn(stream.dsn) if until_caught_up else None
         self.warn_bytes = retained_wal_warn_bytes
         self._retained: int | None = None
         self._sampled: float | None = None
@@ -221,3 +213,19 @@ class CdcSource:
         self._acked = max(self._acked, hb.lsn)
         self.stream.ack(hb.lsn)
         return hb.lsn
+
+
+def stream_slot(dsn: str, names: StreamInfo, start_lsn: int, sink: Sink, *, flag: engine.StopFlag, report: engine.R,
+                heartbeat_interval: float = 1.0, until_caught_up: bool = False,
+                retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES, max_wait: float = 0.2,
+                metrics: Metrics | None = None, say: engine.Say = print,
+                on_batch: Callable[[ApplyResult], None] | None = None) -> engine.R:
+    """The CDC half of every job that reads the slot: a :class:`CdcSource` from ``start_lsn`` run into ``sink``."""
+    source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=start_lsn),
+                       heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                       retained_wal_warn_bytes=retained_wal_warn_bytes)
+    try:
+        return engine.run(source, sink, flag=flag, report=report, max_wait=max_wait, metrics=metrics, say=say,
+                          on_batch=on_batch)
+    finally:
+        source.close()

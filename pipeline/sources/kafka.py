@@ -12,7 +12,8 @@ Control records become typed items: ``snapshot-begin`` -> SnapshotBegin,
 ``op: "r"`` rows -> SnapshotRows, ``snapshot-end`` -> SnapshotEnd and
 ``heartbeat`` -> Watermark.
 
-Finished (``--until-caught-up``) at ``until_lsn`` (the sink's visible LSN), or
+Finished (``--until-caught-up``) at ``until_lsn``: a partition stops at the first
+item that reaches it (so every replica of a topic stops at the same offset), or
 once no row change came for ``idle_seconds`` after every record that was in the
 topic at start was read (the publisher may be stopped).
 """
@@ -66,6 +67,7 @@ class KafkaSource:
             self.regroup[p] = records.Regrouper()
             consumer.seek(topic, p, guard.expected)
         self._last_data = self._last_commit = time.monotonic()
+        self._reached: set[int] = set()  # partitions that delivered an item at or past until_lsn
 
     def describe(self) -> str:
         return ", ".join(f"partition {p} from offset {g.expected}" for p, g in self.guards.items())
@@ -97,6 +99,8 @@ class KafkaSource:
                 rows = []
 
         for record in recs:
+            if partition in self._reached:
+                break  # stop exactly at the first item that reaches until_lsn (a deterministic end offset)
             if not guard.admit(record):
                 continue
             item = regroup.feed(record)
@@ -110,12 +114,19 @@ class KafkaSource:
             flush_rows()
             if isinstance(item, records.TxnItem):
                 out.append(replace(item.txn, cursor=cursor))
+                self._check_goal(partition, item.txn.end_lsn)
             elif isinstance(item, records.ControlItem):
                 control = self._control(item.data, cursor)
                 if control is not None:
                     out.append(control)
+                    if isinstance(control, Watermark):
+                        self._check_goal(partition, control.lsn)
         flush_rows()
         return out
+
+    def _check_goal(self, partition: int, lsn: int) -> None:
+        if self.until_lsn is not None and lsn >= self.until_lsn:
+            self._reached.add(partition)
 
     def _control(self, data: Mapping[str, object], cursor: Cursor) -> Item | None:
         kind = data.get("type")

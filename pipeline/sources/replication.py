@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import pq
 
-from pg2edge.dsn import codec_dsn, connect, describe
+from pg2edge.dsn import codec_dsn, connect, control, describe
 from pg2edge.errors import PrivilegeError, SourceError
 from pg2edge.pipeline.errors import ProtocolError, ReplicationError, SlotTimeoutError
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
@@ -127,7 +127,7 @@ class SlotSnapshot(NamedTuple):
 
 def _blockers(dsn: str) -> str:
     try:
-        with connect(dsn, autocommit=True) as conn:
+        with control(dsn) as conn:
             rows = conn.execute(
                 "SELECT pid, datname, now() - xact_start FROM pg_stat_activity "
                 "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start").fetchall()
@@ -185,7 +185,7 @@ def drop_slot(dsn: str, slot: str, *, missing_ok: bool = True, terminate_holder:
     ``terminate_holder``: end the session that holds the slot first (an orphaned snapshot keeper of
     a run that crashed before it recorded the slot)."""
     check_slot_name(slot)
-    with connect(dsn, autocommit=True) as conn:
+    with control(dsn) as conn:
         if terminate_holder:
             conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
                          "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
@@ -213,7 +213,7 @@ class SlotStatus:
 
 def slot_status(dsn: str, slot: str) -> SlotStatus | None:
     """The slot's acknowledged position and the WAL it pins on the source, or None if absent."""
-    with connect(dsn, autocommit=True) as conn:
+    with control(dsn) as conn:
         row = conn.execute(
             "SELECT active, confirmed_flush_lsn::text, "
             "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint "

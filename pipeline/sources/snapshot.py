@@ -73,7 +73,7 @@ def stream_names(db: apsw.Connection, *, slot: str | None, publication: str | No
 
 
 def published_tables(dsn: str, publication: str) -> list[tuple[str, str]]:
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         rows = conn.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
                             "ORDER BY 1, 2", (publication,)).fetchall()
     return [(r[0], r[1]) for r in rows]
@@ -100,7 +100,7 @@ def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[st
 
 
 def _estimated_rows(dsn: str, tables: Sequence[tuple[str, str]]) -> dict[str, int]:
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         rows = conn.execute(
             "SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace").fetchall()
@@ -120,7 +120,7 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
         return [(None, None, None)]
     from psycopg import sql
 
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         row = conn.execute(sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
             k=sql.Identifier(col.name), t=sql.Identifier(table.schema, table.name))).fetchone()
     low, high = (row or (None, None))
@@ -138,7 +138,7 @@ def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, st
     from pg2edge.translators.ddl import apply_ddl, plan_ddl
     from pg2edge.translators.introspect import introspect
 
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         schema = introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
     model = {t.qualified: t for t in schema.tables}
     plan = plan_ddl(schema, options=options)
@@ -150,6 +150,7 @@ def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, st
     return model
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None,
                  jobs: int = 2, options: TranslateConfig | None = None, slot: str | None = None,
                  publication: str | None = None, allow_replica_identity_full: bool = False,
@@ -203,7 +204,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             if run is None:  # a run that crashed before recording its snapshot may have left our slot behind
                 drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
-            with dsnlib.connect(dsn, autocommit=True) as conn:
+            with dsnlib.control(dsn) as conn:
                 change = slot_change(conn, names.slot)
             say(f"source change: {change.description} (undo: {change.undo_sql})")
             with db:

@@ -49,7 +49,7 @@ class TenantLayout:
 def check_routable(dsn: str, keys: list[Key], column: str) -> None:
     """Refuse tenant tables whose deletes would not carry the tenant column (names every such table)."""
     bad = []
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         for schema, table in keys:
             row = conn.execute(_IDENTITY_SQL, (schema, table)).fetchone()
             if row is None:
@@ -71,7 +71,7 @@ def plan_layout(dsn: str, published: list[tuple[str, str]], *, config: TenantsCo
     from pg2edge.translators.naming import sqlite_table_name
 
     check_pattern(config.pattern)
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         schema = introspect(conn, schemas=sorted({s for s, _ in published}), tables=[t for _, t in published])
     layout = TenantLayout(config=config)
     for table in schema.tables:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.sinks.sqlite import open_replica
@@ -143,6 +144,7 @@ def split_hub(*, hub_path: str | Path, layout: TenantLayout, say: Say = print) -
         hub.close()
 
 
+@dsnlib.control_session()  # one control connection to the source for the whole run
 def run_tenant_snapshot(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[str] | None = None,
                         jobs: int = 2, options: TranslateConfig | None = None,
                         allow_replica_identity_full: bool = False, say: Say = print) -> TenantSnapshotReport:

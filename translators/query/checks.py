@@ -19,7 +19,7 @@ from pg2edge.translators.query.tree import excerpt, literal_text
 Check = Callable[[exp.Expression], Finding | None]
 
 
-def _finding(level: Level, code: str, node: exp.Expression, message: str) -> Finding:
+def _finding(level: Level, code: str, node: exp.Expr, message: str) -> Finding:
     return Finding(level, code, excerpt(node), message)
 
 

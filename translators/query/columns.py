@@ -54,7 +54,7 @@ def is_user_defined_type(pg_type: str) -> bool:
 def _scope_tables(column: exp.Column) -> list[tuple[str, str]]:
     """(alias, table) pairs visible to ``column``: its SELECT's FROM/JOINs, then the enclosing ones."""
     found: list[tuple[str, str]] = []
-    node: exp.Expression | None = column
+    node: exp.Expr | None = column
     while node is not None:
         if isinstance(node, (exp.Select, exp.Update, exp.Delete)):
             sources = []

@@ -24,8 +24,8 @@ def rewrite_distinct_on(select: exp.Select) -> exp.Expression:
 
     star = any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and p.is_star) for p in inner.expressions)
     taken: set[str] = set()
-    inner_projections: list[exp.Expression] = []
-    outer_projections: list[exp.Expression] = []
+    inner_projections: list[exp.Expr] = []  # sqlglot's builders (alias_) return the Expr base type
+    outer_projections: list[exp.Expr] = []
     by_sql: dict[str, str] = {}
     for i, projection in enumerate(inner.expressions):
         if isinstance(projection, exp.Star) or (isinstance(projection, exp.Column) and projection.is_star):
@@ -47,8 +47,9 @@ def rewrite_distinct_on(select: exp.Select) -> exp.Expression:
     for k, ordered in enumerate(order.expressions if order else []):
         expr = ordered.this
         key = expr.name if isinstance(expr, exp.Column) and not expr.table and expr.name in by_sql else expr.sql()
-        alias = by_sql.get(key)
-        if alias is None:
+        if key in by_sql:
+            alias = by_sql[key]
+        else:
             alias = f"_order{k}"
             inner_projections.append(exp.alias_(expr.copy(), alias))
         outer_ordered = ordered.copy()

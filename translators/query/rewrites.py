@@ -242,7 +242,9 @@ def conflict_keys_to_columns(node: exp.Expression) -> exp.Expression:
 
 def distinct_on_to_row_number(node: exp.Expression) -> exp.Expression:
     """``SELECT DISTINCT ON (k) ... ORDER BY k, t`` -> ``ROW_NUMBER() OVER (PARTITION BY k ORDER BY k, t) = 1`` in a subquery, keeping the final ORDER BY/LIMIT."""
-    distinct = node.args.get("distinct") if isinstance(node, exp.Select) else None
+    if not isinstance(node, exp.Select):
+        return node
+    distinct = node.args.get("distinct")
     if distinct is None or not distinct.args.get("on"):
         return node
     from pg2edge.translators.query.distinct_on import rewrite_distinct_on

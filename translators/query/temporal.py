@@ -58,7 +58,7 @@ def interval_modifiers(node: exp.Expression, *, negate: bool = False) -> list[st
     return mods or None
 
 
-def _as_datetime_base(node: exp.Expression) -> tuple[exp.Expression, list[exp.Expression]]:
+def _as_datetime_base(node: exp.Expr) -> tuple[exp.Expr, list[exp.Expr]]:
     """Split ``datetime(x, mods...)`` so new modifiers append; map now/current_date."""
     node = node.unnest()
     if isinstance(node, exp.Anonymous) and str(node.this).lower() == "datetime" and node.expressions:
@@ -82,10 +82,10 @@ def interval_arithmetic_to_datetime(node: exp.Expression) -> exp.Expression:
         base, previous = _as_datetime_base(left.copy())
         return call("datetime", base, *previous, *[string(m) for m in mods])
     if isinstance(right, exp.Literal) and not right.is_string and right.is_int:
-        base = _date_operand(left)
-        if base is not None:
+        date_base = _date_operand(left)
+        if date_base is not None:
             days = int(right.this) * (-1 if isinstance(node, exp.Sub) else 1)
-            return call("date", base, string(f"{'+' if days >= 0 else ''}{days} days"))
+            return call("date", date_base, string(f"{'+' if days >= 0 else ''}{days} days"))
     return node
 
 

@@ -9,7 +9,7 @@ from sqlglot import exp
 Rewrite = Callable[[exp.Expression], exp.Expression]
 
 
-def call(name: str, *args: exp.Expression) -> exp.Expression:
+def call(name: str, *args: exp.Expr) -> exp.Expression:
     """A SQLite function call rendered verbatim: ``name(args...)``."""
     return exp.Anonymous(this=name, expressions=list(args))
 
@@ -18,7 +18,7 @@ def string(value: str) -> exp.Literal:
     return exp.Literal.string(value)
 
 
-def number(value: int | float) -> exp.Literal:
+def number(value: int | float) -> exp.Literal | exp.Neg:
     return exp.Literal.number(value)
 
 
@@ -39,7 +39,7 @@ def literal_text(node: exp.Expression | None) -> str | None:
     return None
 
 
-def excerpt(node: exp.Expression, limit: int = 80) -> str:
+def excerpt(node: exp.Expr, limit: int = 80) -> str:
     """The PostgreSQL text of a node, shortened for a finding's object."""
     text = node.sql(dialect="postgres")
     return text if len(text) <= limit else text[: limit - 3] + "..."
