@@ -5,8 +5,8 @@
    staging file (``.pg2edge/d1-HOST-PORT.db`` unless given), then loaded into
    D1 by :func:`pipeline.d1.upload.upload_snapshot`: checked against D1's
    limits first, batched, resumable, position last.
-2. **Stream.** The engine pairs a :class:`CdcSource` (from D1's position) with
-   a :class:`D1Sink`: each batch of whole source transactions and its position
+2. **Stream.** ``sources.cdc.stream_slot`` runs the engine with a
+   :class:`CdcSource` from D1's position into a :class:`D1Sink`: each batch of whole source transactions and its position
    in one D1 ``batch()``, acknowledged to PostgreSQL only after the Worker
    answered. The Worker being down or restarting is retried in place by the
    shared remote session (connection refused, 5xx, timeouts) for
@@ -23,7 +23,7 @@ from pathlib import Path
 import apsw
 
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import engine, state
+from pg2edge.pipeline import state
 from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
 from pg2edge.pipeline.d1.errors import D1Error
 from pg2edge.pipeline.d1.guards import schema_statements
@@ -39,8 +39,7 @@ from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, RetryPolicy, list_queue
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 from pg2edge.pipeline.sources.snapshot import run_snapshot
 
 
@@ -144,19 +143,10 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         mappings = build_mappings(dsn, shapes, names.publication, options)
         shapes.close()
         sink = D1Sink(client, mappings, policy=policy, limits=limits)
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
+        return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                           retained_wal_warn_bytes=retained_wal_warn_bytes)
-        try:
-            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say,
-                             on_batch=on_batch)
-        finally:
-            source.close()
-        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
-        report.stopped_by, report.position = run.stopped_by, run.position
-        report.retained_wal_bytes = run.retained_wal_bytes
-        return report
+                           retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
+                           say=say, on_batch=on_batch)
     finally:
         restore()
         client.close()
