@@ -89,6 +89,7 @@ def main() -> None:
         os.chdir(work)
         d1 = LocalD1(work / "d1").start()
         os.environ["PG2EDGE_TARGET_AUTH_TOKEN"] = d1.token
+        os.environ["PG2EDGE_STAGING_DIR"] = str(work / "staging")
         try:
             raw_rate = raw(d1)
             with LocalCluster() as cluster:

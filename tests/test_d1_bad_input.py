@@ -25,7 +25,7 @@ def d1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalD1]:
         pytest.skip("wrangler is not installed: cd tests/node && npm ci")
     local = LocalD1(tmp_path / "d1").start()
     monkeypatch.setenv("PG2EDGE_TARGET_AUTH_TOKEN", local.token)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PG2EDGE_STAGING_DIR", str(tmp_path / "staging"))  # where the snapshot is staged
     try:
         yield local
     finally:

@@ -44,7 +44,7 @@ def d1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalD1]:
         pytest.skip("wrangler is not installed: cd tests/node && npm ci")
     local = LocalD1(tmp_path / "d1").start()
     monkeypatch.setenv("PG2EDGE_TARGET_AUTH_TOKEN", local.token)
-    monkeypatch.chdir(tmp_path)  # the staging snapshot goes to ./.pg2edge/
+    monkeypatch.setenv("PG2EDGE_STAGING_DIR", str(tmp_path / "staging"))  # where the snapshot is staged
     try:
         yield local
     finally:
@@ -63,7 +63,10 @@ def test_snapshot_then_every_kind_of_change_reaches_d1(pg_dsn: str, d1: LocalD1)
             "INSERT INTO products SELECT g, 'p' || g, g * 1.5, ARRAY['a', 'b'], repeat('x', g), "
             "'2024-01-01'::timestamptz + g * interval '1 hour', jsonb_build_object('g', g), '\\x00ff'::bytea "
             "FROM generate_series(1, 300) g",
-            "CREATE TABLE notes (id bigint PRIMARY KEY, note text)")
+            "CREATE TABLE notes (id bigint PRIMARY KEY, note text)",
+            "CREATE TABLE orders (id int PRIMARY KEY)",
+            "CREATE TABLE lines (id int PRIMARY KEY, order_id int NOT NULL REFERENCES orders(id) "
+            "DEFERRABLE INITIALLY DEFERRED)")
     sync(pg_dsn, d1)
     assert_replica_equals(pg_dsn, d1.sqlite_file())
     run_sql(pg_dsn,
@@ -78,10 +81,16 @@ def test_snapshot_then_every_kind_of_change_reaches_d1(pg_dsn: str, d1: LocalD1)
             "TRUNCATE notes",
             "INSERT INTO notes VALUES (1, 'after truncate')",
             "ALTER TABLE notes ADD COLUMN extra text",
-            "INSERT INTO notes VALUES (2, 'with a new column', 'x')")
+            "INSERT INTO notes VALUES (2, 'with a new column', 'x')",
+            # one transaction: the child before its parent (a deferred FK; the translated FK is deferred too)
+            "BEGIN; INSERT INTO lines VALUES (1, 10); INSERT INTO orders VALUES (10); COMMIT",
+            "BEGIN; DELETE FROM orders WHERE id = 10; DELETE FROM lines WHERE id = 1; "
+            "INSERT INTO orders VALUES (11); INSERT INTO lines VALUES (2, 11); COMMIT")
     report = sync(pg_dsn, d1)
     assert report.stopped_by == "caught up"  # type: ignore[attr-defined]
     assert_replica_equals(pg_dsn, d1.sqlite_file())
+    assert "REFERENCES" in d1.read("SELECT sql FROM sqlite_schema WHERE name = 'lines'")[0][0]
+    assert d1.read("SELECT id, order_id FROM lines") == [(2, 11)]
     assert d1.wrangler_query("SELECT note, extra FROM notes ORDER BY id") == [
         {"note": "after truncate", "extra": None}, {"note": "with a new column", "extra": "x"}]
     status = replica_status(resolve(d1.url), source=pg_dsn)
@@ -170,7 +179,7 @@ def test_a_worker_restart_mid_stream_is_ridden_out_unattended(pg_dsn: str, d1: L
 def test_cli_sync_status_and_wait_against_d1(pg_dsn: str, d1: LocalD1, run_cli) -> None:
     run_sql(pg_dsn, "CREATE TABLE prefs (id int PRIMARY KEY, theme text)", "INSERT INTO prefs VALUES (1, 'dark')")
     env = {"PG2EDGE_TARGET_AUTH_TOKEN": d1.token}
-    done = run_cli("sync", "--source", pg_dsn, "--target", d1.url, "--until-caught-up", env=env, cwd=Path.cwd())
+    done = run_cli("sync", "--source", pg_dsn, "--target", d1.url, "--until-caught-up", env=env)
     assert done.returncode == 0, done.stderr
     assert d1.token not in done.stdout + done.stderr
     status = run_cli("status", "--target", d1.url, "--source", pg_dsn, "--format", "json", env=env)
@@ -204,7 +213,7 @@ def test_cutover_check_freeze_drain_on_d1_and_promote_refused_by_name(pg_dsn: st
     run_sql(pg_dsn, "CREATE TABLE items (id serial PRIMARY KEY, name text)", "INSERT INTO items (name) VALUES ('a')")
     env = {"PG2EDGE_TARGET_AUTH_TOKEN": d1.token}
     assert run_cli("sync", "--source", pg_dsn, "--target", d1.url, "--until-caught-up", env=env,
-                   cwd=Path.cwd()).returncode == 0
+                   ).returncode == 0
     assert run_cli("validate", "--source", pg_dsn, "--target", d1.url, env=env).returncode == 0
     check = run_cli("cutover", "check", "--source", pg_dsn, "--target", d1.url, "--format", "json", env=env)
     gates = {g["name"]: g["status"] for g in json.loads(check.stdout)["gates"]}

@@ -2,7 +2,8 @@
 
 1. **Snapshot.** When D1 holds no position yet, the normal snapshot (slot with
    an exported snapshot, parallel copy, resumable) is taken into a local
-   staging file (``.pg2edge/d1-HOST-PORT.db`` unless given), then loaded into
+   staging file (``$PG2EDGE_STAGING_DIR``, default ``~/.cache/pg2edge/staging/``,
+   as for libSQL targets; removed once D1 holds everything), then loaded into
    D1 by :func:`pipeline.d1.upload.upload_snapshot`: checked against D1's
    limits first, batched, resumable, position last.
 2. **Stream.** ``sources.cdc.stream_slot`` runs the engine with a
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,12 +45,6 @@ from pg2edge.pipeline.sources.snapshot import run_snapshot
 
 def is_d1_target(target: object) -> bool:
     return str(target).lower().startswith(("d1+https://", "d1+http://"))
-
-
-def default_staging(target: RemoteTarget) -> Path:
-    """Where the snapshot for ``target`` is taken before it is loaded into D1."""
-    host = re.sub(r"[^A-Za-z0-9.-]+", "-", target.label.split("://", 1)[1]).strip("-")
-    return Path(".pg2edge") / f"d1-{host}.db"
 
 
 def check_source_tables(dsn: str, tables: str | Sequence[str] | None, *, options: TranslateConfig,
@@ -121,7 +115,9 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         if state.read_position(for_state(conn)) is None:
             check_source_tables(dsn, tables, options=options, limits=limits,
                                 allow_replica_identity_full=allow_replica_identity_full)
-            path = Path(staging) if staging else default_staging(parsed)
+            from pg2edge.pipeline.sinks.libsql import staging_path  # the one staging place of remote targets
+
+            path = Path(staging) if staging else staging_path(parsed)
             path.parent.mkdir(parents=True, exist_ok=True)
             flag.interrupt_now = True
             try:
@@ -133,6 +129,8 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
                 return report
             finally:
                 flag.interrupt_now = False
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)  # D1 holds everything now (its position last)
             say(f"snapshot: {loaded.rows} rows of {loaded.tables} tables loaded into {parsed.label} "
                 f"in {loaded.requests} requests; streaming from {format_lsn(report.snapshot.consistent_lsn)}")
         names = state.read_stream(for_state(conn))

@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 _Q = quote_ident(QUEUE_TABLE)
 
 
+DEFER_FOREIGN_KEYS: Stmt = ("PRAGMA defer_foreign_keys = on", [])  # D1 enforces foreign keys; defer to COMMIT
+
+
 class TransactionTooLarge(D1LimitError):
     """One source transaction does not fit one D1 batch; applied in parts it would be visible half-done."""
 
@@ -239,6 +242,7 @@ class D1Sink:
         conn.execute("BEGIN")  # buffers: _send posts plan.stmts itself
         try:
             conn.execute(*position_guard(self._pos.commit_lsn if self._pos else None))
+            conn.pending.append(DEFER_FOREIGN_KEYS)  # checked at the end of the batch, as PostgreSQL did at commit
             for txn in txns:
                 for rel in txn.relations:
                     self._relation(rel, txn, plan)
