@@ -26,7 +26,8 @@
 // D1 returns an infinite REAL as null (select CAST(x AS TEXT) to see it).
 
 const PROBE = "pg2edge_probe_end";  // an undefined SQL function: a statement that always fails
-const REFUSED = /SQLITE_(CONSTRAINT|ERROR|MISMATCH|TOOBIG|RANGE|AUTH)|constraint failed|no such|syntax error|too big|too many|datatype mismatch|not authorized/i;
+// D1 refused the SQL itself (422: sending it again cannot help). Anything else is worth a retry (503).
+const REFUSED = /SQLITE_(CONSTRAINT|ERROR|MISMATCH|TOOBIG|RANGE|AUTH)|constraint failed|no such|syntax error|too big|too many (SQL variables|terms|columns|arguments)|datatype mismatch|not authorized/i;
 
 export default {
   async fetch(request, env) {
