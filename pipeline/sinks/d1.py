@@ -265,8 +265,10 @@ class D1Sink:
 
     def _coalesce(self, plan: _Plan) -> None:
         """Merge runs of the same single-row INSERT (the planner's upserts of one table and column set)
-        into multi-row INSERTs of at most ``limits.params`` values: D1's cost is per statement. SQLite
-        applies the rows of one INSERT in order, each with its ON CONFLICT action, as separate ones would."""
+        into multi-row INSERTs of at most ``limits.params`` values, and runs of the same delete by a
+        one-column key into one ``IN (...)`` delete: D1's cost is per statement. SQLite applies the rows
+        of one INSERT in order, each with its ON CONFLICT action, as separate statements would; deletes
+        of distinct or repeated keys commute."""
         stmts: list[Stmt] = []
         owners: list[ChangeEvent | None] = []
         musts: dict[int, str] = {}
@@ -276,6 +278,16 @@ class D1Sink:
             sql, params = plan.stmts[i]
             one = _single_row(sql, len(params))
             j = i + 1
+            if one is None and _single_key_delete(sql, len(params)) and plan.owners[i] is not None:
+                while j < n and j - i < self.limits.params and plan.stmts[j][0] == sql and plan.owners[j] is not None:
+                    j += 1
+                if j - i > 1:  # DELETE ... WHERE "k" IS ? (x m) -> DELETE ... WHERE "k" IN (?, ..., ?)
+                    merged.add(len(stmts))
+                    stmts.append((sql[:-len(" IS ?")] + " IN (" + ", ".join("?" * (j - i)) + ")",
+                                  [p[0] for _, p in plan.stmts[i:j]]))
+                    owners.append(plan.owners[i])
+                    i = j
+                    continue
             if one is not None and plan.owners[i] is not None:
                 per = max(1, self.limits.params // max(1, len(params)))
                 while (j < n and j - i < per and plan.stmts[j][0] == sql and plan.owners[j] is not None
@@ -509,6 +521,12 @@ def _single_row(sql: str, params: int) -> str | None:
         return None
     part = ") VALUES (" + ", ".join("?" * params) + ")"
     return part if sql.count(part) == 1 else None
+
+
+def _single_key_delete(sql: str, params: int) -> bool:
+    """The planner's delete by a one-column primary key: ``DELETE FROM "t" WHERE "k" IS ?``."""
+    return params == 1 and sql.startswith("DELETE FROM ") and sql.endswith(" IS ?") and sql.count("?") == 1 \
+        and " AND " not in sql and "rowid" not in sql
 
 
 def queued_changes(conn: D1Connection) -> list[dict[str, Any]]:
