@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import drift, state
@@ -124,6 +123,7 @@ class D1Sink:
         self._tables = state.read_tables(self._state)
         self._blocked: set[str] = set()
         self._next_due: float | None = None
+        self._depths: dict[str, int] = {}
         self._read_queue()
 
     # -- the sink protocol ---------------------------------------------------------------
@@ -213,6 +213,7 @@ class D1Sink:
                 continue
             break
         self._pos = self._new_position(txns[-1], self._pos)
+        queue_changed = bool(plan.parked) or plan.blocked != self._blocked  # parked, or a TRUNCATE dropped some
         self._tables, self._blocked = plan.tables, plan.blocked
         self._targets.update(plan.shapes)
         if answer.bookmark:
@@ -221,8 +222,8 @@ class D1Sink:
         result.rows += plan.rows
         result.paused_events += plan.paused
         result.findings.extend(plan.findings)
-        if plan.parked:
-            self.parked += plan.parked
+        self.parked += plan.parked
+        if queue_changed:
             self._read_queue()
         return consumed
 
@@ -459,16 +460,17 @@ class D1Sink:
         """The blocked keys and the next due retry, from D1."""
         queued = list_queue(self._state)
         self._blocked = {k for c in queued for k in c.keys}
+        self._depths = {}
+        for c in queued:
+            self._depths[c.status.value] = self._depths.get(c.status.value, 0) + 1
         due = [c.next_attempt_at or 0.0 for c in queued if c.status is QueueStatus.RETRY]
         if any(c.status is QueueStatus.WAITING for c in queued):
             due.append(0.0)
         self._next_due = min(due) if due else None
 
     def queue_depths(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in list_queue(self._state):
-            out[c.status.value] = out.get(c.status.value, 0) + 1
-        return out
+        """Queued changes by status, as of the last batch that parked or drained (no request per call)."""
+        return dict(self._depths)
 
     def drain(self, *, force_ids: Sequence[int] = ()) -> tuple[int, int]:
         """Retry the due (or ``force_ids``) queued changes in id order, key by key; each goes in its own
@@ -527,8 +529,3 @@ def _single_key_delete(sql: str, params: int) -> bool:
     """The planner's delete by a one-column primary key: ``DELETE FROM "t" WHERE "k" IS ?``."""
     return params == 1 and sql.startswith("DELETE FROM ") and sql.endswith(" IS ?") and sql.count("?") == 1 \
         and " AND " not in sql and "rowid" not in sql
-
-
-def queued_changes(conn: D1Connection) -> list[dict[str, Any]]:
-    """The queue of a D1 replica as dictionaries (``pg2edge dlq list`` shape)."""
-    return [c.as_dict() for c in list_queue(for_state(conn))]
