@@ -57,7 +57,7 @@ class RetryPolicy:
     first_delay: float = 0.1
     max_delay: float = 5.0
     retry_for: float = field(default_factory=lambda: _env_seconds("PG2EDGE_REMOTE_RETRY_FOR", 120.0))
-    timeout: float = 60.0  # one request: connect + read
+    timeout: float = 300.0  # one request's read (a big batch on a slow or loaded server); connect: 10 s
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,12 +279,13 @@ class D1Sink:
             sql, params = plan.stmts[i]
             one = _single_row(sql, len(params))
             j = i + 1
-            if one is None and _single_key_delete(sql, len(params)) and plan.owners[i] is not None:
+            match = None if one is not None else _single_key_delete(sql, len(params))
+            if match is not None and plan.owners[i] is not None:
                 while j < n and j - i < self.limits.params and plan.stmts[j][0] == sql and plan.owners[j] is not None:
                     j += 1
-                if j - i > 1:  # DELETE ... WHERE "k" IS ? (x m) -> DELETE ... WHERE "k" IN (?, ..., ?)
+                if j - i > 1:  # DELETE ... WHERE "k" = ? (x m) -> DELETE ... WHERE "k" IN (?, ..., ?)
                     merged.add(len(stmts))
-                    stmts.append((sql[:-len(" IS ?")] + " IN (" + ", ".join("?" * (j - i)) + ")",
+                    stmts.append((sql[:-len(match)] + " IN (" + ", ".join("?" * (j - i)) + ")",
                                   [p[0] for _, p in plan.stmts[i:j]]))
                     owners.append(plan.owners[i])
                     i = j
@@ -525,7 +526,10 @@ def _single_row(sql: str, params: int) -> str | None:
     return part if sql.count(part) == 1 else None
 
 
-def _single_key_delete(sql: str, params: int) -> bool:
-    """The planner's delete by a one-column primary key: ``DELETE FROM "t" WHERE "k" IS ?``."""
-    return params == 1 and sql.startswith("DELETE FROM ") and sql.endswith(" IS ?") and sql.count("?") == 1 \
-        and " AND " not in sql and "rowid" not in sql
+def _single_key_delete(sql: str, params: int) -> str | None:
+    """The match (``" = ?"``) of the planner's delete by a one-column primary key, ``DELETE FROM "t" WHERE
+    "k" = ?``; None for any other statement."""
+    if params != 1 or not sql.startswith("DELETE FROM ") or sql.count("?") != 1 or " AND " in sql \
+            or "rowid" in sql:
+        return None
+    return next((tail for tail in (" = ?", " IS ?") if sql.endswith(tail)), None)

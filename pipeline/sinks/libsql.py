@@ -62,6 +62,7 @@ _POSITION = f"SELECT value FROM {_T} WHERE scope = 'position' AND name = 'applie
 # value is NOT NULL: inserting NULL fails the batch at this step when the condition holds
 _FAIL_IF = f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
 _TRANSIENT_WORDS = ("database is locked", "busy", "locked")
+PART_BYTES = 1 << 20
 _MAX_VARIABLES = 32_000  # SQLite's default limit is 32766 bound parameters per statement
 _MERGED = -1  # owner of a multi-row statement: several changes; a failure re-plans unmerged
 
@@ -145,7 +146,9 @@ class LibsqlSink:
                 continue
             todo.append(txn)
             last = txn.commit_lsn
-        budget = int(self.client.max_request_bytes * 0.8)
+        # parts of at most ~1 MiB: big enough that per-request costs vanish, small enough that one
+        # request stays a few seconds even on a slow server (a timed-out request is sent again whole)
+        budget = int(min(self.client.max_request_bytes * 0.8, PART_BYTES))
         start = 0
         while start < len(todo):
             end, size = start, 0
