@@ -8,6 +8,8 @@ from typing import Any
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.sinks.libsql import open_remote_sink
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, QueueStatus, RetryPolicy, get_change, list_queue
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
 
@@ -31,14 +33,12 @@ def replay(sink: SqliteSink, *, ids: Sequence[int] | None = None) -> tuple[int, 
 def replay_dlq(*, target: Any, dsn: str, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
                policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
-    from pg2edge.pipeline.remote import is_remote
 
     if is_remote(target) and getattr(target, "kind", None) == "d1":  # the queue inside D1 (pipeline.d1)
         from pg2edge.pipeline.d1.daemon import replay_dlq as replay_d1
 
         return replay_d1(dsn=dsn, target=target, ids=ids, options=options, policy=policy)
     if is_remote(target):
-        from pg2edge.pipeline.sinks.libsql import open_remote_sink
 
         sink = open_remote_sink(target, dsn=dsn, options=options or TranslateConfig(), policy=policy)
         try:

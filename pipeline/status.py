@@ -17,7 +17,12 @@ import apsw
 from pg2edge.errors import Pg2EdgeError, TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.remote import connect, is_remote, require_replica
 from pg2edge.pipeline.remote.url import RemoteTarget
+from pg2edge.pipeline.sinks.retry import counts
+from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sources.cdc import current_wal_lsn
+from pg2edge.pipeline.sources.replication import slot_status
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -50,12 +55,12 @@ class ReplicaStatus:
 
 
 def open_readonly(target: str | Path | RemoteTarget) -> Any:
-    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a URL.
+    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a libSQL URL, a
+    D1Connection (the pg2edge Worker) on a d1+ URL.
 
     Both answer ``execute(sql, params)``, so the state and queue readers take either.
     A remote database pg2edge never wrote is refused by name.
     """
-    from pg2edge.pipeline.remote import connect, is_remote, require_replica
 
     if is_remote(target):
         remote = connect(target if isinstance(target, RemoteTarget) else str(target))
@@ -78,11 +83,9 @@ _open_readonly = open_readonly
 def open_writable(target: str | Path | RemoteTarget) -> Any:
     """A connection for state records (``with conn:`` + ``state.write_record``): the replica file opened
     read-write, or a RemoteConnection (its writes sent as one atomic batch at commit)."""
-    from pg2edge.pipeline.remote import is_remote
 
     if is_remote(target):
         return open_readonly(target)  # a RemoteConnection: reads at once, writes batched until COMMIT
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     return open_replica(str(target))
 
@@ -104,7 +107,6 @@ def replica_status(target: str | Path | RemoteTarget, *, source: str | None = No
         ident = state.read_source(conn)
         run = state.read_run(conn)
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
-        from pg2edge.pipeline.sinks.retry import counts
 
         queued = counts(conn)
     finally:
@@ -119,8 +121,6 @@ def replica_status(target: str | Path | RemoteTarget, *, source: str | None = No
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
         dlq=queued.get("dead", 0))
     if source and pos:
-        from pg2edge.pipeline.sources.cdc import current_wal_lsn
-        from pg2edge.pipeline.sources.replication import slot_status
 
         now_lsn = current_wal_lsn(source)
         status.source_lsn = format_lsn(now_lsn)
@@ -140,7 +140,6 @@ def wait_for_lsn(target: str | Path | RemoteTarget, lsn: str | int, *, timeout: 
     """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs.
 
     On a remote target each poll is one HTTP read (at most every 50 ms)."""
-    from pg2edge.pipeline.remote import is_remote
 
     wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn
     deadline = time.monotonic() + timeout

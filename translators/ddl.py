@@ -7,10 +7,12 @@ run and tests check the exact SQL); ``apply_ddl`` runs them in one transaction.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pg2edge.config import TranslateConfig
+from pg2edge.errors import TargetError
 from pg2edge.translators.codec.base import Inexact
 from pg2edge.translators.expressions import ExpressionTranslator, constant_text, is_sequence_default, sqlite_literal
 from pg2edge.translators.findings import Finding, Level
@@ -236,7 +238,6 @@ class _TablePlanner:
 
 def _replace_value(expr: str, column: str) -> str:
     """A domain CHECK uses VALUE for the column: substitute the (PostgreSQL-quoted) column name."""
-    import re
 
     ident = '"' + column.replace('"', '""') + '"'
     return re.sub(r"\bVALUE\b", lambda _m: ident, expr)
@@ -272,6 +273,5 @@ def apply_ddl(connection: Any, plan: DdlPlan) -> None:
             try:
                 connection.execute(statement)
             except Exception as exc:
-                from pg2edge.errors import TargetError
 
                 raise TargetError(f"SQLite refused: {statement.splitlines()[0]} ...: {type(exc).__name__}: {exc}") from exc

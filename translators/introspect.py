@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from pg2edge.translators.dump import parse_dump as _parse
 from pg2edge.translators.schema import Check, Column, Domain, Enum, ForeignKey, Index, Schema, Table, Unique, View
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,5 @@ def introspect(conn: psycopg.Connection[Any], *, schemas: Sequence[str] = ("publ
 
 def parse_dump(sql_text: str) -> Schema:
     """Best-effort schema model from ``pg_dump --schema-only`` text (see translators/dump.py)."""
-    from pg2edge.translators.dump import parse_dump as _parse
 
     return _parse(sql_text)

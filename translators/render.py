@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import apsw
+
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.translators.ddl import DdlPlan, plan_ddl, table_order
+from pg2edge.errors import TargetError
+from pg2edge.translators.ddl import DdlPlan, apply_ddl, plan_ddl, table_order
 from pg2edge.translators.findings import Finding, check_strict
+from pg2edge.translators.introspect import introspect
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.schema import Schema
 from pg2edge.translators.typemap import rule_for
@@ -87,12 +92,7 @@ def translate_schema(dsn: str, *, schemas: Sequence[str] = ("public",), tables: 
                      options: TranslateConfig | None = None, output_format: str = "sql",
                      target: str | Path | None = None, strict: bool = False) -> SchemaTranslation:
     """Introspect ``dsn``, plan the DDL, render it; with ``target``, execute it into that SQLite file."""
-    import apsw
 
-    from pg2edge import dsn as dsnlib
-    from pg2edge.errors import TargetError
-    from pg2edge.translators.ddl import apply_ddl
-    from pg2edge.translators.introspect import introspect
 
     options = options or TranslateConfig()
     with dsnlib.connect(dsn, autocommit=True) as conn:

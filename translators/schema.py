@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pg2edge.translators.naming import sqlite_table_name
+
 
 @dataclass(frozen=True, slots=True)
 class Domain:
@@ -164,7 +166,6 @@ class Schema:
     def column_types(self) -> dict[str, dict[str, str]]:
         """table -> column -> PostgreSQL type, for ``translate_sql(column_types=...)`` (public tables
         by bare name, others by their SQLite name ``schema_table``)."""
-        from pg2edge.translators.naming import sqlite_table_name
 
         return {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
 

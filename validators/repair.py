@@ -21,6 +21,9 @@ from pg2edge.config import TranslateConfig
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo
+from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.sinks.libsql import open_remote_sink
 from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
 from pg2edge.validators.source import Key, SourceSnapshot, TableSide
 
@@ -55,8 +58,6 @@ def repair_events(src: SourceSnapshot, side: TableSide, keys: Sequence[Key]) -> 
 def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: Mapping[str, Sequence[Key]], *,
                 options: TranslateConfig) -> dict[str, int]:
     """Re-copy ``keys`` (per qualified table) from the source; returns rows written (or deleted) per table."""
-    from pg2edge.pipeline.mappings import build_mappings
-    from pg2edge.pipeline.remote import is_remote
 
     if is_remote(target):
         return _repair_remote(dsn, target, sides, keys, options=options)
@@ -88,7 +89,6 @@ def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: 
 def _repair_remote(dsn: str, target: Any, sides: Sequence[TableSide], keys: Mapping[str, Sequence[Key]], *,
                    options: TranslateConfig) -> dict[str, int]:
     """The same repair on a remote target: its position read first, then the source, then one guarded batch."""
-    from pg2edge.pipeline.sinks.libsql import open_remote_sink
 
     sink = open_remote_sink(target, dsn=dsn, options=options)
     try:

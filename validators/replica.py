@@ -10,6 +10,8 @@ import apsw
 
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.status import open_readonly
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 from pg2edge.validators.canonical import MOD, register_sqlite, row_digest
@@ -38,7 +40,6 @@ class ReplicaSnapshot:
     @staticmethod
     def open(target: Any) -> ReplicaSnapshot:
         """The reader for a target: this class for a file, :class:`RemoteReplicaSnapshot` for a URL."""
-        from pg2edge.pipeline.remote import is_remote
 
         if is_remote(target) and getattr(target, "kind", None) == "d1":
             return D1ReplicaSnapshot(target)
@@ -136,7 +137,6 @@ class RemoteReplicaSnapshot(ReplicaSnapshot):
     """
 
     def __init__(self, target: Any) -> None:  # noqa: D107 - no BEGIN, no SQL functions on the server
-        from pg2edge.pipeline.status import open_readonly
 
         self.conn = open_readonly(target)
         self.position = state.read_position(self.conn)

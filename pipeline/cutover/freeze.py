@@ -22,10 +22,13 @@ import psycopg
 from psycopg import sql
 
 from pg2edge.dsn import connect, describe
+from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.errors import FreezeError
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.remote import is_remote
 from pg2edge.pipeline.sourcechanges import SourceChange
+from pg2edge.pipeline.status import open_writable
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +234,6 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
 
 def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
     """The tables the replica's publication publishes (the default set to freeze)."""
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.remote import is_remote
-    from pg2edge.pipeline.status import open_writable
 
     if not is_remote(replica) and not Path(replica).is_file():
         raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
@@ -254,8 +254,6 @@ def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
 
 
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.status import open_writable
 
     db = open_writable(replica)
     try:
@@ -267,8 +265,6 @@ def _read_record(replica: str | Path) -> dict[str, Any] | None:
 def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChange], lsn: str,
             *, frozen: bool) -> None:
     """Keep ``cutover/freeze``: the frozen tables and the LSN after the last freeze (drain target)."""
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.status import open_writable
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
     db = open_writable(replica)

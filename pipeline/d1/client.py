@@ -32,7 +32,7 @@ from pg2edge.pipeline.d1.errors import D1Error, D1Refused
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt
 from pg2edge.pipeline.remote.errors import RemoteProtocolError, RemoteSQLError
 from pg2edge.pipeline.remote.http import RemoteSession, RetryPolicy
-from pg2edge.pipeline.remote.url import RemoteTarget
+from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
 
 _SAFE = 2**53  # JSON numbers are doubles: larger integers travel as {"int": "digits"}
 
@@ -253,8 +253,6 @@ def for_state(conn: D1Connection | Recorder) -> apsw.Connection:
 def connect(target: str | RemoteTarget, *, config_token: str | None = None,
             policy: RetryPolicy | None = None) -> D1Connection:
     """A D1Connection for a ``d1+https://`` URL (secret from the environment or ``config_token``)."""
-    from pg2edge.pipeline.remote.url import parse_target
-
     parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
     return D1Connection(D1Client(parsed, policy=policy))
 

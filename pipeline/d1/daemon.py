@@ -22,6 +22,7 @@ from pathlib import Path
 
 import apsw
 
+from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
@@ -34,13 +35,17 @@ from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.publication import resolve_tables
 from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
+from pg2edge.pipeline.sinks.libsql import staging_path
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, RetryPolicy, list_queue
 from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 from pg2edge.pipeline.sources.snapshot import run_snapshot
+from pg2edge.translators.codec import row_codec
+from pg2edge.translators.introspect import introspect
 
 
 def is_d1_target(target: object) -> bool:
@@ -50,11 +55,6 @@ def is_d1_target(target: object) -> bool:
 def check_source_tables(dsn: str, tables: str | Sequence[str] | None, *, options: TranslateConfig,
                         limits: D1Limits = DEFAULT_LIMITS, allow_replica_identity_full: bool = False) -> None:
     """Before the snapshot touches the source: refuse, by name, a selected table D1 cannot hold (columns)."""
-    from pg2edge import dsn as dsnlib
-    from pg2edge.pipeline.publication import resolve_tables
-    from pg2edge.translators.codec import row_codec
-    from pg2edge.translators.introspect import introspect
-
     with dsnlib.connect(dsn, autocommit=True) as pg:
         selection = resolve_tables(pg, tables, allow_replica_identity_full=allow_replica_identity_full)
         chosen = [(t.schema, t.name) for t in selection.tables]
@@ -115,9 +115,7 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         if state.read_position(for_state(conn)) is None:
             check_source_tables(dsn, tables, options=options, limits=limits,
                                 allow_replica_identity_full=allow_replica_identity_full)
-            from pg2edge.pipeline.sinks.libsql import staging_path  # the one staging place of remote targets
-
-            path = Path(staging) if staging else staging_path(parsed)
+            path = Path(staging) if staging else staging_path(parsed)  # where libSQL targets stage theirs
             path.parent.mkdir(parents=True, exist_ok=True)
             flag.interrupt_now = True
             try:

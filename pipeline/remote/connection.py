@@ -22,6 +22,7 @@ from pg2edge.pipeline.remote.errors import RemoteError, RemoteSQLError
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt, StmtResult
 from pg2edge.pipeline.remote.http import RetryPolicy
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
+from pg2edge.pipeline.state import STATE_TABLE
 
 _BEGIN = re.compile(r"^\s*BEGIN\b", re.I)
 _END = re.compile(r"^\s*(COMMIT|END|ROLLBACK)\s*(TRANSACTION)?\s*;?\s*$", re.I)
@@ -136,7 +137,6 @@ def connect(target: str | RemoteTarget, *, config_token: str | None = None,
 
 def require_replica(conn: RemoteConnection) -> None:
     """Refuse a remote database that pg2edge never wrote (no ``_pg2edge_state`` table)."""
-    from pg2edge.pipeline.state import STATE_TABLE
 
     row = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
                        (STATE_TABLE,)).fetchone()

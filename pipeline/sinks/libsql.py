@@ -30,27 +30,36 @@ target is fed from PostgreSQL (``pg2edge sync``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import drift, state
+from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import ChangeEvent, Control, Op, Transaction, Watermark
+from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.remote.connection import RemoteConnection, require_replica
 from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
-from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert
-from pg2edge.pipeline.remote.url import RemoteTarget
+from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert, upload_replica
+from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
-from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys
+from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueError, QueueStatus, RetryPolicy, event_keys
 from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 from pg2edge.pipeline.sources.pgoutput import Relation
+from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 from pg2edge.translators.findings import Level
 from pg2edge.translators.quoting import quote_ident
 
@@ -431,7 +440,6 @@ class LibsqlSink:
     @property
     def conn(self) -> Any:
         """A read connection on the same client (the DLQ readers take it like an apsw connection)."""
-        from pg2edge.pipeline.remote.connection import RemoteConnection
 
         return RemoteConnection(self.client.target, client=self.client)
 
@@ -507,10 +515,6 @@ def _txn_size(txn: Transaction) -> int:
 
 def open_remote_sink(target: RemoteTarget | str, *, dsn: str, options: Any, policy: RetryPolicy | None = None) -> LibsqlSink:
     """A LibsqlSink on an existing remote replica (its publication's tables and codecs), e.g. for ``dlq replay``."""
-    from pg2edge.pipeline.mappings import build_mappings
-    from pg2edge.pipeline.remote.connection import RemoteConnection, require_replica
-    from pg2edge.pipeline.remote.url import parse_target
-    from pg2edge.pipeline.sinks.retry import QueueError
 
     remote = target if isinstance(target, RemoteTarget) else parse_target(target)
     client = HranaClient(remote)
@@ -530,8 +534,6 @@ def open_remote_sink(target: RemoteTarget | str, *, dsn: str, options: Any, poli
 # -- sync into a remote target: snapshot (staged locally, uploaded), then the engine --------------
 def staging_path(target: RemoteTarget) -> Path:
     """Where a remote target's snapshot is staged: $PG2EDGE_STAGING_DIR or ~/.cache/pg2edge/staging."""
-    import hashlib
-    import os
 
     base = os.environ.get("PG2EDGE_STAGING_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pg2edge", "staging")
@@ -558,8 +560,6 @@ def snapshot_into_remote(*, dsn: str, target: RemoteTarget, client: HranaClient,
 
     Both halves resume: the staging snapshot by its exported snapshot, the upload per table. The
     staging file is removed once the remote holds everything (its position last)."""
-    from pg2edge.pipeline.remote.upload import upload_replica
-    from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 
     if remote_snapshot_done(client):
         return SnapshotReport(slot="", publication="", consistent_lsn=0, already_complete=True)
@@ -584,13 +584,7 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
                     on_batch: Any = None, metrics: Any = None, policy: RetryPolicy | None = None,
                     staging: Path | None = None, max_request_bytes: int | None = None) -> Any:
     """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
-    from pg2edge.config import TranslateConfig
-    from pg2edge.pipeline.daemon import SyncReport, _record_pid
-    from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
-    from pg2edge.pipeline.lsn import format_lsn
-    from pg2edge.pipeline.mappings import build_mappings
-    from pg2edge.pipeline.remote.connection import RemoteConnection
-    from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
+    from pg2edge.pipeline.daemon import SyncReport, _record_pid  # inside: daemon dispatches URLs here (cycle)
 
     options = options or TranslateConfig()
     report = SyncReport()
