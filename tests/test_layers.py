@@ -1,6 +1,6 @@
 """The floors of docs/architecture.md, checked on every import (module level and inside functions).
 
-core (pg2edge/config.py, dsn.py, errors.py) imports nothing of the project; translators only the core;
+core (pg2edge/config.py, dsn.py, errors.py, statestore.py) imports nothing of the project; translators only the core;
 analyzers and pipeline the core and translators; validators also pipeline (never pipeline.cutover);
 pipeline.cutover also validators; flows the library; nothing in the library imports the CLI.
 """
@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-CORE = {"pg2edge.config", "pg2edge.dsn", "pg2edge.errors"}
+CORE = {"pg2edge.config", "pg2edge.dsn", "pg2edge.errors", "pg2edge.statestore"}
 UNITS = ["core", "translators", "analyzers", "pipeline", "validators", "cutover", "flows", "cli", "tools"]
 ALLOWED = {
     "core": {"core"},

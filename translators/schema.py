@@ -153,6 +153,11 @@ class View:
     name: str
     definition: str
     materialized: bool = False
+    columns: tuple[tuple[str, str], ...] = ()  # (name, format_type) in order
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +172,14 @@ class Schema:
         """table -> column -> PostgreSQL type, for ``translate_sql(column_types=...)`` (public tables
         by bare name, others by their SQLite name ``schema_table``)."""
 
-        return {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
+        types = {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
+        for view in self.views:
+            types.setdefault(sqlite_table_name(view.schema, view.name), dict(view.columns))
+        return types
+
+    def enum_labels(self) -> dict[str, list[str]]:
+        """enum type name (unqualified) -> labels in declaration order, for ``translate_sql(enums=...)``."""
+        return {e.name: list(e.labels) for e in self.enums}
 
     def table(self, qualified: str) -> Table:
         for table in self.tables:

@@ -125,7 +125,7 @@ class RowCodec:
         name = BUILTIN_TYPES.get(getattr(column, "type_oid", 0), "text")
         col = Column(name=column.name, pg_type=name, type_name=name, type_oid=getattr(column, "type_oid", 0),
                      typmod=getattr(column, "type_modifier", -1))
-        return rule_for(col, options=self.options).decl
+        return rule_for(col, options=self.options).declaration
 
 
 def row_codec(table: Table, *, options: TranslateConfig | None = None) -> RowCodec:
