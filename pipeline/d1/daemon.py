@@ -43,7 +43,7 @@ from pg2edge.pipeline.sinks.d1 import D1Sink
 from pg2edge.pipeline.sinks.libsql import staging_path
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, RetryPolicy, list_queue
 from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
-from pg2edge.pipeline.sources.snapshot import run_snapshot
+from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.introspect import introspect
 
@@ -92,6 +92,32 @@ def replay_dlq(*, dsn: str, target: str | RemoteTarget, ids: Sequence[int] | Non
         client.close()
 
 
+def snapshot_into_d1(*, dsn: str, client: D1Client, say: Callable[[str], None] = print,
+                     staging: str | Path | None = None, limits: D1Limits = DEFAULT_LIMITS,
+                     tables: str | Sequence[str] | None = None, jobs: int = 2, options: TranslateConfig | None = None,
+                     allow_replica_identity_full: bool = False) -> SnapshotReport:
+    """The snapshot of a D1 target: checked against D1's limits, taken into a staging file, loaded into D1
+    (the staging file removed once D1 holds everything). Both halves resume; a D1 that already holds a
+    position is left alone (``already_complete``)."""
+    options = options or TranslateConfig()
+    client.batch(schema_statements())
+    if state.read_position(for_state(D1Connection(client))) is not None:
+        return SnapshotReport(slot="", publication="", consistent_lsn=0, already_complete=True)
+    check_source_tables(dsn, tables, options=options, limits=limits,
+                        allow_replica_identity_full=allow_replica_identity_full)
+    path = Path(staging) if staging else staging_path(client.target)  # where libSQL targets stage theirs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = run_snapshot(dsn=dsn, target=path, tables=tables, jobs=jobs, options=options,
+                          allow_replica_identity_full=allow_replica_identity_full, say=say)
+    loaded = upload_snapshot(path, client, limits=limits, say=say)
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # D1 holds everything now (its position last)
+    say(f"snapshot: {loaded.rows} rows of {loaded.tables} tables loaded into {client.label} "
+        f"in {loaded.requests} requests; streaming from {format_lsn(report.consistent_lsn)}")
+    report.already_complete = False
+    return report
+
+
 def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | None = None, staging: str | Path | None = None,
                 tables: str | Sequence[str] | None = None, jobs: int = 2, options: TranslateConfig | None = None,
                 until_caught_up: bool = False, heartbeat_interval: float = 1.0,
@@ -111,26 +137,17 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
     flag = StopFlag(stop)
     restore = flag.install()  # a signal never kills the process half-way through a request
     try:
-        client.batch(schema_statements())
         if state.read_position(for_state(conn)) is None:
-            check_source_tables(dsn, tables, options=options, limits=limits,
-                                allow_replica_identity_full=allow_replica_identity_full)
-            path = Path(staging) if staging else staging_path(parsed)  # where libSQL targets stage theirs
-            path.parent.mkdir(parents=True, exist_ok=True)
             flag.interrupt_now = True
             try:
-                report.snapshot = run_snapshot(dsn=dsn, target=path, tables=tables, jobs=jobs, options=options,
-                                               allow_replica_identity_full=allow_replica_identity_full, say=say)
-                loaded = upload_snapshot(path, client, limits=limits, say=say)
+                report.snapshot = snapshot_into_d1(
+                    dsn=dsn, client=client, staging=staging, limits=limits, say=say, tables=tables, jobs=jobs,
+                    options=options, allow_replica_identity_full=allow_replica_identity_full)
             except SnapshotInterrupted as exc:
                 report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
                 return report
             finally:
                 flag.interrupt_now = False
-            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                leftover.unlink(missing_ok=True)  # D1 holds everything now (its position last)
-            say(f"snapshot: {loaded.rows} rows of {loaded.tables} tables loaded into {parsed.label} "
-                f"in {loaded.requests} requests; streaming from {format_lsn(report.snapshot.consistent_lsn)}")
         names = state.read_stream(for_state(conn))
         pos = state.read_position(for_state(conn))
         if names is None or pos is None:
