@@ -60,8 +60,24 @@ def translate_task(config: Config, tables: list[str]) -> Any:
 
 @task(name="snapshot", **IO_RETRIES)
 def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
+    from pg2edge.pipeline.remote import is_remote
     from pg2edge.pipeline.sources.snapshot import run_snapshot
 
+    if is_remote(target):  # a libSQL/Turso URL: staged locally, then uploaded (pipeline.sinks.libsql)
+        from pg2edge.pipeline.remote import HranaClient, parse_target
+        from pg2edge.pipeline.sinks.libsql import snapshot_into_remote
+
+        remote = parse_target(target, config_token=config.target.token())
+        if remote.kind == "d1":  # the pg2edge D1 Worker: staged locally, then loaded (pipeline.d1)
+            from pg2edge.pipeline.d1.client import D1Client
+            from pg2edge.pipeline.d1.daemon import snapshot_into_d1
+
+            with D1Client(remote) as d1:
+                return snapshot_into_d1(dsn=config.require_source(), client=d1, say=_say,
+                                        tables=",".join(tables), options=config.translate)
+        with HranaClient(remote) as client:
+            return snapshot_into_remote(dsn=config.require_source(), target=remote, client=client, say=_say,
+                                        tables=",".join(tables), options=config.translate)
     return run_snapshot(dsn=config.require_source(), target=target, tables=",".join(tables),
                         options=config.translate, say=_say)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from pg2edge.errors import ConfigError
 
@@ -46,7 +46,17 @@ class SourceConfig(_Section):
 
 
 class TargetConfig(_Section):
+    """The replica: a SQLite file path, or a remote URL (libsql://, https://, http://, d1+https://).
+
+    ``auth_token`` is the remote target's token when $PG2EDGE_TARGET_AUTH_TOKEN and $TURSO_AUTH_TOKEN
+    are unset; it is never printed (SecretStr) and there is deliberately no flag for it.
+    """
+
     path: str | None = None
+    auth_token: SecretStr | None = None
+
+    def token(self) -> str | None:
+        return self.auth_token.get_secret_value() if self.auth_token is not None else None
 
 
 class VerdictRules(_Section):
@@ -149,7 +159,8 @@ class Config(_Section):
     def require_target(self) -> str:
         """The replica file, or a ConfigError that says how to give one."""
         if not self.target.path:
-            raise ConfigError(f"no replica file: pass --target FILE.db or set [target] path in {DEFAULT_CONFIG_FILE}")
+            raise ConfigError(f"no replica: pass --target FILE.db (or a libsql:// / https:// / http:// URL) or set "
+                              f"[target] path in {DEFAULT_CONFIG_FILE}")
         return self.target.path
 
 
@@ -161,7 +172,7 @@ def _format_error(origin: str, exc: ValidationError) -> str:
             lines.append(f"{origin}: unknown key '{where}'")
         else:
             value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) or "token" in where else f" (got {value!r})"
             lines.append(f"{origin}: {where}: {err['msg']}{shown}")
     return "; ".join(lines)
 

@@ -30,6 +30,7 @@ class DemoContext:
     config: Config
     console: Console
     results: dict[str, object] = field(default_factory=dict)
+    edge: bool = False  # --edge: also stream the moved tables into a local sqld (libSQL server)
 
     @property
     def replica(self) -> Path:
@@ -101,6 +102,62 @@ def _phase_cutover(ctx: DemoContext) -> None:
                       highlight=False)
 
 
+def _phase_edge(ctx: DemoContext) -> None:
+    """sqld serves the moved tables; pg2edge streams into it over Hrana; an app client reads a row."""
+    import os
+
+    from pg2edge.pipeline.daemon import run_sync
+    from pg2edge.pipeline.remote import HranaClient, parse_target
+    from pg2edge.sqld import LocalSqld
+
+    say = lambda line: ctx.console.print(f"  {line}", highlight=False)  # noqa: E731
+    report = ctx.results["analyze"]
+    from pg2edge.analyzers.verdicts import MOVABLE
+
+    tables = [t.table for t in report.tables if t.verdict in MOVABLE and not t.blockers]  # type: ignore[attr-defined]
+    server = LocalSqld(ctx.workdir / "sqld")
+    url = server.start()
+    ctx.results["edge_server"] = server
+    ctx.console.print(f"sqld (libSQL server) serves {url}; syncing the moved tables into it over Hrana ...")
+    os.environ.setdefault("PG2EDGE_STAGING_DIR", str(ctx.workdir / "staging"))
+    synced = run_sync(dsn=ctx.dsn, target=url, tables=",".join(tables), options=ctx.config.translate,
+                      until_caught_up=True, say=say)
+    ctx.results["edge_sync"] = synced
+    first = tables[0].split(".")[-1] if tables else None
+    if first:
+        from pg2edge.translators.quoting import quote_ident
+
+        with HranaClient(parse_target(url, env={})) as client:
+            row = client.execute(f"SELECT * FROM {quote_ident(first)} ORDER BY rowid LIMIT 1")
+        ctx.results["edge_row"] = dict(list(zip(row.columns, row.rows[0], strict=True))[:3]) if row.rows else None
+        ctx.console.print(f"An app reading {first} from {url} sees: {ctx.results['edge_row']}", highlight=False)
+        node = _node_read(ctx, url, first)
+        if node:
+            ctx.console.print(f"@libsql/client embedded replica (createClient({{url: 'file:...', syncUrl: "
+                              f"'{url}'}}), sync()) read: {node}", highlight=False)
+    ctx.console.print(f"Edge: `pg2edge sync --source DSN --target {url}` keeps it in sync; "
+                      f"`pg2edge wait --target {url} --lsn LSN` gives read-your-writes.", highlight=False)
+
+
+def _node_read(ctx: DemoContext, url: str, table: str) -> object:
+    """The seed's client reading the row, when Node and tests/node's @libsql/client are installed."""
+    import json
+    import shutil
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "tests" / "node" / "read_replica.mjs"
+    node = shutil.which("node")
+    if node is None or not (script.parent / "node_modules" / "@libsql" / "client").is_dir():
+        return None
+    proc = subprocess.run([node, str(script), str(ctx.workdir / "app-replica.db"), url,
+                           f'SELECT * FROM "{table}" ORDER BY rowid LIMIT 1'], capture_output=True, text=True, timeout=120,
+                          cwd=script.parent)
+    if proc.returncode != 0:
+        return None
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]["rows"]
+    return dict(list(rows[0].items())[:3]) if rows else None
+
+
 Phase = tuple[str, Callable[[DemoContext], None]]
 PHASES: list[Phase] = [
     ("Phase 1 - analyze: rank tables by read/write ratio", _phase_analyze),
@@ -109,6 +166,8 @@ PHASES: list[Phase] = [
     ("Phase 4 - cutover: checklist, freeze writes on PostgreSQL, drain, back up, promote the replica",
      _phase_cutover),
 ]
+EDGE_PHASE: Phase = ("The edge (--edge): sqld serves the moved tables, pg2edge streams into it, a client reads",
+                     _phase_edge)
 
 
 @contextlib.contextmanager
@@ -123,7 +182,7 @@ def _source(dsn: str | None, console: Console) -> Iterator[str]:
 
 
 def run_demo(*, source: str | None, workdir: Path, config: Config, console: Console | None = None,
-             scale: float = 1.0) -> DemoContext:
+             scale: float = 1.0, edge: bool = False) -> DemoContext:
     """Run the sample migration; returns the context holding each phase's result."""
     console = console or Console()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -135,10 +194,15 @@ def run_demo(*, source: str | None, workdir: Path, config: Config, console: Cons
         console.print(f"Loaded the sample shop database: {sum(counts.values())} rows in {len(counts)} tables")
         workload.run(dsn, scale=scale)
         console.print("Ran the sample workload (reads and writes at the article's ratios)")
-        ctx = DemoContext(dsn=dsn, workdir=workdir, config=config, console=console)
-        for title, phase in PHASES:
-            console.print(Rule(title))
-            phase(ctx)
+        ctx = DemoContext(dsn=dsn, workdir=workdir, config=config, console=console, edge=edge)
+        try:
+            for title, phase in PHASES + ([EDGE_PHASE] if edge else []):
+                console.print(Rule(title))
+                phase(ctx)
+        finally:
+            server = ctx.results.get("edge_server")
+            if server is not None:
+                server.stop()  # type: ignore[attr-defined]
         console.print(Rule())
         console.print(f"Demo finished in {time.monotonic() - started:.1f} s; files in {workdir}")
     return ctx

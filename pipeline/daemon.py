@@ -26,7 +26,9 @@ from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.remote import RemoteTarget, is_remote, parse_target
 from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.libsql import run_remote_sync
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
 from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
@@ -59,7 +61,23 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
              on_batch: Callable[[ApplyResult], None] | None = None, metrics: Metrics | None = None,
              policy: RetryPolicy | None = None) -> SyncReport:
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``):
-    the engine pairing a :class:`CdcSource` with a :class:`SqliteSink`."""
+    the engine pairing a :class:`CdcSource` with a :class:`SqliteSink` (a remote URL: the libSQL sink)."""
+
+    if is_remote(target):
+        remote = target if isinstance(target, RemoteTarget) else parse_target(str(target))
+        if remote.kind == "d1":  # the pg2edge D1 Worker (pipeline.d1)
+            from pg2edge.pipeline.d1.daemon import run_sync_d1  # here: pipeline.d1.daemon imports this module
+
+            return run_sync_d1(
+                dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
+                heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,
+                allow_replica_identity_full=allow_replica_identity_full, stop=stop, say=say, max_wait=max_wait,
+                on_batch=on_batch, metrics=metrics, policy=policy)
+        return run_remote_sync(
+            dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
+            heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,
+            allow_replica_identity_full=allow_replica_identity_full, stop=stop, say=say, max_wait=max_wait,
+            on_batch=on_batch, metrics=metrics, policy=policy)
     options = options or TranslateConfig()
     report = SyncReport()
     flag = StopFlag(stop)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.sinks.libsql import open_remote_sink
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, QueueStatus, RetryPolicy, get_change, list_queue
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
 
@@ -27,9 +30,21 @@ def replay(sink: SqliteSink, *, ids: Sequence[int] | None = None) -> tuple[int, 
     return applied, left
 
 
-def replay_dlq(*, target: str, dsn: str, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
+def replay_dlq(*, target: Any, dsn: str, ids: Sequence[int] | None = None, options: TranslateConfig | None = None,
                policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
+
+    if is_remote(target) and getattr(target, "kind", None) == "d1":  # the queue inside D1 (pipeline.d1)
+        from pg2edge.pipeline.d1.daemon import replay_dlq as replay_d1
+
+        return replay_d1(dsn=dsn, target=target, ids=ids, options=options, policy=policy)
+    if is_remote(target):
+
+        sink = open_remote_sink(target, dsn=dsn, options=options or TranslateConfig(), policy=policy)
+        try:
+            return replay(sink, ids=ids)  # type: ignore[arg-type]
+        finally:
+            sink.close()
     conn = open_replica(target)
     try:
         names = state.read_stream(conn)

@@ -17,9 +17,13 @@ import apsw
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.remote import connect, is_remote, require_replica
+from pg2edge.pipeline.remote.url import RemoteTarget
 from pg2edge.pipeline.sinks.retry import counts
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.replication import slot_status
+from pg2edge.pipeline.targetfile import check_existing_replica
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -51,16 +55,42 @@ class ReplicaStatus:
         return asdict(self)
 
 
-def _open_readonly(target: str | Path) -> apsw.Connection:
-    from pg2edge.pipeline.targetfile import check_existing_replica
+def open_readonly(target: str | Path | RemoteTarget) -> Any:
+    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a libSQL URL, a
+    D1Connection (the pg2edge Worker) on a d1+ URL.
 
-    check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
+    Both answer ``execute(sql, params)``, so the state and queue readers take either.
+    A remote database pg2edge never wrote is refused by name.
+    """
+
+    if is_remote(target):
+        remote = connect(target if isinstance(target, RemoteTarget) else str(target))
+        try:
+            require_replica(remote)
+        except BaseException:
+            remote.close()
+            raise
+        return remote
+    check_existing_replica(str(target))  # missing, garbage, truncated or not a replica: one error naming it
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     return conn
 
 
-def read_position(target: str | Path) -> state.Position | None:
+_open_readonly = open_readonly
+
+
+def open_writable(target: str | Path | RemoteTarget) -> Any:
+    """A connection for state records (``with conn:`` + ``state.write_record``): the replica file opened
+    read-write, or a RemoteConnection (its writes sent as one atomic batch at commit)."""
+
+    if is_remote(target):
+        return open_readonly(target)  # a RemoteConnection: reads at once, writes batched until COMMIT
+
+    return open_replica(str(target))
+
+
+def read_position(target: str | Path | RemoteTarget) -> state.Position | None:
     conn = _open_readonly(target)
     try:
         return state.read_position(conn)
@@ -68,7 +98,7 @@ def read_position(target: str | Path) -> state.Position | None:
         conn.close()
 
 
-def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaStatus:
+def replica_status(target: str | Path | RemoteTarget, *, source: str | None = None) -> ReplicaStatus:
     """What the replica has applied; with ``source``, the lag and the slot's retained WAL."""
     conn = _open_readonly(target)
     try:
@@ -105,10 +135,16 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
     return status
 
 
-def wait_for_lsn(target: str | Path, lsn: str | int, *, timeout: float = 30.0, poll: float = 0.01) -> state.Position:
-    """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs."""
+def wait_for_lsn(target: str | Path | RemoteTarget, lsn: str | int, *, timeout: float = 30.0,
+                 poll: float = 0.01) -> state.Position:
+    """Block until the replica has applied everything up to ``lsn``; WaitTimeout names both LSNs.
+
+    On a remote target each poll is one HTTP read (at most every 50 ms)."""
+
     wanted = parse_lsn(lsn) if isinstance(lsn, str) else lsn
     deadline = time.monotonic() + timeout
+    if is_remote(target):
+        poll = max(poll, 0.05)
     conn = _open_readonly(target)
     try:
         while True:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pg2edge.pipeline import state
+from pg2edge.pipeline.remote import is_remote
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sourcechanges import teardown as undo_changes
 from pg2edge.pipeline.sources import keeper
+from pg2edge.pipeline.status import open_writable
 
 
 def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
@@ -16,7 +18,8 @@ def teardown_replica(*, dsn: str, target: str | Path) -> list[str]:
     The replica file keeps its data; its state forgets the stream, so the
     next ``snapshot`` starts afresh.
     """
-    db = open_replica(target)
+
+    db = open_writable(target) if is_remote(target) else open_replica(target)
     try:
         run = state.read_run(db)
         keeper.stop_keeper(run.keeper_pid if run else None)

@@ -1,4 +1,4 @@
-"""Fixtures: real PostgreSQL, real SQLite files, a real Kafka-protocol broker."""
+"""Fixtures: real PostgreSQL, real SQLite files, a real Kafka-protocol broker, real sqld and tursodb."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.edge import JwtKey, SqldServer, TursoServer
 from tests.support.kafka import Broker, tansu_binary
 from tests.support.postgres import PgServer, start_server
 
@@ -73,6 +74,52 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.start()
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def sqld(tmp_path: Path) -> Iterator[SqldServer]:
+    """A real libSQL server (sqld 0.24.32) on a free loopback port, no auth; stopped afterwards."""
+    server = SqldServer(tmp_path / "sqld")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqld_jwt(tmp_path: Path) -> Iterator[tuple[SqldServer, JwtKey]]:
+    """sqld that requires a JWT (Ed25519); yields the server and the key that signs valid tokens."""
+    key = JwtKey.create(tmp_path)
+    server = SqldServer(tmp_path / "sqld-auth", jwt=key)
+    server.start()
+    try:
+        yield server, key
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tursodb(tmp_path: Path) -> Iterator[TursoServer]:
+    """Turso's new engine as a sync server (tursodb --sync-server) on a free loopback port."""
+    server = TursoServer(tmp_path / "tursodb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqld", "tursodb"])
+def edge_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqldServer | TursoServer]:
+    """Each real libSQL-protocol server in turn."""
+    server: SqldServer | TursoServer = (SqldServer(tmp_path / "sqld") if request.param == "sqld"
+                                        else TursoServer(tmp_path / "tursodb"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo
 from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.sinks.libsql import open_remote_sink
 from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
 from pg2edge.validators.source import Key, SourceSnapshot, TableSide
 
@@ -57,6 +59,8 @@ def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: 
                 options: TranslateConfig) -> dict[str, int]:
     """Re-copy ``keys`` (per qualified table) from the source; returns rows written (or deleted) per table."""
 
+    if is_remote(target):
+        return _repair_remote(dsn, target, sides, keys, options=options)
     db = open_replica(target)
     try:
         stream = state.read_stream(db)
@@ -81,3 +85,26 @@ def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: 
         return done
     finally:
         db.close()
+
+
+def _repair_remote(dsn: str, target: Any, sides: Sequence[TableSide], keys: Mapping[str, Sequence[Key]], *,
+                   options: TranslateConfig) -> dict[str, int]:
+    """The same repair on a remote target: its position read first, then the source, then one guarded batch."""
+
+    sink = open_remote_sink(target, dsn=dsn, options=options)
+    try:
+        done: dict[str, int] = {}
+        events: list[ChangeEvent] = []
+        with SourceSnapshot(dsn) as src:
+            for side in sides:
+                todo = keys.get(side.table.qualified) or []
+                if todo:
+                    evs = repair_events(src, side, todo)
+                    events += evs
+                    done[side.table.qualified] = len(evs)
+        sink.apply_repairs(events)
+        for name, n in done.items():
+            log.info("repaired %d row(s) of %s on %s from the source", n, name, sink.label)
+        return done
+    finally:
+        sink.close()

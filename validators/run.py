@@ -18,17 +18,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-import apsw
+from typing import Any, Literal
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.remote import connect, is_remote
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.snapshot import published_tables
+from pg2edge.pipeline.status import open_readonly
+from pg2edge.pipeline.targetfile import check_existing_replica
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.introspect import introspect
 from pg2edge.validators.compare import differing_keys, mismatches
@@ -48,7 +49,7 @@ RECHECK_ROUNDS = 3
 
 def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
 
-    conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+    conn = open_readonly(target)
     try:
         stream = state.read_stream(conn)
         known = sorted(state.read_tables(conn))
@@ -119,9 +120,8 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     """Compare ``target`` with ``dsn`` at a known LSN; ``report.clean`` says whether they agree."""
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
-    from pg2edge.pipeline.targetfile import check_existing_replica
-
-    check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
+    if not is_remote(target):
+        check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     options = options or TranslateConfig()
     started = time.monotonic()
     sides = table_sides(dsn, target, tables=tables, options=options)
@@ -130,7 +130,7 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     with SourceSnapshot(dsn) as src:
         reached = wait_for_replica(dsn, target, src.lsn, timeout=timeout)
         report = ValidationReport(lsn=format_lsn(src.lsn), mode=mode, replica_reached=reached.how)
-        with ReplicaSnapshot(target) as rep:
+        with ReplicaSnapshot.open(target) as rep:
             for side in sides:
                 pending[side.table.qualified] = _first_pass(src, rep, side, mode, sample_size,
                                                             results[side.table.qualified])
@@ -159,7 +159,7 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
             return
         with SourceSnapshot(dsn) as src:
             wait_for_replica(dsn, target, src.lsn, timeout=timeout)
-            with ReplicaSnapshot(target) as rep:
+            with ReplicaSnapshot.open(target) as rep:
                 for name in counts_off:
                     results[name].source_rows = src.count(by_name[name])
                     results[name].replica_rows = rep.count(by_name[name])
@@ -178,7 +178,7 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
 
 def _record(target: str | Path, report: ValidationReport) -> None:
 
-    db = open_replica(target)
+    db: Any = connect(target) if is_remote(target) else open_replica(target)  # type: ignore[arg-type]
     try:
         with db:
             state.write_record(db, "validation", "last", {

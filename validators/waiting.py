@@ -15,8 +15,8 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import apsw
 import psycopg
 
 from pg2edge import dsn as dsnlib
@@ -24,7 +24,7 @@ from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.sources.replication import slot_status
-from pg2edge.pipeline.status import WaitTimeout, wait_for_lsn
+from pg2edge.pipeline.status import WaitTimeout, open_readonly, wait_for_lsn
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def pending_changes(dsn: str, stream: state.StreamInfo, *, upto: int, after_comm
     return pending
 
 
-def wait_for_replica(dsn: str, target: str | Path, lsn: int, *, timeout: float) -> Reached:
+def wait_for_replica(dsn: str, target: str | Path | Any, lsn: int, *, timeout: float) -> Reached:
     """Block until the replica covers ``lsn``; ReplicaBehind names both LSNs when it does not in time."""
     deadline = time.monotonic() + timeout
     pending: int | None = None
@@ -73,7 +73,7 @@ def wait_for_replica(dsn: str, target: str | Path, lsn: int, *, timeout: float) 
             return Reached(lsn, "applied")
         except WaitTimeout:
             pass
-        conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+        conn = open_readonly(target)
         try:
             stream = state.read_stream(conn)
             pos = state.read_position(conn)

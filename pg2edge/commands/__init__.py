@@ -36,9 +36,16 @@ def add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
 
 
-def add_target_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", metavar="FILE.db",
-                        help="the SQLite replica file (default: [target] path in pg2edge.toml)")
+def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -> None:
+    if not remote:
+        parser.add_argument("--target", metavar="FILE.db",
+                            help="the SQLite replica file (default: [target] path in pg2edge.toml)")
+        return
+    parser.add_argument("--target", metavar="FILE.db|URL",
+                        help="the SQLite replica file, or a libSQL/Turso URL (libsql://HOST, https://HOST, "
+                             "http://HOST:PORT), or the pg2edge D1 Worker (d1+https://HOST); token from "
+                             "$PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a flag (default: [target] path "
+                             "in pg2edge.toml)")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

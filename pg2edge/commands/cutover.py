@@ -39,6 +39,20 @@ def _source(args: argparse.Namespace) -> str:
     return load_config(args.config, overrides={"source": {"dsn": args.source}}).require_source()
 
 
+def _file_only(args: argparse.Namespace, action: str, why: str) -> None:
+    """A cutover action that needs the replica as a local SQLite file refuses a remote target by name."""
+    from pg2edge.config import load_config
+    from pg2edge.errors import ConfigError
+    from pg2edge.pipeline.remote import is_remote
+
+    target = args.target or load_config(getattr(args, "config", None)).target.path
+    if target and is_remote(target):
+        from pg2edge.pipeline.remote import resolve
+
+        raise ConfigError(f"cutover {action} on the remote target {resolve(str(target))}: not supported ({why}); "
+                          "status, validate, cutover check/freeze/unfreeze/drain work on it")
+
+
 def _tables(value: str | None) -> list[str] | None:
     return [t.strip() for t in value.split(",") if t.strip()] if value else None
 
@@ -114,6 +128,7 @@ def _add_backup(actions: Any) -> None:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    _file_only(args, "backup", "it copies the replica file with SQLite's backup API")
     from pg2edge.pipeline.cutover.backup import backup_replica
 
     out = backup_replica(args.target, args.output)
@@ -184,6 +199,7 @@ def _add_promote(actions: Any) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
+    _file_only(args, "promote", "it backs up the file and installs write-capture triggers in it")
     from pg2edge.pipeline.cutover.actions import promote
 
     _print_action(promote(_source(args), args.target, drop_slot=args.drop_slot, backup=args.backup))
@@ -200,6 +216,7 @@ def _add_rollback(actions: Any) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    _file_only(args, "rollback", "it replays writes captured in the replica file")
     from pg2edge.pipeline.cutover.actions import rollback
 
     _print_action(rollback(_source(args), args.target))

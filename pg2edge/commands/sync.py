@@ -13,7 +13,9 @@ def register(sub: Any) -> None:
         sub, "sync", help="snapshot if needed, then stream every change into the SQLite replica",
         description="The sync daemon. Applies whole source transactions in commit order, exactly once; "
                     "SIGTERM/SIGINT finish the current batch, acknowledge it and exit 0.",
-        example="pg2edge sync --source postgresql://app@db/shop --target shop.db --until-caught-up",
+        example="pg2edge sync --source postgresql://app@db/shop --target shop.db --until-caught-up\n"
+                "  PG2EDGE_TARGET_AUTH_TOKEN=... pg2edge sync --source postgresql://app@db/shop "
+                "--target libsql://shop-org.turso.io",
         handler=_run)
     add_source_options(parser)
     add_target_option(parser)
@@ -69,13 +71,21 @@ def _run(args: argparse.Namespace) -> int:
         if args.from_kafka:
             return _run_tenant_kafka(args, config, metrics)
         return _run_tenants(args, config, metrics)
+    from pg2edge.pipeline.remote import is_remote, resolve
+
+    if is_remote(config.target.path or "") and (args.from_kafka or args.seed_from):
+        from pg2edge.errors import ConfigError
+
+        raise ConfigError(f"--from-kafka/--seed-from write a SQLite file; a remote target "
+                          f"({resolve(config.require_target())}) is synced from PostgreSQL (drop --from-kafka)")
     if args.from_kafka:
         return _run_kafka(args, config, metrics)
     if args.seed_from:
         from pg2edge.errors import ConfigError
 
         raise ConfigError("--seed-from copies a Kafka replica: use it with --from-kafka")
-    report = run_sync(metrics=metrics, dsn=config.require_source(), target=config.require_target(),
+    target = resolve(config.require_target(), config_token=config.target.token())
+    report = run_sync(metrics=metrics, dsn=config.require_source(), target=target,  # type: ignore[arg-type]
                       tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
                       heartbeat_interval=parse_duration(args.heartbeat),
                       retained_wal_warn_bytes=args.warn_retained_wal,

@@ -21,6 +21,9 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.teardown import teardown_replica
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
-    for description in teardown_replica(dsn=config.require_source(), target=config.require_target()):
+    from pg2edge.pipeline.remote import resolve
+
+    target = resolve(config.require_target(), config_token=config.target.token())
+    for description in teardown_replica(dsn=config.require_source(), target=target):  # type: ignore[arg-type]
         print(f"undone: {description}")
     return 0

@@ -32,10 +32,12 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
+    from pg2edge.pipeline.remote import resolve
     from pg2edge.validators import render, validate
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
-    report = validate(config.require_source(), config.require_target(), tables=args.tables, mode=args.mode,
+    target = resolve(config.require_target(), config_token=config.target.token())
+    report = validate(config.require_source(), target, tables=args.tables, mode=args.mode,
                       sample_size=args.sample_size, repair=args.repair, options=config.translate,
                       timeout=args.timeout)
     text = render(report, args.format)

@@ -28,7 +28,9 @@ from pg2edge.pipeline.cutover.errors import CutoverError
 from pg2edge.pipeline.cutover.freeze import unfreeze
 from pg2edge.pipeline.daemon import DAEMON_SCOPE, PID_RECORD
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.remote import is_remote
 from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.status import open_writable
 from pg2edge.pipeline.teardown import teardown_replica
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.validators.waiting import wait_for_replica
@@ -54,9 +56,10 @@ def _now() -> str:
 
 
 def _record(target: str | Path, name: str) -> dict | None:
-    if not Path(target).is_file():
+
+    if not is_remote(target) and not Path(target).is_file():
         raise TargetError(f"replica {target} does not exist")
-    db = open_replica(target)
+    db = open_writable(target)
     try:
         return state.read_record(db, CUTOVER_SCOPE, name)
     finally:

@@ -26,8 +26,9 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.errors import FreezeError
 from pg2edge.pipeline.lsn import parse_lsn
-from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.remote import is_remote
 from pg2edge.pipeline.sourcechanges import SourceChange
+from pg2edge.pipeline.status import open_writable
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +235,9 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
 def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
     """The tables the replica's publication publishes (the default set to freeze)."""
 
-    if not Path(replica).is_file():
+    if not is_remote(replica) and not Path(replica).is_file():
         raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         stream = state.read_stream(db)
     finally:
@@ -254,7 +255,7 @@ def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
 
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
 
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         return state.read_record(db, CUTOVER_SCOPE, FREEZE_RECORD)
     finally:
@@ -266,7 +267,7 @@ def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChan
     """Keep ``cutover/freeze``: the frozen tables and the LSN after the last freeze (drain target)."""
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    db = open_replica(replica)
+    db = open_writable(replica)
     try:
         with db:
             old = state.read_record(db, CUTOVER_SCOPE, FREEZE_RECORD) or {}

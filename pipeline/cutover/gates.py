@@ -26,7 +26,8 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.checklist import FAIL, PASS, WARN, Checklist, Gate
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
-from pg2edge.pipeline.status import replica_status
+from pg2edge.pipeline.remote import is_remote
+from pg2edge.pipeline.status import open_readonly, replica_status
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 from pg2edge.validators.run import table_sides
@@ -44,7 +45,7 @@ def _mb(n: int | None) -> str:
 class _Run:
     """One checklist run: shared measurements (status, table sides) computed once."""
 
-    def __init__(self, dsn: str, target: Path, limits: CutoverConfig, options: TranslateConfig) -> None:
+    def __init__(self, dsn: str, target: Path | str, limits: CutoverConfig, options: TranslateConfig) -> None:
         self.dsn, self.target, self.limits, self.options = dsn, target, limits, options
         self._status: Any = None
         self._sides: Any = None
@@ -61,10 +62,9 @@ class _Run:
             self._sides = table_sides(self.dsn, self.target, tables=None, options=self.options)
         return self._sides
 
-    def replica(self) -> apsw.Connection:
-        conn = apsw.Connection(str(self.target), flags=apsw.SQLITE_OPEN_READONLY)
-        conn.setbusytimeout(5000)
-        return conn
+    def replica(self) -> Any:
+
+        return open_readonly(self.target)  # apsw on a file, a RemoteConnection (Hrana) on a URL
 
     # -- gates -------------------------------------------------------------------------
     def source_reachable(self) -> Gate:
@@ -221,7 +221,9 @@ class _Run:
     def integrity(self) -> Gate:
         conn = self.replica()
         try:
-            problems = [r[0] for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            d1 = str(getattr(self.target, "label", self.target)).lower().startswith("d1+")  # D1 refuses integrity_check
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check" if d1 else "PRAGMA integrity_check")
+                        if r[0] != "ok"]
             fks = conn.execute("PRAGMA foreign_key_check").fetchall()
         finally:
             conn.close()
@@ -261,10 +263,12 @@ _GATE_NAMES = {
 def run_checklist(dsn: str, target: str | Path, *, thresholds: CutoverConfig | None = None,
                   options: TranslateConfig | None = None) -> Checklist:
     """Measure every cutover gate; ``checklist.ok`` is False when any gate FAILed."""
-    target = Path(target)
+
+    remote = is_remote(target)
+    target = target if remote else Path(target)
     run = _Run(dsn, target, thresholds or CutoverConfig(), options or TranslateConfig())
     checklist = Checklist(source=dsnlib.describe(dsn), target=str(target))
-    if not target.is_file():
+    if not remote and not Path(target).is_file():
         checklist.gates.append(Gate("replica exists", FAIL, "missing", "a replica file", f"{target} does not exist"))
         return checklist
     started = time.monotonic()

@@ -108,8 +108,11 @@ class Planner:
         return tuple(enc(c, row[c]) for c in cols)  # type: ignore[arg-type]
 
     @staticmethod
-    def _where(cols: Sequence[str]) -> str:
-        return " AND ".join(f"{quote_ident(c)} IS ?" for c in cols)
+    def _where(cols: Sequence[str], *, key: bool = True) -> str:
+        """``"a" = ? AND ...`` on a primary key (never NULL; every engine uses the index for ``=``; tursodb
+        scans the table for ``IS``); ``"a" IS ? AND ...`` when matching a keyless table's whole old row."""
+        op = "=" if key else "IS"
+        return " AND ".join(f"{quote_ident(c)} {op} ?" for c in cols)
 
     def _conflict(self, tgt: TargetTable, cols: Sequence[str]) -> str:
         if not tgt.pk:
@@ -142,7 +145,7 @@ class Planner:
         sql = self._sql.get(key)
         if sql is None:
             t = quote_ident(tgt.table)
-            where = self._where(cols)
+            where = self._where(cols, key=bool(tgt.pk))
             sql = self._sql[key] = (f"DELETE FROM {t} WHERE {where}" if tgt.pk else
                                     f"DELETE FROM {t} WHERE rowid = (SELECT rowid FROM {t} WHERE {where} LIMIT 1)")
         return Statement(sql, self._values(mapping, before, cols))
