@@ -68,6 +68,13 @@ def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
         from pg2edge.pipeline.sinks.libsql import snapshot_into_remote
 
         remote = parse_target(target, config_token=config.target.token())
+        if remote.kind == "d1":  # the pg2edge D1 Worker: staged locally, then loaded (pipeline.d1)
+            from pg2edge.pipeline.d1.client import D1Client
+            from pg2edge.pipeline.d1.daemon import snapshot_into_d1
+
+            with D1Client(remote) as d1:
+                return snapshot_into_d1(dsn=config.require_source(), client=d1, say=_say,
+                                        tables=",".join(tables), options=config.translate)
         with HranaClient(remote) as client:
             return snapshot_into_remote(dsn=config.require_source(), target=remote, client=client, say=_say,
                                         tables=",".join(tables), options=config.translate)

@@ -21,7 +21,6 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.errors import ConfigError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
@@ -66,8 +65,14 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
 
     if is_remote(target):
         remote = target if isinstance(target, RemoteTarget) else parse_target(str(target))
-        if remote.kind != "libsql":  # d1+https:// is the D1 Worker sink's (issue 13)
-            raise ConfigError(f"target {remote.label}: no sink for {remote.kind} targets in this build")
+        if remote.kind == "d1":  # the pg2edge D1 Worker (pipeline.d1)
+            from pg2edge.pipeline.d1.daemon import run_sync_d1  # here: pipeline.d1.daemon imports this module
+
+            return run_sync_d1(
+                dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
+                heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,
+                allow_replica_identity_full=allow_replica_identity_full, stop=stop, say=say, max_wait=max_wait,
+                on_batch=on_batch, metrics=metrics, policy=policy)
         return run_remote_sync(
             dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
             heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,

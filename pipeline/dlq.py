@@ -34,6 +34,10 @@ def replay_dlq(*, target: Any, dsn: str, ids: Sequence[int] | None = None, optio
                policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """Open the replica, encode with the source's codec, and :func:`replay` its dead changes."""
 
+    if is_remote(target) and getattr(target, "kind", None) == "d1":  # the queue inside D1 (pipeline.d1)
+        from pg2edge.pipeline.d1.daemon import replay_dlq as replay_d1
+
+        return replay_d1(dsn=dsn, target=target, ids=ids, options=options, policy=policy)
     if is_remote(target):
 
         sink = open_remote_sink(target, dsn=dsn, options=options or TranslateConfig(), policy=policy)

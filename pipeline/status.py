@@ -14,7 +14,7 @@ from typing import Any
 
 import apsw
 
-from pg2edge.errors import Pg2EdgeError, TargetError
+from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
 from pg2edge.pipeline.remote import connect, is_remote, require_replica
@@ -23,6 +23,7 @@ from pg2edge.pipeline.sinks.retry import counts
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.replication import slot_status
+from pg2edge.pipeline.targetfile import check_existing_replica
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -55,7 +56,8 @@ class ReplicaStatus:
 
 
 def open_readonly(target: str | Path | RemoteTarget) -> Any:
-    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a URL.
+    """A read connection to a replica: apsw on a file, a RemoteConnection (Hrana) on a libSQL URL, a
+    D1Connection (the pg2edge Worker) on a d1+ URL.
 
     Both answer ``execute(sql, params)``, so the state and queue readers take either.
     A remote database pg2edge never wrote is refused by name.
@@ -63,17 +65,12 @@ def open_readonly(target: str | Path | RemoteTarget) -> Any:
 
     if is_remote(target):
         remote = connect(target if isinstance(target, RemoteTarget) else str(target))
-        if remote.target.kind != "libsql":  # d1+https:// reads go through the D1 Worker (issue 13)
-            remote.close()
-            raise TargetError(f"target {remote.label}: reading {remote.target.kind} targets is not in this build")
         try:
             require_replica(remote)
         except BaseException:
             remote.close()
             raise
         return remote
-    from pg2edge.pipeline.targetfile import check_existing_replica
-
     check_existing_replica(str(target))  # missing, garbage, truncated or not a replica: one error naming it
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)

@@ -34,8 +34,9 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 STATE_TABLE = "_pg2edge_state"
 # A target with less free space than this is refused before anything changes on the source.
 MIN_FREE_BYTES = 1024 * 1024
-# The remote targets DESIGN.md names; each becomes valid once its sink module exists.
-REMOTE_SCHEMES = ("libsql", "https", "http", "d1+https")
+# The remote targets (pipeline.remote.url): libSQL/Turso and the D1 Worker; commands that take them
+# dispatch before a file is opened, so here a URL is refused by name.
+REMOTE_SCHEMES = ("libsql", "https", "http", "d1+https", "d1+http")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
@@ -70,8 +71,9 @@ def check_target_name(target: str | Path) -> Path:
         return Path(target)
     shown = shown_url(str(target))
     if scheme in REMOTE_SCHEMES:
-        raise TargetFileError(f"target {shown}: remote targets ({scheme}://) are not supported by this "
-                              "pg2edge yet; use a SQLite file path")
+        raise TargetFileError(f"target {shown} is a remote target; this command works on a SQLite replica file "
+                              "(sync, snapshot, status, wait, validate, dlq, teardown and cutover "
+                              "check/freeze/drain take a URL)")
     raise TargetFileError(f"target {shown}: unknown target scheme {scheme}:// (a target is a SQLite file "
                           f"path, or one of {', '.join(s + '://' for s in REMOTE_SCHEMES)})")
 

@@ -36,7 +36,7 @@ def test_wheel_installs_only_pg2edge_next_to_pypi_validators(tmp_path: Path) -> 
     assert {t for t in tops if not t.endswith(".dist-info")} == {"pg2edge"}
     names = zipfile.ZipFile(wheel).namelist()
     for part in ("pipeline/engine.py", "pipeline/sinks/sqlite.py", "translators/codec/row.py", "validators/run.py",
-                 "analyzers/core.py", "flows/phases.py"):
+                 "analyzers/core.py", "flows/phases.py", "pipeline/d1/worker/index.js"):  # the D1 Worker: package data
         assert f"pg2edge/{part}" in names, part
 
     env_dir = tmp_path / "venv"

@@ -29,6 +29,7 @@ from pg2edge.pipeline.remote import connect, is_remote
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.status import open_readonly
+from pg2edge.pipeline.targetfile import check_existing_replica
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.introspect import introspect
 from pg2edge.validators.compare import differing_keys, mismatches
@@ -120,8 +121,6 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
     if mode not in MODES:
         raise ConfigError(f"unknown validation mode {mode!r} (count, sample, full)")
     if not is_remote(target):
-        from pg2edge.pipeline.targetfile import check_existing_replica
-
         check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     options = options or TranslateConfig()
     started = time.monotonic()

@@ -43,8 +43,9 @@ def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -
         return
     parser.add_argument("--target", metavar="FILE.db|URL",
                         help="the SQLite replica file, or a libSQL/Turso URL (libsql://HOST, https://HOST, "
-                             "http://HOST:PORT; token from $PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a "
-                             "flag) (default: [target] path in pg2edge.toml)")
+                             "http://HOST:PORT), or the pg2edge D1 Worker (d1+https://HOST); token from "
+                             "$PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a flag (default: [target] path "
+                             "in pg2edge.toml)")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

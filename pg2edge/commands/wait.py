@@ -26,6 +26,12 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.status import wait_for_lsn
 
     target = resolve(config.require_target(), config_token=config.target.token())
+    if getattr(target, "kind", None) == "d1":  # D1: read on its primary, and print the Sessions API bookmark
+        from pg2edge.pipeline.d1.status import wait_for_lsn as wait_d1
+
+        reached = wait_d1(target, args.lsn, timeout=args.timeout)
+        print(f"replica at {format_lsn(reached.position.visible_lsn)} >= {args.lsn}; D1 bookmark {reached.bookmark}")
+        return 0
     pos = wait_for_lsn(target, args.lsn, timeout=args.timeout)
     print(f"replica at {format_lsn(pos.visible_lsn)} >= {args.lsn}")
     return 0

@@ -128,6 +128,10 @@ def connect(target: str | RemoteTarget, *, config_token: str | None = None,
             policy: RetryPolicy | None = None) -> RemoteConnection:
     """A RemoteConnection for a target URL (token from the environment or ``config_token``)."""
     parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
+    if parsed.kind == "d1":  # the pg2edge D1 Worker: the same connection shape over its HTTP API
+        from pg2edge.pipeline.d1.client import connect as connect_d1
+
+        return connect_d1(parsed, policy=policy)  # type: ignore[return-value]
     return RemoteConnection(parsed, policy=policy)
 
 

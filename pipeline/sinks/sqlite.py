@@ -24,7 +24,7 @@ from typing import Any
 
 import apsw
 
-from pg2edge.errors import ConfigError, TargetError
+from pg2edge.errors import ConfigError
 from pg2edge.pipeline import drift, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import (
@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 
 def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> apsw.Connection:
     """Open a replica file in WAL mode with the state table present (errors name the file: targetfile)."""
-    if "://" in str(path):  # a URL must never become a local file of that name
-        raise TargetError(f"{path} is a remote target; this command works on a SQLite replica file "
-                          "(sync, snapshot, status, wait, validate, dlq, teardown and cutover check/freeze/drain "
-                          "take a URL)")
     path = targetfile.check_replica_file(path).path  # a corrupt file or another app's database: named, untouched
     conn = None
     try:
