@@ -53,7 +53,7 @@ def test_paths_are_not_remote(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
-    ("ftp://host", "not a remote URL"),
+    ("ftp://host", "unknown target scheme ftp://"),
     ("libsql://", "no host"),
     ("http://host:99999", "malformed"),
     ("http://host/?mode=x", "query string"),
