@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pg2edge.errors import Pg2EdgeError
+from pg2edge.errors import ConfigError, Pg2EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class TopicMissingError(TransportError):
     """The topic does not exist (yet): consumers never create topics, the publisher does."""
 
 
-class PartitionCountError(Pg2EdgeError):
+class PartitionCountError(ConfigError):
     """The topic exists with another partition count than the one it must have."""
 
 
