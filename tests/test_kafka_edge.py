@@ -16,6 +16,7 @@ import apsw
 import psycopg
 import pytest
 
+from pg2edge.errors import ConfigError
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo, Transaction
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import (
@@ -31,7 +32,6 @@ from pg2edge.pipeline.kafka.publisher import run_publisher
 from pg2edge.pipeline.kafka.replica import run_kafka_replica
 from pg2edge.pipeline.sinks import retry
 from pg2edge.pipeline.state import read_position
-from pg2edge.errors import ConfigError
 from tests.support.replica import assert_replica_equals, diff_replica, wait_until
 from tests.support.writeload import WriteLoad
 
