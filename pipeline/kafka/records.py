@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pg2edge.pipeline.events import (
+    UNCHANGED_TOAST,
     ChangeEvent,
     Op,
     SourceInfo,
@@ -103,11 +104,34 @@ def schema_record(doc: dict[str, Any]) -> tuple[bytes, bytes, Headers]:
     return key, json.dumps(doc, separators=(",", ":")).encode(), [(KIND, CONTROL)]
 
 
+class BadRecord(ValueError):
+    """Why a record is not readable (becomes a BadItem)."""
+
+
 # -- the batch envelope -----------------------------------------------------------------------
+def _out(row: Any) -> Any:
+    """A row as JSON: itself unless it holds an unchanged-TOAST marker (the common case costs one scan)."""
+    if row is None or UNCHANGED_TOAST not in row.values():
+        return row
+    return _row_to_json(row)
+
+
+def _in(row: Any) -> Any:
+    """A JSON row back: checked value by value only when it holds an object (the TOAST marker) or a non-text."""
+    if row is None:
+        return None
+    if not isinstance(row, dict):
+        raise BadRecord(f"a row is a {type(row).__name__}, not an object")
+    for v in row.values():
+        if v is not None and type(v) is not str:
+            return _row_from_json(row)
+    return row
+
+
 def _event_list(ev: ChangeEvent) -> list[Any]:
     s = ev.source
     return [ev.op.value, s.lsn, s.commit_lsn, s.tx_id, s.ts_ms, s.schema, s.table, s.snapshot,
-            _row_to_json(ev.before), _row_to_json(ev.after), _row_to_json(ev.key)]
+            _out(ev.before), _out(ev.after), _out(ev.key)]
 
 
 _OPS = {op.value: op for op in Op}
@@ -115,10 +139,8 @@ _OPS = {op.value: op for op in Op}
 
 def _event_from(data: Sequence[Any]) -> ChangeEvent:
     op, lsn, commit, xid, ts, schema, table, snap, before, after, key = data
-    return ChangeEvent(op=_OPS[op], before=_row_from_json(before), after=_row_from_json(after),
-                       source=SourceInfo(lsn=lsn, commit_lsn=commit, tx_id=xid, ts_ms=ts, schema=schema,
-                                         table=table, snapshot=snap),
-                       key=_row_from_json(key) or {})
+    return ChangeEvent(_OPS[op], _in(before), _in(after),
+                       SourceInfo(lsn, commit, xid, ts, schema, table, snap), _in(key) or {})
 
 
 def _dump(doc: dict[str, Any]) -> bytes:
@@ -189,10 +211,6 @@ class BadItem:
 
 
 Item = TxnItem | SnapshotItem | ControlItem | BadItem
-
-
-class BadRecord(ValueError):
-    """Why a record is not readable (becomes a BadItem)."""
 
 
 def _version(doc: Any) -> dict[str, Any]:

@@ -215,5 +215,6 @@ class TopicSchema:
             else:
                 enc.update(table)
             self.mappings[key] = TableMapping(target=sqlite_table_name(table.schema, table.name), encode=enc.encode,
-                                              column_type=enc.column_type, skip=enc.skip)
+                                              column_type=enc.column_type,
+                                              skip=enc.skip if enc.codec.skipped else None)  # None: no filtering
         return self.mappings
