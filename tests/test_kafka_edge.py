@@ -72,7 +72,8 @@ def _cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 # -- start order -------------------------------------------------------------------------------
-def test_consumers_never_create_topics_and_a_wrong_partition_count_is_named(kafka_bootstrap: str) -> None:
+def test_consumers_never_create_topics_and_a_wrong_partition_count_is_named(kafka_bootstrap: str,
+                                                                            tmp_path: Path) -> None:
     consumer = KafkaPythonConsumer(kafka_bootstrap)
     try:
         with pytest.raises(TopicMissingError, match="topic early.changes does not exist"):
@@ -83,6 +84,25 @@ def test_consumers_never_create_topics_and_a_wrong_partition_count_is_named(kafk
                               say=said.append, interval=0.05) == 0
         assert said == ["waiting for topic early.changes (it is created by `pg2edge publish`)"]
         assert "early.changes" not in _admin_topics(kafka_bootstrap)  # the metadata requests created nothing
+
+        # the whole replica start-up path: Tansu auto-creates a topic on any metadata request that names it, even
+        # with allow_auto_create_topics=False, so a replica must not name it before it exists
+        stop, heard = threading.Event(), threading.Event()
+        result: list[object] = []
+
+        def say(line: str) -> None:
+            if line.startswith("waiting for topic early2.changes"):
+                heard.set()
+
+        waiter = threading.Thread(target=lambda: result.append(run_kafka_replica(
+            bootstrap=kafka_bootstrap, target=tmp_path / "early.db", topic="early2.changes", stop=stop, say=say)))
+        waiter.start()
+        assert heard.wait(60)
+        time.sleep(1.0)
+        assert "early2.changes" not in _admin_topics(kafka_bootstrap)
+        stop.set()
+        waiter.join(30)
+        assert result and result[0].stopped_by == "stop requested" and result[0].transactions == 0  # type: ignore[attr-defined]
 
         ensure_topic(kafka_bootstrap, "four.changes", partitions=4)  # as a broker's auto-creation would leave it
         with pytest.raises(PartitionCountError, match=r"topic four.changes has 4 partition\(s\).*delete the topic"):

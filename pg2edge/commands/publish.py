@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
                              "replicas) or row (one Debezium-style JSON record per change, for other consumers); "
                              "default batch")
     parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=None,
-                        help="producer compression (default lz4 with the batch envelope, none with row; "
+                        help="producer compression (default zstd with the batch envelope, none with row; "
                              "snappy, lz4 and zstd need their Python packages)")
     parser.add_argument("--metrics-port", type=int, metavar="N",
                         help="serve Prometheus metrics on this port (published changes, lag, retained WAL)")
