@@ -169,6 +169,37 @@ def test_two_replicas_before_the_publisher_without_a_dsn_one_sigkilled(pg_dsn: s
         db.close()
 
 
+def test_the_schema_record_carries_the_publishers_translate_options(pg_dsn: str, kafka_bootstrap: str,
+                                                                    tmp_path: Path) -> None:
+    """The replica builds its tables and codecs from the topic with the publisher's [translate] options:
+    same model (round-trips through JSON), same DDL, same codec, no source access."""
+    from pg2edge.config import TranslateConfig
+    from pg2edge.pipeline.kafka.schema import introspect_tables
+    from pg2edge.translators.modeljson import model_from_json, model_to_json
+    from pg2edge.translators.schema import Schema
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    model = introspect_tables(pg_dsn, [("public", "items")])
+    assert model_from_json(Schema, model_to_json(model)) == model
+    options = TranslateConfig(timestamps="unix_ms", numeric="real")
+    run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="opt", state_path=tmp_path / "pub.db",
+                  until_caught_up=True, options=options, **QUIET)
+    report = run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "r.db",
+                               topic=records.topic_name("opt", _db(pg_dsn)), until_caught_up=True, idle_seconds=1.0,
+                               **QUIET)
+    assert report.snapshot_rows == 1500
+    db = apsw.Connection(str(tmp_path / "r.db"))
+    try:
+        types = {r[1]: r[2] for r in db.execute("PRAGMA table_info(items)")}
+        row = db.execute("SELECT price, at FROM items WHERE id = 2").fetchone()
+    finally:
+        db.close()
+    assert types["at"] == "INTEGER" and types["price"] == "REAL"
+    assert row == (3.0, 1704164645000 + 2 * 60_000)  # 2024-01-02 03:04:05 UTC + 2 minutes, in ms
+    assert_replica_equals(pg_dsn, tmp_path / "r.db", options=options)
+
+
 # -- old topics ---------------------------------------------------------------------------------
 def test_a_row_envelope_topic_without_schema_records_still_replays(pg_dsn: str, kafka_bootstrap: str,
                                                                      tmp_path: Path) -> None:
