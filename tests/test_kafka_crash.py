@@ -96,4 +96,4 @@ def test_replica_and_publisher_sigkilled_mid_stream(pg_dsn: str, kafka_bootstrap
     # every replica run that got going (a loaded machine may kill one before it printed) resumed from its
     # stored offset: the starting offsets never go back, and the later runs start past the snapshot
     starts = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("consuming crash.")]
-    assert len(starts) >= 4 and starts == sorted(starts) and starts[-1] > 2, starts
+    assert len(starts) >= 3 and starts == sorted(starts) and starts[-1] > 2, starts

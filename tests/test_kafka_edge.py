@@ -63,6 +63,14 @@ def _admin_topics(bootstrap: str) -> list[str]:
         admin.close()
 
 
+def _equal(dsn: str, path: Path) -> bool:
+    """The replica equals the source (False while it has not created its tables yet)."""
+    try:
+        return not diff_replica(dsn, path)
+    except apsw.SQLError:
+        return False
+
+
 def _cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     env.pop("PG2EDGE_SOURCE", None)  # an edge replica: no PostgreSQL DSN anywhere
@@ -143,7 +151,7 @@ def test_two_replicas_before_the_publisher_without_a_dsn_one_sigkilled(pg_dsn: s
         commits = load.stop()
         assert commits > 100
         for name in ("a", "b"):
-            wait_until(lambda n=name: not diff_replica(pg_dsn, tmp_path / f"{n}.db"), timeout=120, every=1.0)
+            wait_until(lambda n=name: _equal(pg_dsn, tmp_path / f"{n}.db"), timeout=120, every=1.0)
     finally:
         load.stop()
         for proc in (*replicas.values(), publisher):
@@ -326,6 +334,19 @@ def test_batch_records_hold_whole_transactions_and_restart_offsets_never_skip_on
     assert [i.offset for i in items] == [10, 12, 12, 13]
     fresh = records.Regrouper()  # a restart at offset 12: the tail fragment of 200 alone is dropped
     assert [i.txn.commit_lsn for r in recs[2:] for i in fresh.feed(r) if isinstance(i, records.TxnItem)] == [300, 400]
+    # a byte budget too: wide rows make more, smaller records; a row alone larger than the budget is alone
+    wide = [_txn(500, 5), _txn(600, 1)]
+    sized = list(records.batch_records(wide, max_events=100, max_bytes=200))
+    assert all(len(v) < 400 for _, v, _ in sized) and len(sized) >= 3
+    again = records.Regrouper()
+    assert [(i.txn.commit_lsn, len(i.txn.events)) for r, (_, v, h) in enumerate(sized)
+            for i in again.feed(KRecord("t", 0, r, None, v, dict(h)))] == [(500, 5), (600, 1)]
+    empty = list(records.batch_records([_txn(700, 0)]))
+    assert [i.txn.commit_lsn for i in records.Regrouper().feed(KRecord("t", 0, 1, None, empty[0][1], dict(empty[0][2])))] == [700]
+    rows = [ev for t in wide for ev in t.events]
+    counts = [len(i.events) for r, (_, v, h) in enumerate(records.rows_records(rows, max_bytes=200))
+              for i in records.Regrouper().feed(KRecord("t", 0, r, None, v, dict(h)))]  # type: ignore[union-attr]
+    assert sum(counts) == 6 and len(counts) > 1
     bad = records.Regrouper().feed(KRecord("t", 0, 5, None, b'{"v": 2, "txns": []}', {"pg2edge.kind": b"txns"}))
     assert isinstance(bad[0], records.BadItem) and "format version 2" in bad[0].reason
 
@@ -359,8 +380,7 @@ def test_one_publisher_eight_replicas_all_equal_to_the_source(pg_dsn: str, kafka
         time.sleep(4)
         assert load.stop() > 50
         for i in range(8):
-            wait_until(lambda n=i: not errors and not diff_replica(pg_dsn, tmp_path / f"r{n}.db"), timeout=120,
-                       every=1.0)
+            wait_until(lambda n=i: bool(errors) or _equal(pg_dsn, tmp_path / f"r{n}.db"), timeout=120, every=1.0)
     finally:
         load.stop()
         stop.set()

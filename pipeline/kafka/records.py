@@ -55,6 +55,7 @@ CHANGE, SNAPSHOT, CONTROL, TXNS, ROWS = b"change", b"snapshot", b"control", b"tx
 VERSION = 1  # of the batch envelope and of control records
 ENVELOPES = ("batch", "row")
 MAX_EVENTS = 2000  # changes per batch record (a larger transaction spans several records)
+MAX_BYTES = 512 * 1024  # JSON per batch record, before compression (Kafka's default message.max.bytes is 1 MB)
 CONTROLS = ("snapshot-schema", "schema", "snapshot-begin", "snapshot-end", "heartbeat")
 
 
@@ -143,40 +144,80 @@ def _event_from(data: Sequence[Any]) -> ChangeEvent:
                        SourceInfo(lsn, commit, xid, ts, schema, table, snap), _in(key) or {})
 
 
-def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+def _text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS) -> Iterator[tuple[None, bytes, Headers]]:
-    """Records of the batch envelope for ``txns``: whole transactions per record, ``max_events`` changes each
-    (a transaction larger than that alone spans several records, as numbered fragments)."""
-    frags: list[list[Any]] = []
-    size = 0
-    headers: Headers = [(KIND, TXNS)]
+class _Packer:
+    """Packs JSON event texts into records of at most ``max_events`` changes and ``max_bytes`` of JSON."""
+
+    def __init__(self, head: str, kind: bytes, max_events: int, max_bytes: int) -> None:
+        self.head, self.headers = head, [(KIND, kind)]
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self.parts: list[str] = []
+        self.events = self.bytes = 0
+
+    def fits(self, n: int, size: int) -> bool:
+        return self.events + n <= self.max_events and self.bytes + size <= self.max_bytes
+
+    def take(self, texts: Sequence[str], start: int) -> int:
+        """How many of ``texts[start:]`` go into this record (at least one into an empty record)."""
+        end, size = start, 0
+        while end < len(texts) and self.events + (end - start) < self.max_events \
+                and (self.bytes + size + len(texts[end]) + 1 <= self.max_bytes or (end == start and not self.events)):
+            size += len(texts[end]) + 1
+            end += 1
+        self.events += end - start
+        self.bytes += size
+        return end
+
+    def emit(self) -> Iterator[tuple[None, bytes, Headers]]:
+        if self.parts:
+            yield None, (self.head + ",".join(self.parts) + "]}").encode(), self.headers
+        self.parts, self.events, self.bytes = [], 0, 0
+
+
+def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS,
+                  max_bytes: int = MAX_BYTES) -> Iterator[tuple[None, bytes, Headers]]:
+    """Records of the batch envelope for ``txns``: whole transactions per record, at most ``max_events``
+    changes and about ``max_bytes`` of JSON each (a transaction larger than that alone spans several records,
+    as numbered fragments)."""
+    pack = _Packer(f'{{"v":{VERSION},"txns":[', TXNS, max_events, max_bytes)
     for txn in txns:
-        rels = [_relation_json(r) for r in txn.relations] or None
-        events = [_event_list(e) for e in txn.events]
-        n = len(events)
-        if size and size + n > max_events:
-            yield None, _dump({"v": VERSION, "txns": frags}), headers
-            frags, size = [], 0
+        texts = [_text(_event_list(e)) for e in txn.events]
+        n = len(texts)
+        rels = _text([_relation_json(r) for r in txn.relations]) if txn.relations else "null"
+        if not pack.fits(n, sum(map(len, texts)) + n):
+            yield from pack.emit()  # a transaction is cut only when it alone is larger than a record
         start = 0
-        while n - start > max_events:  # a large transaction: full fragments, each its own record
-            yield None, _dump({"v": VERSION, "txns": [[txn.xid, txn.commit_lsn, txn.end_lsn, txn.commit_ts, start, n,
-                                                       rels if start == 0 else None,
-                                                       events[start:start + max_events]]]}), headers
-            start += max_events
-        frags.append([txn.xid, txn.commit_lsn, txn.end_lsn, txn.commit_ts, start, n, rels if start == 0 else None,
-                      events[start:]])
-        size += n - start
-    if frags:
-        yield None, _dump({"v": VERSION, "txns": frags}), headers
+        while True:
+            end = pack.take(texts, start) if n else 0
+            if n == 0:  # no row change (a transaction PostgreSQL sent only descriptions for): kept, in order
+                pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},0,0,{rels},[]]")
+                break
+            if end == start:  # nothing fits in what is left of this record
+                yield from pack.emit()
+                continue
+            pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},{start},{n},"
+                              f"{rels if start == 0 else 'null'},[{','.join(texts[start:end])}]]")
+            start = end
+            if start >= n:
+                break
+            yield from pack.emit()  # the transaction continues in the next record
+    yield from pack.emit()
 
 
-def rows_records(events: Sequence[ChangeEvent], *, max_events: int = MAX_EVENTS) -> Iterator[tuple[None, bytes, Headers]]:
-    """Snapshot rows in the batch envelope, ``max_events`` per record."""
-    for i in range(0, len(events), max_events):
-        yield None, _dump({"v": VERSION, "rows": [_event_list(e) for e in events[i:i + max_events]]}), [(KIND, ROWS)]
+def rows_records(events: Sequence[ChangeEvent], *, max_events: int = MAX_EVENTS,
+                 max_bytes: int = MAX_BYTES) -> Iterator[tuple[None, bytes, Headers]]:
+    """Snapshot rows in the batch envelope, at most ``max_events`` and about ``max_bytes`` of JSON per record."""
+    pack = _Packer(f'{{"v":{VERSION},"rows":[', ROWS, max_events, max_bytes)
+    texts = [_text(_event_list(e)) for e in events]
+    start = 0
+    while start < len(texts):
+        end = pack.take(texts, start)
+        pack.parts.extend(texts[start:end])
+        start = end
+        yield from pack.emit()
 
 
 # -- reading -------------------------------------------------------------------------------
