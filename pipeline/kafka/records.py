@@ -4,7 +4,7 @@ Two envelopes (``pg2edge publish --envelope``), both read by every replica:
 
 * ``batch`` (the default, for pg2edge's own replicas): one record carries many
   changes, always of whole transactions (a transaction larger than
-  ``MAX_EVENTS`` spans several records, as numbered fragments); the producer
+  ``MAX_EVENTS`` changes or ``MAX_BYTES`` of JSON spans several records, as numbered fragments); the producer
   compresses the record batches. Header ``pg2edge.kind``: ``txns`` (value
   ``{"v": 1, "txns": [[xid, commit_lsn, end_lsn, commit_ts_ms, first_index, count,
   relations | null, [event, ...]], ...]}``) or ``rows`` (snapshot rows: ``{"v": 1,
