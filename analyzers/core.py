@@ -132,6 +132,8 @@ def analyze(dsn: str, *, config: AnalyzeConfig | None = None,
                 reports[oid].warnings += warnings
             _fk_issues(snap, reports)
             queries, note = top_queries(conn, [(f.schema, f.name) for f in snap.tables.values()])
+            row = conn.execute("SELECT current_setting('wal_level')").fetchone()
+            wal_level = str(row[0]) if row else None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PrivilegeError(
                 f"PostgreSQL at {dsnlib.describe(dsn)}: {str(exc).strip()} "
@@ -146,13 +148,16 @@ def analyze(dsn: str, *, config: AnalyzeConfig | None = None,
     for rep in reports.values():
         rep.top_queries = queries.get(rep.qualified, [])
     notes = [note] if note else []
+    problem = dsnlib.wal_level_problem(wal_level) if wal_level else None
+    if problem:
+        notes.append(f"{problem}: snapshot and sync refuse this source until then")
     if config.target_profile == "d1":
         notes.append("D1 limits: 10 GB per database, 1 MB per row")
     tables = sorted(reports.values(), key=_rank)
     return AnalysisReport(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"), database=snap.database,
         stats_reset=snap.stats_reset, window_seconds=float(config.window),
-        target_profile=config.target_profile, tables=tables, summary=_summary(tables, notes))
+        target_profile=config.target_profile, tables=tables, summary=_summary(tables, notes), wal_level=wal_level)
 
 
 def _rank(t: TableReport) -> tuple[int, float, str]:

@@ -122,6 +122,7 @@ class AnalysisReport:
     target_profile: str
     tables: list[TableReport]
     summary: Summary
+    wal_level: str | None = None  # the source's wal_level: snapshot and sync need 'logical'
 
     def table(self, name: str) -> TableReport:
         for t in self.tables:
@@ -132,7 +133,7 @@ class AnalysisReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "generated_at": self.generated_at,
-            "source": {"database": self.database, "stats_reset": self.stats_reset},
+            "source": {"database": self.database, "stats_reset": self.stats_reset, "wal_level": self.wal_level},
             "window_seconds": self.window_seconds,
             "target_profile": self.target_profile,
             "tables": [t.as_dict() for t in self.tables],

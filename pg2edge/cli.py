@@ -3,7 +3,9 @@
 Each command module in :mod:`pg2edge.commands` registers its parser and a
 handler that opens what it needs and calls one library function. Library
 errors (:class:`pg2edge.errors.Pg2EdgeError`) become a one-line message on
-stderr and a non-zero exit here, and only here.
+stderr and a non-zero exit here, and only here; anything else that escapes
+(an apsw, psycopg or OS error) is also one line naming the object, exit 2
+(:mod:`pg2edge.boundary`); ``-v`` adds the traceback to the log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from pg2edge import __version__
+from pg2edge.boundary import describe_error, one_line
 from pg2edge.errors import Pg2EdgeError
 
 # The order `pg2edge --help` lists commands in; other modules follow alphabetically.
@@ -57,8 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except Pg2EdgeError as exc:
-        print(f"pg2edge {args.command}: error: {exc}", file=sys.stderr)
+        logging.getLogger("pg2edge").debug("error", exc_info=True)
+        print(f"pg2edge {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"pg2edge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything that escaped the library's own errors: still one line, exit 2
+        logging.getLogger("pg2edge").info("unexpected error", exc_info=True)
+        print(f"pg2edge {args.command}: error: {one_line(describe_error(exc, args))}", file=sys.stderr)
+        return 2

@@ -14,35 +14,28 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
+from pg2edge.pipeline import state
+from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 
 
 @dataclass
-class SyncReport:
+class SyncReport(EngineReport):
     snapshot: SnapshotReport | None = None
-    transactions: int = 0
-    rows: int = 0
-    position: state.Position | None = None
-    stopped_by: str = "caught up"
-    findings: list[str] = field(default_factory=list)
-    retained_wal_bytes: int | None = None
 
 
 DAEMON_SCOPE = "daemon"
@@ -94,18 +87,10 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         pos = state.read_position(db)
         assert names is not None and pos is not None
         sink = SqliteSink(db, build_mappings(dsn, db, names.publication, options), label=str(target), policy=policy)
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
+        return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                           retained_wal_warn_bytes=retained_wal_warn_bytes)
-        try:
-            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
-        finally:
-            source.close()
-        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
-        report.stopped_by, report.position = run.stopped_by, run.position
-        report.retained_wal_bytes = run.retained_wal_bytes
-        return report
+                           retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
+                           say=say, on_batch=on_batch)
     finally:
         restore()
         _record_pid(db, running=False)

@@ -14,65 +14,32 @@ snapshot       run                 SnapshotRun (status, consistent LSN, exported
 cutover        <name>              free-form record of the cutover phase
 =============  ==================  =============================================
 
-Writers never begin or commit: they take the caller's open transaction (and
+The record store itself (table, upsert, reads) is :mod:`pg2edge.statestore` in the core, so the
+schema translator can record the source types with the tables it creates. Writers never begin or commit: they take the caller's open transaction (and
 refuse to run outside one) so state is committed with the data it describes.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import apsw
 
-from pg2edge.pipeline.errors import StateError
+from pg2edge.errors import StateError
 from pg2edge.pipeline.sourcechanges import SourceChange
+from pg2edge.statestore import DDL as DDL
+from pg2edge.statestore import STATE_TABLE as STATE_TABLE
+from pg2edge.statestore import _require_txn
+from pg2edge.statestore import ensure_state_table as ensure_state_table
+from pg2edge.statestore import read_record as read_record
+from pg2edge.statestore import read_scope as read_scope
+from pg2edge.statestore import write_record as write_record
 from pg2edge.translators.quoting import quote_ident
 
-STATE_TABLE = "_pg2edge_state"
 _T = quote_ident(STATE_TABLE)
-
-DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NULL, "
-       "value TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (scope, name)) WITHOUT ROWID")
-
-
-def ensure_state_table(conn: apsw.Connection) -> None:
-    conn.execute(DDL)
-
-
-def _require_txn(conn: apsw.Connection, what: str) -> None:
-    if not conn.in_transaction:
-        raise StateError(f"{what} must be written inside the caller's SQLite transaction (with the data)")
-
-
-def write_record(conn: apsw.Connection, scope: str, name: str, value: Any) -> None:
-    """Upsert one state record (inside the caller's transaction)."""
-    _require_txn(conn, f"state record {scope}/{name}")
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    conn.execute(f"INSERT INTO {_T} (scope, name, value, updated_at) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                 (scope, name, json.dumps(value, sort_keys=True), now))
-
-
-def read_record(conn: apsw.Connection, scope: str, name: str) -> Any | None:
-    try:
-        row = conn.execute(f"SELECT value FROM {_T} WHERE scope = ? AND name = ?", (scope, name)).fetchone()
-    except apsw.SQLError:
-        return None  # no state table yet
-    return None if row is None else json.loads(row[0])
-
-
-def read_scope(conn: apsw.Connection, scope: str) -> dict[str, Any]:
-    try:
-        rows: list[tuple[Any, ...]] = conn.execute(f"SELECT name, value FROM {_T} WHERE scope = ? ORDER BY name",
-                                                   (scope,)).fetchall()  # (name TEXT, value JSON TEXT)
-    except apsw.SQLError:
-        return {}
-    return {name: json.loads(value) for name, value in rows}
 
 
 # -- source identity ----------------------------------------------------------------
@@ -162,6 +129,7 @@ class RunStatus(str, enum.Enum):
     DONE = "done"  # complete: the position is the snapshot's consistent LSN
     ABANDONED = "abandoned"  # replaced by a new snapshot (the publisher's interrupted run)
     RESNAPSHOT = "resnapshot"  # a finished snapshot the operator asked to replace (publish --resnapshot)
+    STALE = "stale"  # a tenant hub copy that must be retaken (its split found an id the source no longer has)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +139,12 @@ class SnapshotRun:
     snapshot: str | None = None  # the exported snapshot's name
     keeper_pid: int | None = None  # the process that holds it
     via: str | None = None  # "kafka": the snapshot came through a topic
+    coordinator_pid: int | None = None  # the process copying it (the keeper follows it; a rerun adopts it)
+    held: bool = False  # the coordinator stopped in order: the keeper keeps the snapshot for a rerun
 
 
 def write_run(conn: apsw.Connection, run: SnapshotRun) -> None:
-    write_record(conn, RUN_SCOPE, RUN_NAME, {k: v for k, v in asdict(run).items() if v is not None})
+    write_record(conn, RUN_SCOPE, RUN_NAME, {k: v for k, v in asdict(run).items() if v is not None and v is not False})
 
 
 def read_run(conn: apsw.Connection) -> SnapshotRun | None:
@@ -183,7 +153,9 @@ def read_run(conn: apsw.Connection) -> SnapshotRun | None:
         return None
     return SnapshotRun(status=RunStatus(data["status"]), consistent_lsn=int(data.get("consistent_lsn") or 0),
                        snapshot=data.get("snapshot"), keeper_pid=int(data["keeper_pid"]) if data.get("keeper_pid")
-                       else None, via=data.get("via"))
+                       else None, via=data.get("via"),
+                       coordinator_pid=int(data["coordinator_pid"]) if data.get("coordinator_pid") else None,
+                       held=bool(data.get("held")))
 
 
 # -- per-table state ----------------------------------------------------------------

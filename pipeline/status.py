@@ -14,9 +14,12 @@ from typing import Any
 
 import apsw
 
-from pg2edge.errors import Pg2EdgeError, TargetError
+from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.sinks.retry import counts
+from pg2edge.pipeline.sources.cdc import current_wal_lsn
+from pg2edge.pipeline.sources.replication import slot_status
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -49,8 +52,9 @@ class ReplicaStatus:
 
 
 def _open_readonly(target: str | Path) -> apsw.Connection:
-    if not Path(target).is_file():
-        raise TargetError(f"replica {target} does not exist")
+    from pg2edge.pipeline.targetfile import check_existing_replica
+
+    check_existing_replica(target)  # missing, garbage, truncated or not a replica: one error naming it
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     return conn
@@ -73,7 +77,6 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         ident = state.read_source(conn)
         run = state.read_run(conn)
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
-        from pg2edge.pipeline.sinks.retry import counts
 
         queued = counts(conn)
     finally:
@@ -88,8 +91,6 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
         dlq=queued.get("dead", 0))
     if source and pos:
-        from pg2edge.pipeline.sources.cdc import current_wal_lsn
-        from pg2edge.pipeline.sources.replication import slot_status
 
         now_lsn = current_wal_lsn(source)
         status.source_lsn = format_lsn(now_lsn)

@@ -76,8 +76,12 @@ def test_replica_and_publisher_sigkilled_mid_stream(pg_dsn: str, kafka_bootstrap
     load.start()
     try:
         for i in range(6):
+            started = log.read_text().count("consuming crash.") if log.exists() else 0
             replica = _cli(*rep_args, log=log)
-            time.sleep(3.0 + 0.5 * i)  # a start takes ~2 s on a loaded 2-core machine
+            deadline = time.monotonic() + 60  # a loaded machine starts a process slowly: kill it once it consumes
+            while log.read_text().count("consuming crash.") == started and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0 + 0.4 * i)
             _kill(replica)
             if i == 2:  # the publisher too, mid-stream: it re-sends from the slot's confirmed position
                 _kill(publisher)
@@ -93,7 +97,7 @@ def test_replica_and_publisher_sigkilled_mid_stream(pg_dsn: str, kafka_bootstrap
         publisher.wait(30)
     assert_replica_equals(pg_dsn, tmp_path / "r.db")
     text = log.read_text()
-    # every replica run that got going (a loaded machine may kill one before it printed) resumed from its
+    # every replica run resumed from its
     # stored offset: the starting offsets never go back, and the later runs start past the snapshot
     starts = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("consuming crash.")]
-    assert len(starts) >= 3 and starts == sorted(starts) and starts[-1] > 2, starts
+    assert len(starts) == 7 and starts == sorted(starts) and starts[-1] > 2, starts

@@ -39,6 +39,12 @@ class TypeRule:
     # column SQL -> PostgreSQL text expression equal to the canonical text of the stored value
     # (validators/canonical.py); None: no exact expression, the validator hashes COPY text in Python
     pg_sql: Callable[[str], str] | None = None
+    collation: str | None = None  # SQLite collation of the column (RTRIM for char(n))
+
+    @property
+    def declaration(self) -> str:
+        """The column's type in CREATE TABLE / ADD COLUMN, with its collation."""
+        return f"{self.decl} COLLATE {self.collation}" if self.collation else self.decl
 
     def pg_normalized_sql(self, column_sql: str) -> str | None:
         """PostgreSQL expression (non-NULL input) giving the canonical text of what the codec stores."""
@@ -59,8 +65,9 @@ def _pg_bool(col: str) -> str:
 
 
 def _pg_float(col: str) -> str:
-    """REAL values compare by their IEEE bits; NaN is stored as TEXT 'NaN' (see float_text)."""
-    return f"CASE WHEN {col} = 'NaN' THEN 'NaN' ELSE encode(float8send(({col})::text::float8), 'hex') END"
+    """REAL values compare by their IEEE bits; NaN is stored as TEXT 'NaN', -0 as 0 (see float_text: + 0
+    turns -0 into 0 and leaves every other value as it is)."""
+    return f"CASE WHEN {col} = 'NaN' THEN 'NaN' ELSE encode(float8send(({col})::text::float8 + 0), 'hex') END"
 
 
 def _pg_bytea(col: str) -> str:
@@ -121,9 +128,10 @@ def _text(column: Column, options: TranslateConfig) -> TypeRule:
 
 
 def _char(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, faithful=False, level=Level.INFO,
-                    pg_sql=_pg_output, code="char-padding", finding="char(n) is stored with its blank padding; PostgreSQL ignores "
-                    "trailing blanks in comparisons, SQLite does not")
+    """char(n) keeps its blank padding (what PostgreSQL returns); the RTRIM collation makes comparisons,
+    ORDER BY, GROUP BY and DISTINCT ignore trailing blanks, as PostgreSQL's bpchar does."""
+    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, pg_sql=_pg_output,
+                    collation=None if column.is_array else "RTRIM")
 
 
 def _bytea(column: Column, options: TranslateConfig) -> TypeRule:

@@ -14,6 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition, codec
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
 from pg2edge.errors import ConfigError, Pg2EdgeError
 
 log = logging.getLogger(__name__)
@@ -86,16 +91,12 @@ def default_compression(envelope: str) -> str:
     under 1 us per change; else lz4, else gzip, which is built in); per-row records are not."""
     if envelope != "batch":
         return "none"
-    from kafka import codec
-
     available = {"zstd": codec.has_zstd(), "lz4": codec.has_lz4(), "gzip": codec.has_gzip()}
     return next(c for c in PREFERRED_COMPRESSION if available.get(c))
 
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
     """Create ``topic`` with ``partitions`` partitions if it does not exist; refuse one with another count."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pg2edge-admin")
@@ -127,8 +128,6 @@ class KafkaPythonProducer:
     """kafka-python producer: acks=all, one in-flight request (order kept on retries)."""
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         self._kafka_error = KafkaError
         try:
@@ -157,8 +156,6 @@ class KafkaPythonConsumer:
     """kafka-python consumer on explicitly assigned partitions (no group join)."""
 
     def __init__(self, bootstrap: str, *, group: str | None = None, **options: Any) -> None:
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaError
 
         try:
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -172,8 +169,6 @@ class KafkaPythonConsumer:
         self._assigned: set[Any] = set()
 
     def partition_count(self, topic: str) -> int:
-        from kafka.errors import KafkaError
-
         # kafka-python asks for every topic's metadata here, which never creates one. A request that names the
         # topic (assign + fetch, offsets) may: Tansu auto-creates it even with allow_auto_create_topics=False
         # (measured), so a replica names the topic only once this says it exists (wait_for_topic).
@@ -186,7 +181,6 @@ class KafkaPythonConsumer:
         return len(parts)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
-        from kafka import TopicPartition
 
         tp = TopicPartition(topic, partition)
         if tp not in self._assigned:
@@ -205,8 +199,6 @@ class KafkaPythonConsumer:
         return out
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
 
         tp = TopicPartition(topic, partition)
         try:
@@ -217,9 +209,6 @@ class KafkaPythonConsumer:
     def commit(self, topic: str, partition: int, offset: int) -> None:
         if not self._group:
             return
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         try:
             self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)})

@@ -30,8 +30,8 @@ import apsw
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline import preflight, state
+from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import Producer, default_compression, ensure_topic, make_producer
@@ -42,8 +42,8 @@ from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import setup_publication, slot_change
 from pg2edge.pipeline.sinks.kafka import KafkaSink
 from pg2edge.pipeline.sources import keeper
-from pg2edge.pipeline.sources.cdc import CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream, drop_slot, identify_system
+from pg2edge.pipeline.sources.cdc import stream_slot
+from pg2edge.pipeline.sources.replication import drop_slot, identify_system
 from pg2edge.pipeline.sources.snapshot import published_tables, snapshot_items, stream_names
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,10 @@ PARTITIONING = ("kafka", "partitioning")
 
 
 @dataclass
-class PublishReport:
-    topic: str
-    snapshot_rows: int = 0
-    transactions: int = 0
+class PublishReport(EngineReport):
+    topic: str = ""
     events: int = 0
     acked_lsn: int = 0
-    stopped_by: str = "caught up"
 
 
 def open_state(path: str | Path) -> apsw.Connection:
@@ -146,6 +143,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         raise ConfigError(f"--envelope {envelope!r}: choose one of {', '.join(records.ENVELOPES)}")
     options = options or TranslateConfig()
     state_path = str(state_path)
+    preflight.check_source(dsn, new_slot=False, new_publication=False)  # wal_level, REPLICATION: before any file
     db = open_state(state_path)
     flag = StopFlag(stop)
     restore = flag.install()
@@ -158,6 +156,8 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         report = PublishReport(topic=topic)
         names = stream_names(db, slot=None, publication=None)
         if state.read_stream(db) is None:
+            preflight.check_source(dsn, new_slot=True, new_publication=True)
+            preflight.check_tables(dsn, tables=tables, allow_replica_identity_full=allow_replica_identity_full)
             result = setup_publication(dsn, publication=names.publication, tables=tables,
                                        allow_replica_identity_full=allow_replica_identity_full, replica=db)
             for change in result.changes:
@@ -187,15 +187,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
             sink.publish_schema(tracker.full_record(published_tables(dsn, names.publication)))
         pos = state.read_position(db)
         assert pos is not None
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up)
-        try:
-            ran = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say)
-        finally:
-            source.close()
-        report.transactions, report.events, report.stopped_by = ran.transactions, sink.events, ran.stopped_by
-        report.acked_lsn = ran.position.visible_lsn if ran.position else 0
+        snapshot_rows = report.snapshot_rows
+        stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report, heartbeat_interval=heartbeat_interval,
+                    until_caught_up=until_caught_up, max_wait=max_wait, metrics=metrics, say=say)
+        report.snapshot_rows, report.events = snapshot_rows, sink.events
+        report.acked_lsn = report.position.visible_lsn if report.position else 0
         log.info("publisher stopped at %s", format_lsn(report.acked_lsn))
         return report
     finally:

@@ -35,6 +35,8 @@ from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.pgoutput import Column as RelColumn
 from pg2edge.pipeline.sources.pgoutput import Relation
 from pg2edge.translators.codec import row_codec
+from pg2edge.translators.ddl import plan_ddl
+from pg2edge.translators.introspect import introspect
 from pg2edge.translators.modeljson import model_from_json, model_to_json, table_from_json
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.schema import Domain, Enum, Schema, Table
@@ -57,8 +59,6 @@ class SchemaRecordError(Pg2EdgeError):
 
 # -- the publisher's side ------------------------------------------------------------------
 def introspect_tables(dsn: str, tables: Sequence[Key]) -> Schema:
-    from pg2edge.translators.introspect import introspect
-
     with dsnlib.control(dsn) as conn:
         return introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
 
@@ -196,8 +196,6 @@ class TopicSchema:
     def apply(self, db: apsw.Connection, doc: Mapping[str, Any], *, say: Any = log.info) -> dict[Key, TableMapping]:
         """Create the tables ``db`` lacks (the DDL planner, the record's options) and (re)build every codec.
         Runs inside the caller's transaction when one is open."""
-        from pg2edge.translators.ddl import plan_ddl
-
         model, options = model_of(doc), options_of(doc)
         existing = {r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         missing = tuple(t for t in model.tables if sqlite_table_name(t.schema, t.name) not in existing)

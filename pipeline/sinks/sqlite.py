@@ -25,7 +25,7 @@ from typing import Any
 import apsw
 
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, state
+from pg2edge.pipeline import drift, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import (
     ChangeEvent,
@@ -46,12 +46,19 @@ from pg2edge.translators.quoting import quote_ident
 log = logging.getLogger(__name__)
 
 def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> apsw.Connection:
-    """Open a replica file in WAL mode with the state table present."""
-    conn = apsw.Connection(str(path), statementcachesize=512)
-    conn.setbusytimeout(busy_timeout_ms)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous if synchronous in ('FULL', 'NORMAL', 'EXTRA') else 'FULL'}")
-    state.ensure_state_table(conn)
+    """Open a replica file in WAL mode with the state table present (errors name the file: targetfile)."""
+    path = targetfile.check_replica_file(path).path  # a corrupt file or another app's database: named, untouched
+    conn = None
+    try:
+        conn = apsw.Connection(str(path), statementcachesize=512)
+        conn.setbusytimeout(busy_timeout_ms)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous if synchronous in ('FULL', 'NORMAL', 'EXTRA') else 'FULL'}")
+        state.ensure_state_table(conn)
+    except apsw.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise targetfile.sqlite_error(path, exc) from None
     return conn
 
 
@@ -108,7 +115,8 @@ class Applier:
             state.write_position(self.conn, result.position)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLITE_FULL (and others) may have rolled back already
+                self.conn.execute("ROLLBACK")
             self._targets.clear()  # an ALTER TABLE may have been rolled back
             raise
         result.applied = len(todo)
@@ -129,7 +137,7 @@ class Applier:
             if own:
                 self.conn.execute("COMMIT")
         except BaseException:
-            if own:
+            if own and self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self._targets.clear()
             raise
@@ -257,12 +265,16 @@ class SqliteSink:
         cursor = batch[-1].cursor if batch else None
         delay = self.queue.policy.transient_delay
         careful = False
+        started = time.monotonic()
         while True:
             self.queue.load_blocked()
             self.queue.careful = careful
             try:
                 return applier.apply(batch, kafka=dict(cursor) if cursor is not None else None, check_lsn=check_lsn)
             except (ApplyError, apsw.Error) as exc:
+                full = isinstance(exc, apsw.FullError) or isinstance(exc.__cause__, apsw.FullError)
+                if full and time.monotonic() - started > self.queue.policy.full_disk_patience:
+                    raise targetfile.sqlite_error(self.conn.filename, exc) from exc  # names the file; a rerun goes on
                 if is_transient(exc):
                     log.warning("transient replica error (%s); retrying the batch in %.2f s", exc, delay)
                     time.sleep(delay)

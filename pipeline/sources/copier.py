@@ -24,7 +24,9 @@ import apsw
 import psycopg
 from psycopg import sql
 
+from pg2edge.dsn import codec_dsn, connect
 from pg2edge.errors import Pg2EdgeError
+from pg2edge.pipeline.lifeline import die_with_parent
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,6 @@ class CopyWorkerError(Pg2EdgeError):
 
 
 def _copy_sql(spec: CopySpec) -> bytes:
-    from psycopg import sql
 
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.source_columns)
     only = sql.SQL("" if spec.partitioned else "ONLY ")
@@ -99,7 +100,6 @@ def snapshot_connection(dsn: str, snapshot: str | None) -> psycopg.Connection[An
     ``snapshot`` (None: a fresh one), with the value codec's session settings (DateStyle, TimeZone, ...).
 
     Raises psycopg's InvalidParameterValue / ObjectNotInPrerequisiteState when the snapshot is gone."""
-    from pg2edge.dsn import codec_dsn, connect
 
     conn = connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")
     try:
@@ -115,6 +115,9 @@ def snapshot_connection(dsn: str, snapshot: str | None) -> psycopg.Connection[An
 
 def _worker(dsn: str, snapshot: str | None, tasks: Any, out: Any) -> None:
     """Worker process: take specs from ``tasks`` until None; send ('rows'|'done'|'error', ...)."""
+    parent = mp.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)  # a SIGKILLed coordinator takes its workers along (no orphans)
     try:
         conn = snapshot_connection(dsn, snapshot)
     except Exception as exc:  # reported to the coordinator by name

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,16 +30,21 @@ from typing import Any
 
 import apsw
 import psycopg
+from psycopg import sql
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import state
+from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.events import ChangeEvent, Item, Op, SnapshotBegin, SnapshotEnd, SnapshotRows, SourceInfo
 from pg2edge.pipeline.publication import setup_publication, slot_change
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.copier import CopySpec, copy_tables, snapshot_connection
-from pg2edge.pipeline.sources.replication import drop_slot, identify_system
+from pg2edge.pipeline.sources.replication import drop_slot
+from pg2edge.translators.codec import row_codec
+from pg2edge.translators.ddl import apply_ddl, plan_ddl
+from pg2edge.translators.introspect import introspect
+from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -94,7 +100,6 @@ def _snapshot_alive(dsn: str, snapshot: str) -> bool:
 
 
 def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[str | None]], tuple[Any, ...]]:
-    from pg2edge.translators.codec import row_codec
 
     return row_codec(table, options=options).encode_row_text
 
@@ -118,7 +123,6 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
     col = next((c for c in table.columns if len(pk) == 1 and c.name == pk[0]), None)
     if jobs < 2 or estimated_rows < SPLIT_ROWS or col is None or col.type_oid not in INTEGER_OIDS:
         return [(None, None, None)]
-    from psycopg import sql
 
     with dsnlib.control(dsn) as conn:
         row = conn.execute(sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
@@ -135,8 +139,6 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
 def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, str]], *,
                    options: TranslateConfig, say: Say) -> dict[str, Any]:
     """Introspect the published tables, create the missing replica tables; returns qualified -> Table."""
-    from pg2edge.translators.ddl import apply_ddl, plan_ddl
-    from pg2edge.translators.introspect import introspect
 
     with dsnlib.control(dsn) as conn:
         schema = introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
@@ -160,16 +162,19 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
     started = time.monotonic()
     options = options or TranslateConfig()
     target = str(target)
+    # target, wal_level, privileges, identity, --tables: all before a file or a source change is made
+    identity = preflight.check_snapshot(dsn=dsn, target=target, tables=tables,
+                                        allow_replica_identity_full=allow_replica_identity_full).identity
     db = open_replica(target)
     try:
-        ident = identify_system(dsn)
-        identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
         state.check_source(db, identity)
         names = stream_names(db, slot=slot, publication=publication)
         run = state.read_run(db)
         if run and run.status is state.RunStatus.DONE:
             return SnapshotReport(slot=names.slot, publication=names.publication,
                                   consistent_lsn=run.consistent_lsn, already_complete=True)
+        if run:
+            keeper.adopt(db, run)  # at once: a keeper in its crash grace now follows this run (pipeline.keeper)
         report = SnapshotReport(slot=names.slot, publication=names.publication, consistent_lsn=0)
         if state.read_stream(db) is None:
             result = setup_publication(dsn, publication=names.publication, tables=tables,
@@ -182,7 +187,6 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 state.write_stream(db, names)
         published = published_tables(dsn, names.publication)
         model = prepare_tables(dsn, db, published, options=options, say=say)
-        from pg2edge.translators.naming import sqlite_table_name
 
         target_of = {q: sqlite_table_name(t.schema, t.name) for q, t in model.items()}
         resume = run is not None and run.snapshot is not None and _snapshot_alive(dsn, run.snapshot)
@@ -201,7 +205,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                                        snapshot=run.snapshot, pid=run.keeper_pid or 0)
             say(f"resuming snapshot {kept.snapshot}: finished tables are kept")
         else:
-            if run is None:  # a run that crashed before recording its snapshot may have left our slot behind
+            if not report.restarted:  # a run killed before it recorded its keeper may have left the slot
                 drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
             kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
             with dsnlib.control(dsn) as conn:
@@ -210,7 +214,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             with db:
                 state.record_source_changes(db, [change])
                 state.write_run(db, state.SnapshotRun(status=state.RunStatus.COPYING, snapshot=kept.snapshot,
-                                                      consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid))
+                                                      consistent_lsn=kept.consistent_lsn, keeper_pid=kept.pid,
+                                                      coordinator_pid=os.getpid()))
         report.consistent_lsn = kept.consistent_lsn
         done = {name for name, ts in state.read_tables(db).items() if ts.snapshot is state.SnapshotStatus.DONE}
         estimates = _estimated_rows(dsn, published)
@@ -220,7 +225,6 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 if q in done:
                     report.skipped_done.append(q)
                     continue
-                from pg2edge.translators.codec import row_codec
 
                 codec = row_codec(table, options=options)
                 db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy
@@ -237,8 +241,12 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             state.write_table(conn, state.TableState(table=spec.label, snapshot=state.SnapshotStatus.DONE,
                                                      snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
 
-        copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
-                             on_table_done=table_done, on_progress=on_progress)
+        try:
+            copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
+                                 on_table_done=table_done, on_progress=on_progress)
+        except BaseException:
+            keeper.hold_for_resume(db)  # stopping in order: the keeper keeps the snapshot for a rerun
+            raise
         report.tables = dict(copied.rows)
         with db:
             state.write_position(db, state.Position(commit_lsn=kept.consistent_lsn, end_lsn=kept.consistent_lsn))

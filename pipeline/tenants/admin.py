@@ -27,9 +27,31 @@ def list_tenants(pattern: str) -> dict[str, TenantFile]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         m = rx.match(entry.name)
         if m and entry.is_file():
-            tenant = decode_tenant_id(m.group(1))
+            tenant = recorded_tenant_id(entry.path) if m.group(2) else decode_tenant_id(m.group(1))
+            if tenant is None:
+                continue  # a hashed name whose file does not (yet) record its id: not a complete tenant file
             out[tenant] = TenantFile(tenant=tenant, path=Path(entry.path), bytes=entry.stat().st_size)
     return out
+
+
+def recorded_tenant_id(path: str | Path) -> str | None:
+    """The tenant id a tenant file records (its name may be hashed), or None if it records none."""
+    import apsw
+
+    from pg2edge.pipeline import state
+
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.Error:
+        return None
+    try:
+        record = state.read_record(conn, "tenant", "id")
+    except apsw.Error:
+        return None
+    finally:
+        conn.close()
+    tenant = record.get("tenant") if isinstance(record, dict) else None
+    return str(tenant) if tenant is not None else None
 
 
 def delete_tenant(pattern: str, tenant: str) -> list[Path]:

@@ -1,6 +1,6 @@
 """Tenant id -> tenant file path, so a hostile id can never leave the tenant folder.
 
-Rules (``tenant_path``):
+Rules (``tenant_path``), total for every accepted id:
 
 * empty, NUL-containing or over-long ids (more than ``MAX_ID_BYTES`` UTF-8 bytes)
   are refused with :class:`TenantIdError` naming the table, key and id;
@@ -8,14 +8,21 @@ Rules (``tenant_path``):
   ``%2F`` for ``/``), and so is a leading ``.`` (no ``.``/``..``/hidden files)
   and a leading ``_`` (names starting with ``_`` are reserved for pg2edge's own
   files such as ``_shared.db``, so no tenant can collide with them);
+* when the file name would pass ``MAX_NAME_BYTES`` (255, the limit of ext4,
+  xfs, btrfs, tmpfs, APFS: 100 × ``é`` encodes to 600 bytes), the name holds
+  the first ``HASH_KEEP_BYTES`` of the encoded id, ``~`` and the SHA-256 of
+  the id (64 hex digits). ``~`` is always percent-encoded in an id, so a hashed
+  name never equals an encoded one; the tenant file records its real id
+  (``_pg2edge_state`` tenant/id), which ``tenant list`` shows;
 * the resolved path is verified to lie inside the pattern's folder.
 
-The encoding is reversible (:func:`decode_tenant_id`), so ``tenant list`` shows
-the real ids.
+The plain encoding is reversible (:func:`decode_tenant_id`), so ``tenant list``
+shows the real ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -24,7 +31,10 @@ from urllib.parse import unquote
 from pg2edge.pipeline.tenants.errors import TenantIdError, TenantPatternError
 
 PLACEHOLDER = "{tenant}"
-MAX_ID_BYTES = 200  # an encoded id (up to 3x) stays below the usual 255-byte file name limit
+MAX_ID_BYTES = 200  # longest accepted tenant id (UTF-8 bytes)
+MAX_NAME_BYTES = 255  # file name limit of the usual file systems
+HASH_MARK = "~"  # never in an encoded id (it is percent-encoded), so hashed names cannot collide
+HASH_KEEP_BYTES = 100  # of the encoded id kept in front of a hashed name, for a readable listing
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
@@ -66,10 +76,34 @@ def tenant_folder(pattern: str) -> Path:
     return Path(os.path.dirname(pattern) or ".").resolve()
 
 
+def hashed_tenant_id(tenant: str, encoded: str) -> str:
+    """A bounded name part: the start of ``encoded`` (never cut inside a %XX), ``~`` and the id's SHA-256."""
+    keep = encoded[:HASH_KEEP_BYTES]
+    cut = keep.rfind("%", max(0, len(keep) - 2))
+    if cut >= 0 and len(keep) - cut < 3:
+        keep = keep[:cut]
+    return keep + HASH_MARK + hashlib.sha256(tenant.encode("utf-8")).hexdigest()
+
+
+def tenant_file_name(pattern: str, tenant: str, *, table: str = "?", key: object = None) -> str:
+    """The file name of ``tenant`` under ``pattern``: encoded, or hashed when that passes MAX_NAME_BYTES."""
+    check_pattern(pattern)
+    before, after = os.path.basename(pattern).split(PLACEHOLDER)
+    encoded = encode_tenant_id(tenant, table=table, key=key)
+    name = before + encoded + after
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    name = before + hashed_tenant_id(tenant, encoded) + after
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise TenantPatternError(f"tenant pattern {pattern!r}: the text around {PLACEHOLDER} leaves no room for a "
+                                 f"tenant id within {MAX_NAME_BYTES} bytes")
+    return name
+
+
 def tenant_path(pattern: str, tenant: str, *, table: str = "?", key: object = None) -> Path:
     """The file of ``tenant`` under ``pattern`` (e.g. ``data/tenants/{tenant}.db``), verified inside its folder."""
     folder = tenant_folder(pattern)
-    name = os.path.basename(pattern).replace(PLACEHOLDER, encode_tenant_id(tenant, table=table, key=key))
+    name = tenant_file_name(pattern, tenant, table=table, key=key)
     path = (folder / name).resolve()
     if path.parent != folder:
         raise TenantIdError(f"tenant id {tenant!r} ({table}, key {key!r}) resolves to {path}, outside {folder}")
@@ -77,7 +111,8 @@ def tenant_path(pattern: str, tenant: str, *, table: str = "?", key: object = No
 
 
 def file_regex(pattern: str) -> re.Pattern[str]:
-    """Matches a tenant file name of ``pattern``; group 1 is the encoded id."""
+    """Matches a tenant file name of ``pattern``; group 1 is the encoded id, group 2 the hash of a hashed name."""
     check_pattern(pattern)
     before, after = os.path.basename(pattern).split(PLACEHOLDER)
-    return re.compile(re.escape(before) + r"([A-Za-z0-9%\-][A-Za-z0-9_.%\-]*)" + re.escape(after) + r"\Z")
+    return re.compile(re.escape(before) + r"([A-Za-z0-9%\-][A-Za-z0-9_.%\-]*)(?:~([0-9a-f]{64}))?"
+                      + re.escape(after) + r"\Z")

@@ -27,9 +27,12 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 from pg2edge.pipeline.tenants.errors import TenantIdError
 from pg2edge.pipeline.tenants.ids import tenant_path
 from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
+from pg2edge.pipeline.tenants.retry import check_tenant_prerequisites, mark_hub_stale
+from pg2edge.translators.ddl import apply_ddl
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -60,14 +63,14 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                        position: state.Position, identity: state.SourceIdentity | None,
                        stream: state.StreamInfo | None) -> tuple[Path, int | None]:
     """Create (or finish) ``tenant``'s file from the hub; returns (path, rows copied or None if it was complete)."""
-    from pg2edge.translators.ddl import apply_ddl
 
     path = tenant_path(layout.config.pattern, tenant, table="(tenant file)", key=tenant)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = open_replica(path)
     try:
-        if state.read_position(db) is not None:
-            return path, None
+        done = state.read_position(db)
+        if done is not None and done.commit_lsn >= position.commit_lsn:
+            return path, None  # complete (an older position: left by a split of a hub retaken since, redone)
         existing = {r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         if not any(not n.startswith(("_pg2edge", "sqlite_")) for n in existing):
             apply_ddl(db, layout.plan)
@@ -97,7 +100,8 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                 state.write_position(db, state.Position(commit_lsn=position.commit_lsn, end_lsn=position.end_lsn))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL may have rolled back already
+                    db.execute("ROLLBACK")
                 raise
         finally:
             db.execute("DETACH DATABASE hub")
@@ -149,19 +153,33 @@ def run_tenant_snapshot(*, dsn: str, tenants: TenantsConfig, tables: str | Seque
                         jobs: int = 2, options: TranslateConfig | None = None,
                         allow_replica_identity_full: bool = False, say: Say = print) -> TenantSnapshotReport:
     """Snapshot ``dsn`` into the hub file, then split it into one SQLite file per tenant."""
-    from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 
     options = options or TranslateConfig()
+    check_tenant_prerequisites(dsn=dsn, tenants=tenants, tables=tables,
+                               allow_replica_identity_full=allow_replica_identity_full)
     os.makedirs(os.path.dirname(os.path.abspath(tenants.shared_path)), exist_ok=True)
-    snap = run_snapshot(dsn=dsn, target=tenants.shared_path, tables=tables, jobs=jobs, options=options,
-                        allow_replica_identity_full=allow_replica_identity_full, say=say)
-    hub = open_replica(tenants.shared_path)
-    try:
-        names = state.read_stream(hub)
-    finally:
-        hub.close()
-    assert names is not None
-    layout = plan_layout(dsn, published_tables(dsn, names.publication), config=tenants, options=options)
-    report = split_hub(hub_path=tenants.shared_path, layout=layout, say=say)
-    report.snapshot = snap
-    return report
+    for attempt in (1, 2):
+        snap = run_snapshot(dsn=dsn, target=tenants.shared_path, tables=tables, jobs=jobs, options=options,
+                            allow_replica_identity_full=allow_replica_identity_full, say=say)
+        hub = open_replica(tenants.shared_path)
+        try:
+            names = state.read_stream(hub)
+        finally:
+            hub.close()
+        assert names is not None
+        layout = plan_layout(dsn, published_tables(dsn, names.publication), config=tenants, options=options)
+        try:
+            report = split_hub(hub_path=tenants.shared_path, layout=layout, say=say)
+        except TenantIdError as exc:
+            # The source's ids passed the check, so the hub holds a stale copy (an earlier run, or a row
+            # changed since the check): the hub snapshot is retaken, now or by the next run.
+            mark_hub_stale(tenants.shared_path)
+            if attempt == 2:
+                raise TenantIdError(f"{exc}; fix the row(s) on the source and rerun (the hub copy "
+                                    f"{tenants.shared_path} is retaken then)") from None
+            say(f"the hub copy {tenants.shared_path} holds a tenant id the source no longer has ({exc}); "
+                "retaking the hub snapshot")
+            continue
+        report.snapshot = snap
+        return report
+    raise AssertionError("unreachable")

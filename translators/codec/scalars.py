@@ -117,19 +117,25 @@ def numeric_real_python(value: Any) -> float:
 
 
 # -- floating point -------------------------------------------------------------------------------------
-def float_text(text: str) -> float:
-    """float4/float8 -> REAL; ±Infinity are exact REALs; NaN would become NULL so it is Inexact (kept as TEXT)."""
-    number = float(text)
+def _exact_real(number: float) -> float:
+    """The REAL SQLite stores for ``number``; NaN and -0 have none (the exactness list, both Inexact)."""
     if number != number:
         raise Inexact("float-nan", "NaN has no REAL form in SQLite (it becomes NULL); stored as TEXT 'NaN'", "NaN")
+    if number == 0.0 and math.copysign(1.0, number) < 0:
+        # A REAL column stores a whole-valued REAL as an integer on disk, so -0.0 reads back as 0.0
+        # (and a TEXT '-0' is converted by the column's REAL affinity the same way).
+        raise Inexact("float-negative-zero", "SQLite keeps no sign of zero in a REAL column: -0 is stored as 0",
+                      0.0)
     return number
+
+
+def float_text(text: str) -> float:
+    """float4/float8 -> REAL; ±Infinity are exact REALs; NaN (TEXT 'NaN') and -0 (0.0) are Inexact."""
+    return _exact_real(float(text))
 
 
 def float_python(value: Any) -> float:
-    number = float(value)
-    if number != number:
-        raise Inexact("float-nan", "NaN has no REAL form in SQLite (it becomes NULL); stored as TEXT 'NaN'", "NaN")
-    return number
+    return _exact_real(float(value))
 
 
 # -- uuid -----------------------------------------------------------------------------------------------
