@@ -28,7 +28,7 @@ from typing import Any
 from pg2edge.pipeline.sources.pgoutput import UNCHANGED_TOAST, Relation, Value
 
 __all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Control", "Cursor", "Item", "Op", "Row", "SnapshotBegin", "SnapshotEnd",
-           "SnapshotRows", "SourceInfo", "Transaction", "TOAST_JSON", "Watermark"]
+           "SnapshotRows", "SchemaRecord", "SourceInfo", "Transaction", "TOAST_JSON", "Unreadable", "Watermark"]
 
 Row = Mapping[str, Value]
 Cursor = Mapping[str, Any]  # where an item came from, stored with the data: {"topic", "partition", "offset"}
@@ -187,5 +187,25 @@ class Watermark:
     cursor: Cursor | None = None
 
 
-Control = SnapshotBegin | SnapshotRows | SnapshotEnd | Watermark
+@dataclass(frozen=True, slots=True)
+class SchemaRecord:
+    """The publisher's schema as a Kafka topic carries it (tables, codec options, table selection;
+    ``pipeline/kafka/schema.py``): a Kafka replica creates and alters its tables from it."""
+
+    document: Mapping[str, Any]
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A source record the target cannot read (not pg2edge's, or a newer format): parked by name, never
+    applied and never skipped silently. ``where`` names it (topic, partition, offset)."""
+
+    where: str
+    reason: str
+    raw: Mapping[str, Any]
+    cursor: Cursor | None = None
+
+
+Control = SnapshotBegin | SnapshotRows | SnapshotEnd | Watermark | SchemaRecord | Unreadable
 Item = Transaction | Control

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pg2edge.pipeline.events import ChangeEvent
 from pg2edge.pipeline.kafka.client import KafkaPythonConsumer
 from pg2edge.pipeline.kafka.publisher import run_publisher
 from pg2edge.pipeline.kafka.records import Regrouper, topic_name
@@ -95,7 +96,7 @@ def test_snapshot_and_changes_reach_two_replicas(pg_dsn: str, kafka_bootstrap: s
     statuses = json.loads(shown.stdout)
     assert [s["target"] for s in statuses] == [str(tmp_path / "r0.db"), str(tmp_path / "r1.db")]
     assert all(s["kafka"]["topic"] == topic and s["dlq"] == 0 for s in statuses)
-    assert statuses[0]["kafka"]["offset"] == statuses[1]["kafka"]["offset"] > 2300
+    assert statuses[0]["kafka"]["offset"] == statuses[1]["kafka"]["offset"] > 2  # batch records: few offsets
 
 
 def test_replicas_fan_out_at_their_own_positions_via_cli(pg_dsn: str, kafka_bootstrap: str, tmp_path: Path,
@@ -127,12 +128,13 @@ def test_replicas_fan_out_at_their_own_positions_via_cli(pg_dsn: str, kafka_boot
 
 def test_records_carry_the_envelope_and_transaction_boundaries(pg_dsn: str, kafka_bootstrap: str,
                                                                tmp_path: Path) -> None:
+    """--envelope row: one Debezium-style record per change, for other consumers."""
     _setup(pg_dsn)
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t2", state_path=tmp_path / "pub.db",
-                  until_caught_up=True, say=lambda s: None)
+                  until_caught_up=True, say=lambda s: None, envelope="row")
     _writes(pg_dsn, 5)
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="t2", state_path=tmp_path / "pub.db",
-                  until_caught_up=True, say=lambda s: None)
+                  until_caught_up=True, say=lambda s: None, envelope="row")
     consumer = KafkaPythonConsumer(kafka_bootstrap)
     consumer.seek(topic_name("t2", _db_name(pg_dsn)), 0, 0)
     got = []
@@ -141,11 +143,12 @@ def test_records_carry_the_envelope_and_transaction_boundaries(pg_dsn: str, kafk
         got += consumer.poll(timeout=0.5)
     consumer.close()
     kinds = [r.headers["pg2edge.kind"] for r in got]
-    assert kinds[0] == b"control" and kinds.count(b"snapshot") == 2300
+    assert kinds[:2] == [b"control", b"control"] and kinds.count(b"snapshot") == 2300
+    assert [r.key for r in got[:2]] == [b"snapshot-schema", b"snapshot-begin"]
     first_row = next(r for r in got if r.headers["pg2edge.kind"] == b"snapshot")
     assert b'"op":"r"' in first_row.value and first_row.key.startswith(b'{"')
     regroup = Regrouper()
-    txns = [i.txn for r in got if (i := regroup.feed(r)) is not None and hasattr(i, "txn")]
+    txns = [i.txn for r in got for i in regroup.feed(r) if hasattr(i, "txn")]
     assert len(txns) >= 5
     assert all(len({e.source.commit_lsn for e in t.events}) == 1 for t in txns)
     assert [t.commit_lsn for t in txns] == sorted(t.commit_lsn for t in txns)
@@ -201,10 +204,13 @@ def test_snapshot_through_the_topic_uses_the_codec_session_settings(pg_dsn: str,
     consumer.seek(topic_name("dmy", dbname), 0, 0)
     got: list = []
     deadline = time.monotonic() + 20
-    while not any(r.headers.get("pg2edge.kind") == b"snapshot" for r in got) and time.monotonic() < deadline:
+    while not any(r.headers.get("pg2edge.kind") == b"rows" for r in got) and time.monotonic() < deadline:
         got += consumer.poll(timeout=0.5)
     consumer.close()
-    row = json.loads(next(r for r in got if r.headers.get("pg2edge.kind") == b"snapshot").value)
+    (event,) = json.loads(next(r for r in got if r.headers.get("pg2edge.kind") == b"rows").value)["rows"]
+    row = ChangeEvent.from_dict(Regrouper().feed(next(r for r in got if r.headers.get("pg2edge.kind") == b"rows"))[0]
+                                .events[0].to_dict()).to_dict()  # type: ignore[union-attr]
+    assert event[0] == "r" and event[9] == row["after"]
     assert row["after"] == {"id": "1", "at": "2024-01-02 03:04:05.5+00", "d": "2024-03-05", "iv": "1 day 02:00:00"}
     run_kafka_replica(bootstrap=kafka_bootstrap, target=tmp_path / "r.db", dsn=pg_dsn, topic=topic_name("dmy", dbname),
                       until_caught_up=True, say=lambda s: None)

@@ -119,10 +119,10 @@ def test_a_new_replica_refuses_a_topic_that_lost_its_snapshot_via_cli(pg_dsn: st
                                                                      tmp_path: Path, run_cli) -> None:
     _setup(pg_dsn)
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="lost", state_path=tmp_path / "pub.db",
-                  until_caught_up=True, **QUIET)
+                  until_caught_up=True, envelope="row", **QUIET)
     _writes(pg_dsn, 20)
     run_publisher(dsn=pg_dsn, bootstrap=kafka_bootstrap, topic_prefix="lost", state_path=tmp_path / "pub.db",
-                  until_caught_up=True, **QUIET)
+                  until_caught_up=True, envelope="row", **QUIET)
     published = _read_all(kafka_bootstrap, topic_name("lost", _db_name(pg_dsn)))
     kinds = [r.headers["pg2edge.kind"] for r in published]
     assert kinds.count(b"snapshot") == 2300 and kinds.count(b"change") > 20
@@ -223,6 +223,7 @@ def test_seed_from_a_live_replica_keeps_rows_position_and_queue(pg_dsn: str, kaf
                   until_caught_up=True, **QUIET)
     topic = topic_name("seed", _db_name(pg_dsn))
     run_kafka_replica(bootstrap=kafka_bootstrap, target=live, dsn=pg_dsn, topic=topic, until_caught_up=True, **QUIET)
+    after_snapshot = _offset(live)
     _poison(live, on=True)  # a change the live replica parks in its retry queue
     stop = threading.Event()
     kw = dict(stop=stop, **QUIET)
@@ -238,7 +239,7 @@ def test_seed_from_a_live_replica_keeps_rows_position_and_queue(pg_dsn: str, kaf
             conn.execute("INSERT INTO items (id, name) VALUES (90000, 'poison pill')")
         _writes(pg_dsn, 40)
         wait_until(lambda: [c.status for c in _queue(live)] == ["dead"], timeout=30)
-        wait_until(lambda: _offset(live) > 2302, timeout=30)
+        wait_until(lambda: _offset(live) > after_snapshot, timeout=30)
         taken = _offset(live)
         # seeding through the CLI while the live replica and the publisher keep running
         done = run_cli("sync", "--from-kafka", "--bootstrap", kafka_bootstrap, "--source", pg_dsn, "--topic", topic,

@@ -35,8 +35,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--client", choices=("kafka-python", "confluent"), default="kafka-python",
                         help="Kafka client library (default kafka-python; confluent needs the confluent extra)")
     parser.add_argument("--linger-ms", type=int, default=5, metavar="MS", help="producer linger (default 5)")
-    parser.add_argument("--compression", choices=("none", "gzip"), default="none",
-                        help="producer compression (default none)")
+    parser.add_argument("--envelope", choices=("batch", "row"), default="batch",
+                        help="record format: batch (many whole transactions per record, compressed; pg2edge's "
+                             "replicas) or row (one Debezium-style JSON record per change, for other consumers); "
+                             "default batch")
+    parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=None,
+                        help="producer compression (default zstd with the batch envelope, none with row; "
+                             "snappy, lz4 and zstd need their Python packages)")
     parser.add_argument("--metrics-port", type=int, metavar="N",
                         help="serve Prometheus metrics on this port (published changes, lag, retained WAL)")
     tenant = parser.add_argument_group("partitioned by tenant (replicas: sync --from-kafka --tenant-pattern)")
@@ -45,6 +50,13 @@ def register(sub: Any) -> None:
                              "tables without the column go to every partition")
     tenant.add_argument("--partitions", type=int, metavar="N",
                         help="number of partitions with --tenant-column (default 8)")
+
+
+def _compression(args: argparse.Namespace) -> str | None:
+    from pg2edge.pipeline.kafka.client import default_compression
+
+    chosen = args.compression or default_compression(args.envelope)
+    return None if chosen == "none" else chosen
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,9 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         until_caught_up=args.until_caught_up, client=args.client, resnapshot=args.resnapshot,
         heartbeat_interval=parse_duration(args.heartbeat),
         tenant_column=args.tenant_column, partitions=args.partitions or (8 if args.tenant_column else 1),
-        producer_options={"linger_ms": args.linger_ms,
-                          "compression_type": None if args.compression == "none" else args.compression},
-        metrics=metrics)
+        producer_options={"linger_ms": args.linger_ms, "compression_type": _compression(args)},
+        envelope=args.envelope, options=config.translate, metrics=metrics)
     print(f"publish stopped ({report.stopped_by}): {report.snapshot_rows} snapshot rows, {report.transactions} "
           f"transactions ({report.events} changes) to {report.topic}; acknowledged {format_lsn(report.acked_lsn)}")
     return 0

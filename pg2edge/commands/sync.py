@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--warn-retained-wal", type=int, default=1024**3, metavar="BYTES",
                         help="log a warning when the slot retains more WAL than this on the source (default 1 GiB)")
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
-    kafka = parser.add_argument_group("Kafka replica (the source is then only read for the schema)")
+    kafka = parser.add_argument_group("Kafka replica (needs only the broker: the schema travels in the topic; "
+                                      "--source is optional)")
     kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
     add_tenant_options(parser)
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
@@ -107,7 +108,7 @@ def _run_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> int:
     if not args.bootstrap:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
     report = run_kafka_replica(
-        bootstrap=args.bootstrap, target=config.require_target(), dsn=config.require_source(), topic=args.topic,
+        bootstrap=args.bootstrap, target=config.require_target(), dsn=config.source.dsn, topic=args.topic,
         group=args.group, client=args.client, options=config.translate, seed_from=args.seed_from,
         until_caught_up=args.until_caught_up,
         policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)),

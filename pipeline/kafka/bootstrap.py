@@ -58,7 +58,8 @@ def remedy(topic: str) -> str:
 
 
 def is_snapshot_begin(record: Record) -> bool:
-    return record.headers.get(records.KIND) == b"control" and record.key == b"snapshot-begin"
+    """A record a new replica may start at: a snapshot-begin, or the schema record published just before it."""
+    return record.headers.get(records.KIND) == b"control" and record.key in (b"snapshot-begin", b"snapshot-schema")
 
 
 @dataclass

@@ -9,16 +9,17 @@ Another client (e.g. confluent-kafka) plugs in by implementing the protocols.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition, codec
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from pg2edge.errors import Pg2EdgeError
+from pg2edge.errors import ConfigError, Pg2EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,14 @@ Headers = Sequence[tuple[str, bytes]]
 
 class TransportError(Pg2EdgeError):
     """The Kafka broker refused or lost a send, or could not be reached."""
+
+
+class TopicMissingError(TransportError):
+    """The topic does not exist (yet): consumers never create topics, the publisher does."""
+
+
+class PartitionCountError(ConfigError):
+    """The topic exists with another partition count than the one it must have."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,18 @@ class Consumer(Protocol):
 PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "batch_size": 512 * 1024,
                                      "max_request_size": 16 * 1024 * 1024, "compression_type": None,
                                      "retries": 5, "max_in_flight_requests_per_connection": 1}
+
+
+PREFERRED_COMPRESSION = ("zstd", "lz4", "gzip")  # by measurement (BENCHMARKS.md): the first one installed
+
+
+def default_compression(envelope: str) -> str:
+    """The producer compression for ``envelope``: batch records are compressed (zstd: the smallest records at
+    under 1 us per change; else lz4, else gzip, which is built in); per-row records are not."""
+    if envelope != "batch":
+        return "none"
+    available = {"zstd": codec.has_zstd(), "lz4": codec.has_lz4(), "gzip": codec.has_gzip()}
+    return next(c for c in PREFERRED_COMPRESSION if available.get(c))
 
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
@@ -140,6 +161,7 @@ class KafkaPythonConsumer:
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
                                            fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=10,
+                                           allow_auto_create_topics=False,  # only the publisher creates topics
                                            **options)
         except KafkaError as exc:
             raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
@@ -147,9 +169,15 @@ class KafkaPythonConsumer:
         self._assigned: set[Any] = set()
 
     def partition_count(self, topic: str) -> int:
-        parts = self._consumer.partitions_for_topic(topic)
+        # kafka-python asks for every topic's metadata here, which never creates one. A request that names the
+        # topic (assign + fetch, offsets) may: Tansu auto-creates it even with allow_auto_create_topics=False
+        # (measured), so a replica names the topic only once this says it exists (wait_for_topic).
+        try:
+            parts = self._consumer.partitions_for_topic(topic)
+        except KafkaError as exc:
+            raise TransportError(f"cannot read the metadata of topic {topic}: {exc}") from exc
         if not parts:
-            raise TransportError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
+            raise TopicMissingError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
         return len(parts)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
@@ -189,6 +217,33 @@ class KafkaPythonConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def wait_for_topic(consumer: Consumer, topic: str, *, partitions: int | None = None,
+                   stopped: Callable[[], object] = lambda: False, say: Callable[[str], None] = print,
+                   interval: float = 1.0, remind: float = 30.0) -> int:
+    """The partition count of ``topic`` once it exists (a replica started before the publisher waits here,
+    saying which topic it waits for); 0 if ``stopped()`` first. ``partitions``: the count it must have."""
+    said = 0.0
+    while True:
+        try:
+            n = consumer.partition_count(topic)
+        except TopicMissingError:
+            if stopped():
+                return 0
+            now = time.monotonic()
+            if now - said >= remind:
+                say(f"waiting for topic {topic} (it is created by `pg2edge publish`)")
+                said = now
+            time.sleep(interval)
+            continue
+        if partitions is not None and n != partitions:
+            raise PartitionCountError(
+                f"topic {topic} has {n} partition(s) but this replica reads a topic of {partitions}: if "
+                "`pg2edge publish --tenant-column` wrote it, consume it with `sync --from-kafka --tenant-pattern`; "
+                "if the broker created it (auto.create.topics.enable, e.g. for an older consumer), delete the "
+                "topic and let `pg2edge publish` create it")
+        return n
 
 
 CLIENTS = ("kafka-python", "confluent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pg2edge.pipeline.kafka.client import Headers, Record, TransportError
+from pg2edge.pipeline.kafka.client import Headers, Record, TopicMissingError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,14 @@ class ConfluentConsumer:
         self._group = group
         self._consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group or "pg2edge-unmanaged",
                                       "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                      "fetch.max.bytes": 32 * 1024 * 1024, "fetch.wait.max.ms": 10, **options})
+                                      "fetch.max.bytes": 32 * 1024 * 1024, "fetch.wait.max.ms": 10,
+                                      "allow.auto.create.topics": False, **options})
         self._assigned: dict[tuple[str, int], int] = {}
 
     def partition_count(self, topic: str) -> int:
         meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            raise TransportError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
+            raise TopicMissingError(f"topic {topic} does not exist (has `pg2edge publish` run?)")
         return len(meta.partitions)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:

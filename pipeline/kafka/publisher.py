@@ -28,13 +28,15 @@ from typing import Any
 import apsw
 
 from pg2edge import dsn as dsnlib
+from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
-from pg2edge.pipeline.kafka.client import Producer, ensure_topic, make_producer
+from pg2edge.pipeline.kafka.client import Producer, default_compression, ensure_topic, make_producer
 from pg2edge.pipeline.kafka.partitioning import TenantPartitioning, discover
+from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import setup_publication, slot_change
@@ -127,12 +129,19 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                   producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
                   client: str = "kafka-python", resnapshot: bool = False, tenant_column: str | None = None,
                   partitions: int = 1, stop: threading.Event | None = None, say: Callable[[str], None] = print,
-                  metrics: Metrics | None = None) -> PublishReport:
+                  metrics: Metrics | None = None, envelope: str = "batch",
+                  options: TranslateConfig | None = None) -> PublishReport:
     """Publish the snapshot (once, or again with ``resnapshot``), then every committed change, until stopped
     (or caught up): the engine pairing a :class:`CdcSource` with a :class:`KafkaSink`. A re-snapshot takes a
     new slot and makes every replica of the topic empty and reload.
 
-    ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions."""
+    ``tenant_column``: partition the topic by that column's value into ``partitions`` partitions.
+    ``envelope``: ``batch`` (many whole transactions per record; pg2edge's replicas) or ``row`` (one
+    Debezium-style record per change, for other consumers). ``options``: the ``[translate]`` options the
+    schema records carry (every replica builds its tables and codecs with them)."""
+    if envelope not in records.ENVELOPES:
+        raise ConfigError(f"--envelope {envelope!r}: choose one of {', '.join(records.ENVELOPES)}")
+    options = options or TranslateConfig()
     state_path = str(state_path)
     preflight.check_source(dsn, new_slot=False, new_publication=False)  # wal_level, REPLICATION: before any file
     db = open_state(state_path)
@@ -158,8 +167,13 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
                 state.write_stream(db, names)
         parting = _partitioning(db, dsn, names.publication, column=tenant_column, partitions=partitions)
         ensure_topic(bootstrap, topic, partitions=parting.partitions if parting else 1)
-        producer = producer or make_producer(client, bootstrap, **(producer_options or {}))
-        sink = KafkaSink(producer, topic, state_db=db, partitioning=parting)
+        if producer is None:
+            chosen = {"compression_type": default_compression(envelope), **(producer_options or {})}
+            if chosen["compression_type"] == "none":
+                chosen["compression_type"] = None
+            producer = make_producer(client, bootstrap, **chosen)
+        tracker = SchemaTracker(db, dsn, names.publication, options)
+        sink = KafkaSink(producer, topic, state_db=db, partitioning=parting, envelope=envelope, schema=tracker)
         run = state.read_run(db)
         if resnapshot and run and run.status is state.RunStatus.DONE:
             say(f"--resnapshot: publishing a new snapshot to {topic} (every replica empties its tables and reloads)")
@@ -169,6 +183,8 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
         if not run or run.status is not state.RunStatus.DONE:
             report.snapshot_rows = _snapshot(dsn, db, state_path, names, ident, sink, say)
             say(f"snapshot: {report.snapshot_rows} rows published to {topic}")
+        if not tracker.selection:  # a topic begun before schema records existed: replicas get one now
+            sink.publish_schema(tracker.full_record(published_tables(dsn, names.publication)))
         pos = state.read_position(db)
         assert pos is not None
         snapshot_rows = report.snapshot_rows

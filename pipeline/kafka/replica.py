@@ -5,35 +5,50 @@ The consumed offset and the commit LSN are stored in the replica's state table
 transaction as the data; on start the consumer seeks to the next offset
 (``assign`` + ``seek``; committed group offsets are advisory only). Records
 re-sent by a restarted publisher are skipped by the LSN check. The schema
-(tables, value codec) is read from the source catalog (``dsn``); rows come
-only from the topic. Changes that cannot be applied go to the retry queue /
-DLQ (:mod:`pipeline.sinks.retry`). The engine pairs a :class:`KafkaSource` with a :class:`SqliteSink`.
+(tables, value codec options, table selection) comes from the topic's schema
+records (:mod:`pipeline.kafka.schema`), kept in the replica's state table, so a
+replica needs only the broker; a topic written before schema records existed
+still replays with ``dsn`` (the schema is then read from the source catalog).
+Changes that cannot be applied go to the retry queue / DLQ
+(:mod:`pipeline.sinks.retry`); so do records the replica cannot read (not
+pg2edge's, a newer format), named by topic, partition and offset. A replica
+started before the publisher waits for the topic (consumers never create
+topics). The engine pairs a :class:`KafkaSource` with a :class:`SqliteSink`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
-from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.events import Control, SchemaRecord, Unreadable
+from pg2edge.pipeline.kafka import records, schema
 from pg2edge.pipeline.kafka.bootstrap import seed_replica
-from pg2edge.pipeline.kafka.client import Consumer, make_consumer
+from pg2edge.pipeline.kafka.client import Consumer, make_consumer, wait_for_topic
 from pg2edge.pipeline.kafka.queue_topics import QueueMirror
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
-from pg2edge.pipeline.sinks.retry import RetryPolicy
+from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
 from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.kafka import KafkaSource
 from pg2edge.pipeline.sources.replication import identify_system
+from pg2edge.translators.quoting import quote_ident
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,14 +58,61 @@ class ReplicaReport(EngineReport):
 
 
 class _MirroredSink(SqliteSink):
-    """A Kafka replica's sink: its retry queue and DLQ are also mirrored to ``<topic>.retry``/``.dlq``."""
+    """A Kafka replica's sink: tables from the topic's schema records; unreadable records parked in the DLQ;
+    its retry queue and DLQ are also mirrored to ``<topic>.retry``/``.dlq``."""
 
     mirror: QueueMirror | None = None
+    topic_schema: schema.TopicSchema
+
+    def control(self, item: Control) -> None:
+        if isinstance(item, SchemaRecord):
+            self._schema_record(item)
+        elif isinstance(item, Unreadable):
+            park_record(self.conn, item, label=self.label)
+            self.queue.parked += 1
+        else:
+            super().control(item)
+
+    def _schema_record(self, item: SchemaRecord) -> None:
+        doc = item.document
+        try:
+            schema.check(doc)
+        except schema.SchemaRecordError as exc:
+            cursor = item.cursor or {}
+            where = f"topic {cursor.get('topic')} partition {cursor.get('partition')} offset {cursor.get('offset')}"
+            park_record(self.conn, Unreadable(where, str(exc), {"kafka": dict(cursor), "value": dict(doc)},
+                                              cursor=item.cursor), label=self.label)
+            self.queue.parked += 1
+            return
+        with self.conn:
+            stored = None if doc.get("reason") == "snapshot" else state.read_record(self.conn, schema.SCOPE, schema.NAME)
+            merged = schema.merge(stored, doc)
+            state.write_record(self.conn, schema.SCOPE, schema.NAME, merged)
+            if doc.get("reason") != "snapshot" and self.applier is not None:  # a table changed shape mid-stream
+                self.applier.mappings.update(self.topic_schema.apply(self.conn, merged))
+                self.applier.forget_tables()
 
     def maintain(self) -> None:
         super().maintain()
         if self.mirror is not None and (self.mirror.announced or any(self.queue_depths().values())):
             self.mirror.sync(self.conn)
+
+
+def park_record(conn: apsw.Connection, item: Unreadable, *, label: str) -> None:
+    """Park a record the replica cannot read in its dead-letter queue (``pg2edge dlq list`` / ``status`` show it),
+    together with the position past it: never applied, never skipped silently."""
+    log.error("%s: cannot read the record at %s: %s; parked in the dead-letter queue (pg2edge dlq list)",
+              label, item.where, item.reason)
+    now = time.time()
+    with conn:
+        conn.execute(
+            f"INSERT INTO {quote_ident(QUEUE_TABLE)} (status, source_table, keys, commit_lsn, event, error, attempts, "
+            "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
+            ("dead", f"kafka record ({item.where})", json.dumps([f"kafka:{item.where}"]),
+             0, json.dumps(dict(item.raw)), f"{item.where}: {item.reason}", now, now))
+        pos = state.read_position(conn)
+        if pos is not None and item.cursor is not None:
+            state.write_position(conn, replace(pos, kafka=dict(item.cursor)))
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
@@ -64,9 +126,10 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
     """Consume the change topic into ``target`` until stopped.
 
     ``until_lsn``: stop once the replica has applied (or, by a heartbeat, seen) that source LSN.
-    ``until_caught_up``: stop at the source's current LSN (needs ``dsn`` and a running publisher),
+    ``until_caught_up``: stop at the source's current LSN (with ``dsn`` and a running publisher),
     or once the topic brought no row change for ``idle_seconds`` (the publisher may be stopped) after every
-    record that was in the topic at start was read.
+    record that was in the topic at start was read. ``dsn`` is optional: the schema travels in the topic.
+    A topic that does not exist yet is waited for (started before the publisher).
     ``seed_from``: create the (new) ``target`` as a copy of this live replica first, then continue from its
     offset. Records the replica needs that the topic no longer holds stop it with a named error
     (:mod:`pipeline.kafka.bootstrap`).
@@ -94,14 +157,24 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
     consumer = consumer or make_consumer(client, bootstrap, group=group)
     sink: _MirroredSink | None = None
     try:
+        topic_schema = schema.TopicSchema()
+
         def mappings_for(publication: str) -> dict[tuple[str, str], TableMapping]:
+            doc = state.read_record(db, schema.SCOPE, schema.NAME)
+            if doc is not None:
+                return topic_schema.apply(db, doc, say=say)
             if dsn is None:
-                raise ConfigError("a Kafka replica needs --source (read-only catalog access) for the schema and codec")
+                raise ConfigError(f"topic {topic} carries no schema record (written by an older `pg2edge publish`): "
+                                  "give --source (read-only catalog access) for the schema and codec")
             return build_mappings(dsn, db, publication, options)
 
         names = state.read_stream(db)
         sink = _MirroredSink(db, mappings_for(names.publication) if names is not None else None,
                              label=f"{target} (topic {topic})", policy=policy, mappings_for=mappings_for)
+        sink.topic_schema = topic_schema
+        if not wait_for_topic(consumer, topic, partitions=1, stopped=lambda: flag.stopped, say=say):
+            report.stopped_by = flag.stopped or "stopped"
+            return report
         sink.mirror = QueueMirror(bootstrap=bootstrap, topic=topic, replica=group or Path(target).name, client=client)
         pos = state.read_position(db)
         stored = int(pos.kafka["offset"]) if pos and pos.kafka and pos.kafka.get("topic") == topic else None

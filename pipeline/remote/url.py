@@ -77,8 +77,8 @@ def parse_target(text: str, *, env: Mapping[str, str] | None = None, config_toke
     raw = text.strip()
     scheme, sep, _ = raw.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
-        what = f"unknown target scheme {scheme.lower()}://" if sep else "not a remote URL"
-        raise RemoteURLError(f"target {_shown(raw)}: {what} (a target is a SQLite file path, or libsql://HOST, "
+        what = f"unknown target scheme {scheme}://" if sep else "not a remote URL"
+        raise RemoteURLError(f"target {_shown(raw)!r}: {what} (a target is a SQLite file path, or libsql://HOST, "
                              "https://HOST, http://HOST:PORT, d1+https://HOST or d1+http://HOST:PORT)")
     kind, wire = _SCHEMES[scheme.lower()]
     try:

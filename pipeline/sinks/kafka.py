@@ -6,7 +6,11 @@ so the engine acknowledges to the slot only what the broker holds. A crash
 before that re-sends from the slot's confirmed position: duplicates in the
 topic, absorbed by the replicas' commit-LSN check.
 
-Records: :mod:`pg2edge.pipeline.kafka.records`; a topic partitioned by tenant:
+Records: :mod:`pg2edge.pipeline.kafka.records` (``envelope``: ``batch``, many
+whole transactions per record, or ``row``, one Debezium-style record per
+change); schema records (:mod:`pg2edge.pipeline.kafka.schema`) go before each
+snapshot and before the first transaction that shows a table in a new shape, so
+replicas need no source access. A topic partitioned by tenant:
 :mod:`pg2edge.pipeline.kafka.partitioning` (each partition gets its share of
 every transaction; controls and heartbeats go to every partition).
 """
@@ -14,14 +18,24 @@ every transaction; controls and heartbeats go to every partition).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import apsw
 
 from pg2edge.pipeline import state
-from pg2edge.pipeline.events import Control, SnapshotBegin, SnapshotEnd, SnapshotRows, Transaction, Watermark
+from pg2edge.pipeline.events import (
+    ChangeEvent,
+    Control,
+    SnapshotBegin,
+    SnapshotEnd,
+    SnapshotRows,
+    Transaction,
+    Watermark,
+)
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import Headers, Producer
 from pg2edge.pipeline.kafka.partitioning import TenantPartitioning
+from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.sinks.base import ApplyResult
 
 FLUSH_ROWS = 50_000  # snapshot rows sent between two flushes
@@ -29,31 +43,75 @@ FLUSH_ROWS = 50_000  # snapshot rows sent between two flushes
 
 class KafkaSink:
     def __init__(self, producer: Producer, topic: str, *, state_db: apsw.Connection,
-                 partitioning: TenantPartitioning | None = None) -> None:
+                 partitioning: TenantPartitioning | None = None, envelope: str = "batch",
+                 schema: SchemaTracker | None = None) -> None:
         self.producer, self.topic, self.db, self.parting = producer, topic, state_db, partitioning
         self.partitions = partitioning.partitions if partitioning else 1
         self.label = f"topic {topic}"
+        self.envelope, self.schema = envelope, schema
         self.events = 0
         self.snapshot_rows = 0
+        self.records = 0
         self._unflushed = 0
+        self._schema_docs: list[dict[str, Any]] = []  # published, remembered once flushed
 
-    def _everywhere(self, record: tuple[bytes, bytes, Headers]) -> None:
-        """A control record (snapshot bounds, heartbeat) goes to every partition."""
+    def _send(self, record: tuple[bytes | None, bytes, Headers], partition: int) -> None:
         k, v, h = record
+        self.producer.send(self.topic, value=v, key=k, headers=h, partition=partition)
+        self.records += 1
+
+    def _everywhere(self, record: tuple[bytes | None, bytes, Headers]) -> None:
+        """A control record (schema, snapshot bounds, heartbeat) goes to every partition."""
         for p in range(self.partitions):
-            self.producer.send(self.topic, value=v, key=k, headers=h, partition=p)
+            self._send(record, p)
+
+    def _flush(self) -> None:
+        self.producer.flush()
+        if self._schema_docs and self.schema is not None:
+            with self.db:
+                for doc in self._schema_docs:
+                    self.schema.remember(doc)
+        self._schema_docs = []
+
+    def _schema(self, doc: dict[str, Any]) -> None:
+        self._everywhere(records.schema_record(doc))
+        self._schema_docs.append(doc)
+
+    def publish_schema(self, doc: dict[str, Any]) -> None:
+        """Send a schema record now (flushed)."""
+        self._schema(doc)
+        self._flush()
 
     # -- the sink protocol ---------------------------------------------------------------
     def position(self) -> state.Position | None:
         return state.read_position(self.db)
 
-    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
-        for txn in batch:
+    def _send_txns(self, txns: Sequence[Transaction]) -> None:
+        parts: dict[int, list[Transaction]] = {}
+        for txn in txns:
             for p, part in self.parting.split(txn).items() if self.parting else ((0, txn),):
-                for k, v, h in records.transaction_records(part):
-                    self.producer.send(self.topic, value=v, key=k, headers=h, partition=p)
+                parts.setdefault(p, []).append(part)
+        for p, todo in sorted(parts.items()):
+            if self.envelope == "row":
+                for part in todo:
+                    for record in records.transaction_records(part):
+                        self._send(record, p)
+            else:
+                for brecord in records.batch_records(todo):
+                    self._send(brecord, p)
+
+    def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
+        pending: list[Transaction] = []
+        for txn in batch:
+            doc = self.schema.changed(txn.relations) if self.schema is not None and txn.relations else None
+            if doc is not None:  # the new shape goes before the first transaction that uses it
+                self._send_txns(pending)
+                pending = []
+                self._schema(doc)
+            pending.append(txn)
             self.events += len(txn.events)
-        self.producer.flush()  # acks=all for everything up to the batch's last commit
+        self._send_txns(pending)
+        self._flush()  # acks=all for everything up to the batch's last commit
         last = batch[-1]
         pos = state.Position(commit_lsn=last.commit_lsn, end_lsn=last.end_lsn, xid=last.xid,
                              commit_ts_ms=last.commit_ts)
@@ -64,23 +122,33 @@ class KafkaSink:
     def control(self, item: Control) -> None:
         if isinstance(item, Watermark):
             self._everywhere(records.control_record("heartbeat", lsn=item.lsn))
-            self.producer.flush()
+            self._flush()
             state.advance_watermark(self.db, item.lsn)
         elif isinstance(item, SnapshotBegin):
+            if self.schema is not None:
+                self._schema(self.schema.snapshot_record([(s, t) for s, _, t in (q.partition(".")
+                                                                                  for q in item.tables)]))
             self._everywhere(records.control_record("snapshot-begin", **item.to_dict()))
         elif isinstance(item, SnapshotRows):
+            by_partition: dict[int, list[ChangeEvent]] = {}
             for ev in item.events:
-                k, v, h = records.snapshot_record(ev)
                 for p in self.parting.row_partitions(ev.table, ev.after or {}) if self.parting else (0,):
-                    self.producer.send(self.topic, value=v, key=k, headers=h, partition=p)
+                    by_partition.setdefault(p, []).append(ev)
+            for p, events in sorted(by_partition.items()):
+                if self.envelope == "row":
+                    for ev in events:
+                        self._send(records.snapshot_record(ev), p)
+                else:
+                    for record in records.rows_records(events):
+                        self._send(record, p)
             self.snapshot_rows += len(item.events)
             self._unflushed += len(item.events)
             if self._unflushed >= FLUSH_ROWS:
-                self.producer.flush()
+                self._flush()
                 self._unflushed = 0
         elif isinstance(item, SnapshotEnd):
             self._everywhere(records.control_record("snapshot-end", snapshot_lsn=item.snapshot_lsn))
-            self.producer.flush()
+            self._flush()
             self._unflushed = 0
 
     def maintain(self) -> None:

@@ -8,14 +8,18 @@ it by name) and regrouped into whole transactions
 cursor ``{topic, partition, offset}``, which the sink stores with the data; a
 restart seeks each partition to its stored offset + 1.
 
-Control records become typed items: ``snapshot-begin`` -> SnapshotBegin,
-``op: "r"`` rows -> SnapshotRows, ``snapshot-end`` -> SnapshotEnd and
-``heartbeat`` -> Watermark.
+Control records become typed items: ``snapshot-schema``/``schema`` ->
+SchemaRecord, ``snapshot-begin`` -> SnapshotBegin, ``op: "r"`` rows (one per
+record, or a batch record of them) -> SnapshotRows, ``snapshot-end`` ->
+SnapshotEnd and ``heartbeat`` -> Watermark. A record the replica cannot read
+(not pg2edge's, a newer format version) -> Unreadable, named by topic,
+partition and offset: the sink parks it.
 
 Finished (``--until-caught-up``) at ``until_lsn``: a partition stops at the first
 item that reaches it (so every replica of a topic stops at the same offset), or
 once no row change came for ``idle_seconds`` after every record that was in the
-topic at start was read (the publisher may be stopped).
+topic at start was read (the publisher may be stopped) and the replica found its
+snapshot (a replica started before the publisher waits for it).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from pg2edge.pipeline.events import (
     ChangeEvent,
     Cursor,
     Item,
+    SchemaRecord,
     SnapshotBegin,
     SnapshotEnd,
     SnapshotRows,
+    Unreadable,
     Watermark,
 )
 from pg2edge.pipeline.kafka import records
@@ -40,6 +46,17 @@ from pg2edge.pipeline.kafka.client import Consumer, Record
 from pg2edge.pipeline.state import Position
 
 COMMIT_INTERVAL = 5.0  # seconds between two advisory consumer-group commits
+
+
+def unreadable(record: Record, reason: str, cursor: Cursor) -> Unreadable:
+    """A record the replica cannot read, named and kept (its value as text, at most 64 KiB) for the DLQ."""
+    def text(b: bytes | None) -> str | None:
+        return None if b is None else b[:65536].decode("utf-8", "backslashreplace")
+
+    raw = {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": text(record.key),
+           "value": text(record.value), "headers": {k: text(v) for k, v in record.headers.items()}}
+    return Unreadable(f"topic {record.topic} partition {record.partition} offset {record.offset}", reason, raw,
+                      cursor=cursor)
 
 
 def choose_partitions(consumer: Consumer, topic: str, wanted: Sequence[int] | None) -> tuple[int, list[int]]:
@@ -68,6 +85,7 @@ class KafkaSource:
             consumer.seek(topic, p, guard.expected)
         self._last_data = self._last_commit = time.monotonic()
         self._reached: set[int] = set()  # partitions that delivered an item at or past until_lsn
+        self._batched = False  # the topic is written in the batch envelope
 
     def describe(self) -> str:
         return ", ".join(f"partition {p} from offset {g.expected}" for p, g in self.guards.items())
@@ -77,7 +95,9 @@ class KafkaSource:
         """Nothing: the publisher sends the heartbeats."""
 
     def poll(self, *, max_wait: float) -> list[Item]:
-        got = self.consumer.poll(timeout=max_wait, max_records=self.max_records)
+        # a batch record holds up to records.MAX_EVENTS changes: fewer records per poll keep a turn's size alike
+        limit = max(1, self.max_records // 100) if self._batched else self.max_records
+        got = self.consumer.poll(timeout=max_wait, max_records=limit)
         by_partition: dict[int, list[Record]] = {}
         for record in got:
             by_partition.setdefault(record.partition, []).append(record)
@@ -100,27 +120,30 @@ class KafkaSource:
 
         for record in recs:
             if partition in self._reached:
-                break  # stop exactly at the first item that reaches until_lsn (a deterministic end offset)
+                break  # stop exactly at the first record that reaches until_lsn (a deterministic end offset)
             if not guard.admit(record):
                 continue
-            item = regroup.feed(record)
-            cursor = {"topic": self.topic, "partition": partition, "offset": record.offset}
-            if not (isinstance(item, records.ControlItem) and item.data.get("type") == "heartbeat"):
-                self._last_data = time.monotonic()
-            if isinstance(item, records.SnapshotItem):
-                rows.append(item.event)
-                last = cursor
-                continue
-            flush_rows()
-            if isinstance(item, records.TxnItem):
-                out.append(replace(item.txn, cursor=cursor))
-                self._check_goal(partition, item.txn.end_lsn)
-            elif isinstance(item, records.ControlItem):
-                control = self._control(item.data, cursor)
-                if control is not None:
+            if record.headers.get(records.KIND) in (records.TXNS, records.ROWS):
+                self._batched = True
+            for item in regroup.feed(record):
+                cursor = {"topic": self.topic, "partition": partition, "offset": item.offset}
+                if not (isinstance(item, records.ControlItem) and item.data.get("type") == "heartbeat"):
+                    self._last_data = time.monotonic()
+                if isinstance(item, records.SnapshotItem):
+                    rows.extend(item.events)
+                    last = cursor
+                    continue
+                flush_rows()
+                if isinstance(item, records.TxnItem):
+                    out.append(replace(item.txn, cursor=cursor))
+                    self._check_goal(partition, item.txn.end_lsn)
+                elif isinstance(item, records.ControlItem):
+                    control = self._control(item.data, cursor)
                     out.append(control)
                     if isinstance(control, Watermark):
                         self._check_goal(partition, control.lsn)
+                else:
+                    out.append(unreadable(item.record, item.reason, cursor))
         flush_rows()
         return out
 
@@ -128,15 +151,15 @@ class KafkaSource:
         if self.until_lsn is not None and lsn >= self.until_lsn:
             self._reached.add(partition)
 
-    def _control(self, data: Mapping[str, object], cursor: Cursor) -> Item | None:
+    def _control(self, data: Mapping[str, object], cursor: Cursor) -> Item:
         kind = data.get("type")
+        if kind in ("snapshot-schema", "schema"):
+            return SchemaRecord(dict(data), cursor=cursor)
         if kind == "snapshot-begin":
             return SnapshotBegin.from_dict(data, cursor=cursor)
         if kind == "snapshot-end":
             return SnapshotEnd(int(str(data["snapshot_lsn"])), cursor=cursor)
-        if kind == "heartbeat":
-            return Watermark(int(str(data["lsn"])), cursor=cursor)
-        return None
+        return Watermark(int(str(data["lsn"])), cursor=cursor)
 
     def ack(self, position: Position) -> None:
         """Offsets are stored with the data; the consumer group's offsets are advisory (committed now and then)."""
@@ -152,7 +175,8 @@ class KafkaSource:
             return "caught up"
         if self.until_caught_up and time.monotonic() - self._last_data >= self.idle_seconds \
                 and all(not r.pending for r in self.regroup.values()) \
-                and all(g.read_to_start_end for g in self.guards.values()):
+                and all(g.read_to_start_end for g in self.guards.values()) \
+                and not any(g.need_snapshot and not g.skipped for g in self.guards.values()):  # nothing yet: wait
             for guard in self.guards.values():
                 guard.missing()
             return f"caught up with the topic (no change for {self.idle_seconds:g} s)"

@@ -36,14 +36,24 @@ from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
-from pg2edge.pipeline.events import Control, SnapshotBegin, SnapshotEnd, SnapshotRows, Transaction, Watermark
+from pg2edge.pipeline.events import (
+    Control,
+    SnapshotBegin,
+    SnapshotEnd,
+    SnapshotRows,
+    Transaction,
+    Unreadable,
+    Watermark,
+)
 from pg2edge.pipeline.kafka import records
-from pg2edge.pipeline.kafka.client import Consumer, make_consumer
+from pg2edge.pipeline.kafka.client import Consumer, make_consumer, wait_for_topic
 from pg2edge.pipeline.kafka.partitioning import partition_of
+from pg2edge.pipeline.kafka.replica import park_record
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.retry import ensure_queue_table
 from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
 from pg2edge.pipeline.sinks.tenants import TenantRouter
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
@@ -152,6 +162,10 @@ class PartitionSink:
             self.say(f"partition {self.partition}: snapshot applied and split; streaming changes")
         elif isinstance(item, Watermark):
             state.advance_watermark(self.hub, item.lsn, cursor=item.cursor)
+        elif isinstance(item, Unreadable):  # parked in the hub's DLQ by name, never skipped silently
+            ensure_queue_table(self.hub)
+            park_record(self.hub, item, label=self.label)
+        # a SchemaRecord: this replica still builds its tables from the source catalog (dsn)
 
     def _begin(self, item: SnapshotBegin) -> None:
         column, n = item.partitioning.get("column"), int(item.partitioning.get("partitions") or 1)
@@ -264,6 +278,8 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
     consumer = consumer or make_consumer(client, bootstrap, group=group)
     parts: dict[int, PartitionSink] = {}
     try:
+        if not wait_for_topic(consumer, topic, stopped=lambda: flag.stopped, say=say):  # started before the publisher
+            return TenantKafkaReport(topic=topic, partitions=[], stopped_by=flag.stopped or "stopped")
         n, chosen = choose_partitions(consumer, topic, partitions)
         report = TenantKafkaReport(topic=topic, partitions=chosen)
         max_open = max(1, tenants.max_open // len(chosen))
