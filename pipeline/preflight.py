@@ -77,7 +77,7 @@ def source_facts(conn: psycopg.Connection[Any]) -> SourceFacts:
 def check_source(dsn: str, *, new_slot: bool, new_publication: bool) -> SourceFacts:
     """Reachable, wal_level=logical, may replicate, a slot is free, may create the publication."""
     where = dsnlib.describe(dsn)
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         facts = source_facts(conn)
     problem = dsnlib.wal_level_problem(facts.wal_level)
     if problem:
@@ -99,7 +99,7 @@ def check_tables(dsn: str, *, tables: str | Sequence[str] | None, allow_replica_
     """The selection resolves (``--tables`` matches, replica identities usable); the role owns and reads it."""
     from pg2edge.pipeline.publication import resolve_tables
 
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         selection = resolve_tables(conn, tables, schema=schema,
                                    allow_replica_identity_full=allow_replica_identity_full)
         if not selection.tables:
@@ -180,7 +180,7 @@ def _warn_if_short_of_space(dsn: str, path: Path, tables: Sequence[tuple[str, st
     """A warning (not a refusal: SQLite often needs less) when the source tables outsize the free space."""
     import os
 
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         row = conn.execute("SELECT coalesce(sum(pg_table_size(format('%%I.%%I', s, t)::regclass)), 0)::bigint "
                            "FROM unnest(%s::text[], %s::text[]) AS x(s, t)",
                            ([s for s, _ in tables], [t for _, t in tables])).fetchone()
@@ -200,7 +200,7 @@ def check_tenant_ids(dsn: str, tables: Sequence[tuple[str, str]], *, column: str
     from pg2edge.pipeline.tenants.errors import TenantIdError
     from pg2edge.pipeline.tenants.ids import MAX_ID_BYTES
 
-    with dsnlib.connect(dsn, autocommit=True) as conn:
+    with dsnlib.control(dsn) as conn:
         for schema, table in tables:
             has = conn.execute(
                 "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
