@@ -26,6 +26,7 @@ from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.schema_apply import record_baselines
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
@@ -93,7 +94,9 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         names = state.read_stream(db)
         pos = state.read_position(db)
         assert names is not None and pos is not None
-        sink = SqliteSink(db, build_mappings(dsn, db, names.publication, options), label=str(target), policy=policy)
+        mappings = build_mappings(dsn, db, names.publication, options)
+        record_baselines(dsn, db, list(mappings))  # attribute numbers: tells a RENAME from a DROP + ADD
+        sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
         source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
                                              start_lsn=pos.end_lsn),
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,

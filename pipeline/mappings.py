@@ -39,6 +39,11 @@ class TableEncoder:
         self.table = schema.table(self.table.qualified)
         self.codec = row_codec(self.table, options=self.options)
 
+    def use(self, table: Table) -> None:
+        """The source table's new shape, from a schema change at its stream position."""
+        self.table = table
+        self.codec = row_codec(table, options=self.options)
+
     def encode(self, column: str, text: str | None) -> Any:
         if column not in self.codec.rules:
             self._refresh()
@@ -62,5 +67,5 @@ def build_mappings(dsn: str, db: apsw.Connection, publication: str,
         enc = TableEncoder(dsn, table, options)
         out[(table.schema, table.name)] = TableMapping(
             target=sqlite_table_name(table.schema, table.name), encode=enc.encode, column_type=enc.column_type,
-            skip=enc.skip)
+            skip=enc.skip, reshape=enc.use)
     return out

@@ -21,7 +21,7 @@ from pg2edge.translators.typemap import TypeRule, rule_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "table_order"]
+__all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "plan_table", "table_order"]
 
 _INTEGERS = ("int2", "int4", "int8")
 
@@ -263,6 +263,18 @@ def plan_ddl(schema: Schema, *, options: TranslateConfig | None = None) -> DdlPl
                                      "views are not created; translate their query with `pg2edge translate query`"))
     log.debug("planned %d statement(s), %d finding(s)", len(plan.statements), len(plan.findings))
     return plan
+
+
+def plan_table(table: Table, *, options: TranslateConfig | None = None,
+               translated: set[str] | frozenset[str] = frozenset()) -> tuple[str, list[str], list[Finding]]:
+    """One table's CREATE TABLE, its CREATE INDEX statements and findings (``translated``: the qualified
+    names of the other tables on the target, which its foreign keys may reference)."""
+    planner = _TablePlanner(table, options or TranslateConfig(), {*translated, table.qualified})
+    try:
+        create = planner.create_table()
+        return create, planner.indexes(), planner.findings
+    finally:
+        planner.expr.close()
 
 
 def apply_ddl(connection: Any, plan: DdlPlan) -> None:

@@ -82,7 +82,7 @@ class CdcSource:
                  max_transactions: int = 1000, max_events: int = 50_000) -> None:
         self.stream = stream
         self.label = f"slot {stream.slot}"
-        self.assembler = Assembler()
+        self.assembler = Assembler(capture=stream.slot)  # schema-change messages of this slot's triggers
         self._generation = stream.generation
         self.last_heartbeat: Heartbeat | None = None
         self._delivered_end = 0  # end LSN of the last transaction handed out

@@ -1,0 +1,141 @@
+"""Source DDL while syncing: followed exactly at its position (event triggers), or named and paused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from pg2edge.pipeline import state
+from pg2edge.pipeline.daemon import run_sync
+from pg2edge.pipeline.ddl_capture import EVENT_TRIGGERS, capture_mode
+from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.validators.run import validate
+from tests.support.cdc import pg_rows, sqlite_rows
+from tests.support.schema import one, run_sql, schema_differences
+
+
+def catch_up(dsn: str, target: Path, **kw: object) -> list[str]:
+    report = run_sync(dsn=dsn, target=target, until_caught_up=True, heartbeat_interval=0.2, say=lambda _m: None,
+                      **kw)  # type: ignore[arg-type]
+    return report.findings
+
+
+def test_the_three_measured_cases_are_followed_exactly(pg_dsn: str, tmp_path: Path) -> None:
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE actor (id int PRIMARY KEY, name text NOT NULL)",
+            "INSERT INTO actor SELECT g, 'a' || g FROM generate_series(1, 200) g",
+            "CREATE TABLE category (id int PRIMARY KEY, name text)",
+            "INSERT INTO category SELECT g, 'c' || g FROM generate_series(1, 16) g",
+            "CREATE TABLE film (id int PRIMARY KEY, title text, rating int)",
+            "INSERT INTO film SELECT g, 'f' || g, g % 5 FROM generate_series(1, 50) g")
+    catch_up(pg_dsn, target)
+    db = open_replica(target)
+    assert capture_mode(db) == EVENT_TRIGGERS
+
+    run_sql(pg_dsn, "ALTER TABLE actor ADD COLUMN nick text NOT NULL DEFAULT 'none'",
+            "INSERT INTO actor (id, name) VALUES (201, 'new')",
+            "UPDATE actor SET nick = 'x' WHERE id = 7",
+            "ALTER TABLE category RENAME COLUMN name TO title",
+            "UPDATE category SET title = 'renamed ' || id WHERE id <= 8",
+            "CREATE INDEX film_title_idx ON film (title)",
+            "CREATE UNIQUE INDEX film_rating_title ON film (rating DESC, title) WHERE rating > 1",
+            "UPDATE film SET rating = 4 WHERE id = 1")
+    findings = catch_up(pg_dsn, target)
+
+    print(findings, state.read_tables(db), db.execute("SELECT * FROM _pg2edge_queue").fetchall())
+    assert one(db, "SELECT count(*) FROM actor WHERE nick = 'none'") == 200
+    assert sqlite_rows(db, "actor", ["id", "name", "nick"]) == sorted(
+        (int(a), b, c) for a, b, c in pg_rows(pg_dsn, "actor", ["id", "name", "nick"]))
+    assert [r[1] for r in db.execute("PRAGMA table_info(category)")] == ["id", "title"]
+    assert one(db, "SELECT title FROM category WHERE id = 3") == "renamed 3"
+    assert one(db, "SELECT title FROM category WHERE id = 12") == "c12"
+    assert one(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'film_title_idx'") == 1
+    assert db.execute("SELECT count(*) FROM _pg2edge_queue").fetchone() == (0,)
+    assert not any(ts.paused for ts in state.read_tables(db).values()), state.read_tables(db)
+    assert schema_differences(pg_dsn, db, ["actor", "category", "film"]) == []
+    assert any("column-renamed" in f and "category.title" in f for f in findings), findings
+    report = validate(pg_dsn, target, mode="full", timeout=30)
+    assert report.clean, report.as_dict()
+    db.close()
+
+
+def test_ddl_sqlite_cannot_follow_is_named_and_pauses_only_that_table(pg_dsn: str, tmp_path: Path) -> None:
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, x int)", "CREATE TABLE b (id int PRIMARY KEY, y text)",
+            "INSERT INTO a VALUES (1, 1), (2, 2)", "INSERT INTO b VALUES (1, 'one')")
+    catch_up(pg_dsn, target)
+    # a's rows violate the CHECK on the replica only if it were applied wrongly; make SQLite refuse:
+    # the replica gets a row the source does not have, so the rebuild with the new UNIQUE fails
+    db = open_replica(target)
+    with db:
+        db.execute("INSERT INTO a VALUES (3, 1)")
+    run_sql(pg_dsn, "ALTER TABLE a ADD CONSTRAINT a_x_key UNIQUE (x)", "INSERT INTO a VALUES (4, 4)",
+            "INSERT INTO b VALUES (2, 'two')", "CREATE INDEX b_y_gin ON b USING hash (y)",
+            "CREATE INDEX b_y_brin ON b USING brin (id)", "INSERT INTO b VALUES (3, 'three')")
+    findings = catch_up(pg_dsn, target)
+    tables = state.read_tables(db)
+    assert tables["public.a"].paused, tables["public.a"]
+    assert any("ddl-not-followed" in f and "public.a" in f for f in findings), findings
+    assert any("index-method" in f and "b_y_brin" in f for f in findings), findings
+    assert not tables["public.b"].paused
+    assert sqlite_rows(db, "b", ["id", "y"]) == [(1, "one"), (2, "two"), (3, "three")]
+    assert one(db, "SELECT count(*) FROM a WHERE id = 4") == 0  # paused: not applied
+    db.close()
+
+
+def test_kill_between_ddl_and_next_change_applies_the_ddl_once(pg_dsn: str, tmp_path: Path) -> None:
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g")
+    catch_up(pg_dsn, target)
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_sync_forever, args=(pg_dsn, str(target)))
+    proc.start()
+    try:
+        run_sql(pg_dsn, "ALTER TABLE t ADD COLUMN w int NOT NULL DEFAULT 7")
+        db = open_replica(target)
+        deadline = time.monotonic() + 30
+        while "w" not in [r[1] for r in db.execute("PRAGMA table_info(t)")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join()
+        run_sql(pg_dsn, "UPDATE t SET w = 8 WHERE id = 1", "ALTER TABLE t RENAME COLUMN v TO vv",
+                "INSERT INTO t VALUES (51, 'n', 9)")
+        findings = catch_up(pg_dsn, target)
+        assert not any("ddl-not-followed" in f for f in findings), findings
+        assert [r[1] for r in db.execute("PRAGMA table_info(t)")] == ["id", "vv", "w"]
+        assert sqlite_rows(db, "t", ["id", "vv", "w"]) == sorted(
+            (int(a), b, int(c)) for a, b, c in pg_rows(pg_dsn, "t", ["id", "vv", "w"]))
+        assert schema_differences(pg_dsn, db, ["t"]) == []
+        db.close()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+
+def _sync_forever(dsn: str, target: str) -> None:
+    run_sync(dsn=dsn, target=target, heartbeat_interval=0.2, say=lambda _m: None)
+
+
+def test_capture_is_a_source_change_that_teardown_removes(pg_dsn: str, tmp_path: Path) -> None:
+    from pg2edge.pipeline.teardown import teardown_replica
+
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    catch_up(pg_dsn, target)
+    with psycopg.connect(pg_dsn) as conn:
+        assert len(conn.execute("SELECT evtname FROM pg_event_trigger").fetchall()) == 2
+    db = open_replica(target)
+    assert any("event triggers" in c.description for c in state.read_source_changes(db))
+    db.close()
+    done = teardown_replica(dsn=pg_dsn, target=target)
+    assert any("event triggers" in d for d in done)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT evtname FROM pg_event_trigger").fetchall() == []
+        assert conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE '%capture'").fetchall() == []
