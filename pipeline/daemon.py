@@ -26,7 +26,7 @@ from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
-from pg2edge.pipeline.schema_apply import record_baselines
+from pg2edge.pipeline.schema_apply import record_baselines, use_baselines
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
@@ -96,6 +96,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         assert names is not None and pos is not None
         mappings = build_mappings(dsn, db, names.publication, options)
         record_baselines(dsn, db, list(mappings))  # attribute numbers: tells a RENAME from a DROP + ADD
+        use_baselines(db, mappings)  # the shapes at the replica's position, not the source's current ones
         sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
         source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
                                              start_lsn=pos.end_lsn),

@@ -174,6 +174,15 @@ def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str
             write_baseline(conn, d.table.qualified, baseline_record(d))
 
 
+def use_baselines(conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
+    """Give each mapping the source shape its baseline records (the shape at the replica's position: after a
+    restart the source may already be several schema changes further)."""
+    for (schema, name), mapping in mappings.items():
+        model = baseline_model(conn, f"{schema}.{name}")
+        if model is not None and mapping.reshape is not None:
+            mapping.reshape(model)
+
+
 # -- type compatibility under the codec -------------------------------------------------------------------
 def same_encoding(old_oid: int, old_typmod: int, col: Column) -> bool:
     """True when PostgreSQL's implicit conversion keeps every value's codec encoding (no USING)."""
