@@ -26,6 +26,7 @@ from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.resync import AutoResync
 from pg2edge.pipeline.schema_apply import record_baselines, use_baselines
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
@@ -102,10 +103,11 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                                              start_lsn=pos.end_lsn),
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                            retained_wal_warn_bytes=retained_wal_warn_bytes)
+        resyncing = AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say)
         try:
-            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
+            run = engine.run(resyncing, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
         finally:
-            source.close()
+            resyncing.close()
         report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
         report.stopped_by, report.position = run.stopped_by, run.position
         report.retained_wal_bytes = run.retained_wal_bytes

@@ -128,10 +128,15 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
     report = ResyncReport()
     try:
         chosen = _resolve(db, tables)
-        pos = state.read_position(db)
-        with db:
+        db.execute("BEGIN IMMEDIATE")  # read then write, with the stream writing concurrently
+        try:
+            pos = state.read_position(db)
             for s, t in chosen:
                 request(db, f"{s}.{t}", since_lsn=pos.commit_lsn if pos else 0, reason="pg2edge resync")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         slot = f"pg2edge_rs_{secrets.token_hex(4)}"
         kept = create_slot_with_snapshot(dsn, slot, timeout=slot_timeout)
         try:
@@ -225,9 +230,7 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
     translated = set(state.read_tables(db))
     mappings = {}
     for key, d in models.items():
-        enc = TableEncoder.__new__(TableEncoder)
-        enc.dsn, enc.options = dsn, options
-        enc.use(d.table)
+        enc = TableEncoder(dsn, d.table, options)
         mappings[key] = TableMapping(target=sqlite_table_name(*key), encode=enc.encode, column_type=enc.column_type,
                                      skip=enc.skip, reshape=enc.use)
     applier = Applier(db, mappings, options=options)
@@ -273,6 +276,70 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
         f"change(s), {report.dropped} already in the copy")
 
 
+# -- the sync daemon runs requested re-copies itself -------------------------------------------------------
+def _resync_main(dsn: str, target: str, tables: list[str], options: TranslateConfig | None) -> None:
+    logging.basicConfig(level=logging.INFO)
+    resync_tables(dsn=dsn, target=target, tables=tables, options=options, say=log.info)
+
+
+class AutoResync:
+    """Wraps the sync's source: its periodic work also starts a re-copy process for requested tables (a
+    schema change PostgreSQL computed per row), one at a time, in a separate process (arguments pass
+    through a pipe, never argv), so the stream keeps applying the other tables meanwhile."""
+
+    RETRY_AFTER = 30.0
+
+    def __init__(self, source: Any, *, dsn: str, target: str | Path, db: apsw.Connection,
+                 options: TranslateConfig | None, say: Callable[[str], None], interval: float = 1.0) -> None:
+        self.source, self.dsn, self.target, self.db = source, dsn, str(target), db
+        self.options, self.say, self.interval = options, say, interval
+        self.label = source.label
+        self._proc: Any = None
+        self._checked = 0.0
+        self._not_before = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def tick(self) -> None:
+        self.source.tick()
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return
+        self._checked = now
+        if self._proc is not None:
+            if self._proc.is_alive():
+                return
+            if self._proc.exitcode != 0:
+                self.say(f"resync process exited with {self._proc.exitcode}; retrying in {self.RETRY_AFTER:.0f} s")
+                self._not_before = now + self.RETRY_AFTER
+            self._proc = None
+        if now < self._not_before:
+            return
+        tables = sorted(pending(self.db))
+        if not tables:
+            return
+        import multiprocessing as mp
+
+        self.say(f"resync: re-copying {', '.join(tables)} from a fresh snapshot while the others stream")
+        self._proc = mp.get_context("spawn").Process(target=_resync_main, daemon=True,
+                                                     args=(self.dsn, self.target, tables, self.options))
+        self._proc.start()
+
+    def finished(self, reached: Any) -> str | None:
+        """Not caught up while a requested re-copy has not been swapped in."""
+        if pending(self.db) or (self._proc is not None and self._proc.is_alive()):
+            return None
+        result: str | None = self.source.finished(reached)
+        return result
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()  # the request and the buffer stay: the next run re-copies
+            self._proc.join(timeout=10)
+        self.source.close()
+
+
 def describe_pending(conn: apsw.Connection) -> list[str]:
     """Lines for ``status``: each table waiting for a re-copy and its buffered changes."""
     return [f"{t}: waiting for a re-copy since LSN {v.get('since_lsn')} ({v.get('reason')}); "
@@ -280,7 +347,7 @@ def describe_pending(conn: apsw.Connection) -> list[str]:
             for t, v in pending(conn).items()]
 
 
-__all__ = ["ResyncError", "ResyncReport", "buffer_event", "buffer_schema_change", "buffered", "describe_pending",
+__all__ = ["AutoResync", "ResyncError", "ResyncReport", "buffer_event", "buffer_schema_change", "buffered", "describe_pending",
            "pending", "request", "resync_tables"]
 
 _ = json  # the buffer stores items as JSON text

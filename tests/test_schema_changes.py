@@ -225,3 +225,53 @@ def test_migration_under_load_stays_exact_after_every_statement(pg_dsn: str, tmp
         proc.kill()
         proc.join()
         db.close()
+
+
+@pytest.mark.slow
+def test_type_change_with_using_recopies_that_table_while_the_other_streams(pg_dsn: str, tmp_path: Path) -> None:
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE m (id int PRIMARY KEY, n int, label text)",
+            "INSERT INTO m SELECT g, g, 'l' || g FROM generate_series(1, 3000) g",
+            "CREATE TABLE other (id int PRIMARY KEY, v int)", "INSERT INTO other VALUES (1, 1)")
+    catch_up(pg_dsn, target)
+    run_sql(pg_dsn, "ALTER TABLE m ALTER COLUMN n TYPE bigint USING n * 2",
+            "UPDATE m SET label = 'after' WHERE id <= 10", "INSERT INTO m VALUES (5000, 5000, 'new')",
+            "INSERT INTO other VALUES (2, 2)",
+            "ALTER TABLE m ALTER COLUMN label TYPE int USING length(label)", "DELETE FROM m WHERE id = 20")
+    findings = catch_up(pg_dsn, target)
+    assert any("table-recopy" in f and "public.m" in f and "USING" in f for f in findings), findings
+    assert any("table-recopy" in f and "label" in f for f in findings), findings
+    db = open_replica(target)
+    assert one(db, "SELECT count(*) FROM _pg2edge_state WHERE scope = 'resync'") == 0
+    assert sqlite_rows(db, "m", ["id", "n", "label"]) == sorted(
+        (int(a), int(b), int(c)) for a, b, c in pg_rows(pg_dsn, "m", ["id", "n", "label"]))
+    assert one(db, "SELECT n FROM m WHERE id = 7") == 14
+    assert sqlite_rows(db, "other", ["id", "v"]) == [(1, 1), (2, 2)]
+    assert schema_differences(pg_dsn, db, ["m", "other"]) == []
+    assert validate(pg_dsn, target, mode="full", timeout=30).clean
+    db.close()
+
+
+def test_resync_recopies_chosen_tables_and_rejoins_exactly_once(pg_dsn: str, tmp_path: Path) -> None:
+    from pg2edge.pipeline.resync import resync_tables
+
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, v text)", "CREATE TABLE b (id int PRIMARY KEY, v text)",
+            "INSERT INTO a SELECT g, 'a' FROM generate_series(1, 500) g", "INSERT INTO b VALUES (1, 'b')")
+    catch_up(pg_dsn, target)
+    db = open_replica(target)
+    with db:  # the replica drifted (a damaged row): resync repairs it
+        db.execute("UPDATE a SET v = 'damaged' WHERE id = 3")
+        db.execute("DELETE FROM a WHERE id = 4")
+    db.close()
+    run_sql(pg_dsn, "UPDATE a SET v = 'before' WHERE id = 5")
+    report = resync_tables(dsn=pg_dsn, target=target, tables="a", say=lambda _m: None)
+    assert report.tables == {"public.a": 500}
+    run_sql(pg_dsn, "UPDATE a SET v = 'after' WHERE id = 6", "INSERT INTO b VALUES (2, 'b')")
+    catch_up(pg_dsn, target)
+    db = open_replica(target)
+    assert sqlite_rows(db, "a", ["id", "v"]) == sorted((int(i), v) for i, v in pg_rows(pg_dsn, "a", ["id", "v"]))
+    assert one(db, "SELECT v FROM a WHERE id = 3") == "a"
+    assert sqlite_rows(db, "b", ["id", "v"]) == [(1, "b"), (2, "b")]
+    assert validate(pg_dsn, target, mode="full", timeout=30).clean
+    db.close()
