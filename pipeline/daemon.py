@@ -10,18 +10,21 @@ read. SIGTERM/SIGINT finish the current batch, acknowledge it and return.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import engine, state
+from pg2edge.pipeline.ddl_capture import FALLBACK, capture_mode
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
@@ -57,6 +60,16 @@ def _record_pid(db: apsw.Connection, *, running: bool) -> None:
     with db:
         state.write_record(db, DAEMON_SCOPE, PID_RECORD, {"pid": os.getpid() if running else None,
                                                           "started_at" if running else "stopped_at": now})
+
+
+def _describe_one(dsn: str, table: tuple[str, str]) -> dict[str, Any]:
+    """Fallback mode: the catalog description of one source table, read now."""
+    from pg2edge.pipeline.ddl_capture import describe_tables
+
+    with dsnlib.control(dsn) as conn:
+        row = conn.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = %s AND c.relname = %s", table).fetchone()
+        return describe_tables(conn, [int(row[0])] if row else [])
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
@@ -103,7 +116,11 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
                                              start_lsn=pos.end_lsn),
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                            retained_wal_warn_bytes=retained_wal_warn_bytes)
-        resyncing = AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say)
+        fallback = capture_mode(db) == FALLBACK
+        if fallback and sink.applier is not None:
+            sink.applier.describe_source = functools.partial(_describe_one, dsn)
+        resyncing = AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,
+                               watch=list(mappings) if fallback else ())
         try:
             run = engine.run(resyncing, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
         finally:

@@ -290,13 +290,17 @@ class AutoResync:
     RETRY_AFTER = 30.0
 
     def __init__(self, source: Any, *, dsn: str, target: str | Path, db: apsw.Connection,
-                 options: TranslateConfig | None, say: Callable[[str], None], interval: float = 1.0) -> None:
+                 options: TranslateConfig | None, say: Callable[[str], None], interval: float = 1.0,
+                 watch: Sequence[tuple[str, str]] = (), watch_interval: float = 30.0) -> None:
         self.source, self.dsn, self.target, self.db = source, dsn, str(target), db
         self.options, self.say, self.interval = options, say, interval
         self.label = source.label
         self._proc: Any = None
         self._checked = 0.0
         self._not_before = 0.0
+        self.watch, self.watch_interval = list(watch), watch_interval  # fallback mode: tables to compare
+        self._watched: float | None = None
+        self._named: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.source, name)
@@ -304,6 +308,9 @@ class AutoResync:
     def tick(self) -> None:
         self.source.tick()
         now = time.monotonic()
+        if self.watch and (self._watched is None or now - self._watched >= self.watch_interval):
+            self._watched = now
+            self._check_unseen()
         if now - self._checked < self.interval:
             return
         self._checked = now
@@ -325,6 +332,19 @@ class AutoResync:
         self._proc = mp.get_context("spawn").Process(target=_resync_main, daemon=True,
                                                      args=(self.dsn, self.target, tables, self.options))
         self._proc.start()
+
+    def _check_unseen(self) -> None:
+        from pg2edge.pipeline.schema_apply import unseen_changes
+
+        try:
+            found = unseen_changes(self.dsn, self.db, self.watch, self.options or TranslateConfig())
+        except (psycopg.Error, Pg2EdgeError) as exc:
+            log.warning("schema comparison (fallback mode) not done: %s", exc)
+            return
+        for f in found:
+            if str(f) not in self._named:
+                self._named.add(str(f))
+                self.say(f"finding: {f}")
 
     def finished(self, reached: Any) -> str | None:
         """Not caught up while a requested re-copy has not been swapped in."""

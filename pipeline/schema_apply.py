@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FALLBACK_EVENT = "relation"  # a SchemaChange synthesized from a Relation message and a catalog read
 BASELINE_SCOPE = "schema"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
 REBUILD_PREFIX = "_pg2edge_new_"
 
@@ -227,7 +228,7 @@ def _index_name(statement: str) -> str:
 # -- following a change ----------------------------------------------------------------------------------
 def follow_table(conn: apsw.Connection, *, key: tuple[str, str], target: str, described: Described,
                  baseline: Mapping[str, Any] | None, statement: str, options: TranslateConfig,
-                 translated: set[str]) -> Followed:
+                 translated: set[str], statement_known: bool = True) -> Followed:
     """Bring replica table ``target`` (source ``key``) to the translation of ``described``, inside the
     caller's transaction. Raises apsw.Error when SQLite refuses (the caller pauses the table)."""
     table = described.table
@@ -257,6 +258,8 @@ def follow_table(conn: apsw.Connection, *, key: tuple[str, str], target: str, de
             if (int(old[1]), int(old[2])) != (col.type_oid, col.typmod):
                 if not same_encoding(int(old[1]), int(old[2]), col):
                     out.resync.append(f"{name}: type changed to {col.pg_type} (the codec encodes it differently)")
+                elif not statement_known:
+                    out.resync.append(f"{name}: type changed to {col.pg_type} (fallback mode cannot see a USING)")
                 elif _uses_using(statement):
                     out.resync.append(f"{name}: type changed to {col.pg_type} with USING (values recomputed)")
             source_of[name] = ("col", name)
@@ -432,7 +435,8 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         conn.execute("SAVEPOINT pg2edge_ddl")
         try:
             done = follow_table(conn, key=key, target=mapping.target, described=d, baseline=baselines.get(qualified),
-                                statement=change.statement, options=applier.options, translated=translated)
+                                statement=change.statement, options=applier.options, translated=translated,
+                                statement_known=change.event != FALLBACK_EVENT)
         except (apsw.Error, _Ambiguous, Pg2EdgeError) as exc:
             conn.execute("ROLLBACK TO pg2edge_ddl")
             conn.execute("RELEASE pg2edge_ddl")
@@ -485,3 +489,57 @@ def _pause(conn: apsw.Connection, tables: dict[str, state.TableState], key: tupl
     ts = paused(tables.get(qualified) or state.TableState(table=qualified), reason, lsn)
     state.write_table(conn, ts)
     tables[qualified] = ts
+
+
+def follow_relation(applier: Follower, rel: Any, read: Any, *, commit_lsn: int,
+                    tables: dict[str, state.TableState]) -> list[Finding]:
+    """Fallback mode: a Relation message shows a changed table; read its catalog now and follow that, when
+    the catalog still has the columns the Relation message names (else the source moved on: named, paused)."""
+    qualified = f"{rel.schema}.{rel.name}"
+    try:
+        catalog = read((rel.schema, rel.name))
+    except Exception as exc:  # the source unreachable: named, paused; the operator resyncs
+        catalog = {"error": f"{type(exc).__name__}: {exc}"}
+    change = SchemaChange(lsn=commit_lsn, tag="Relation message (fallback mode)", statement="",
+                          event=FALLBACK_EVENT, catalog=catalog, error=catalog.get("error"),
+                          commands=({"identity": qualified},))
+    now = next((d for d in describe(change).values() if d.table.qualified == qualified), None)
+    if now is not None:
+        sent = [(c.name, c.type_oid) for c in rel.columns]
+        has = [(c.name, c.type_oid) for c in now.table.columns if c.generated is None]
+        if sent != has:
+            reason = (f"fallback mode: the source changed {qualified} again since this position "
+                      f"(stream {sent}, catalog now {has}); not followed: pg2edge resync --tables {qualified}")
+            _pause(applier.conn, tables, (rel.schema, rel.name), reason, commit_lsn)
+            return [Finding(Level.ERROR, "ddl-not-followed", qualified, reason)]
+    return follow(applier, change, commit_lsn=commit_lsn, tables=tables)
+
+
+def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]],
+                   options: TranslateConfig) -> list[Finding]:
+    """Fallback mode: each replica table whose translated source schema differs from the replica now (an
+    index, a default, a constraint: changes no Relation message carries), named."""
+    from pg2edge import dsn as dsnlib
+    from pg2edge.pipeline.ddl_capture import describe_tables
+
+    with dsnlib.control(dsn) as pg:
+        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
+                                               ([f"{s}.{t}" for s, t in tables],)).fetchall()]
+        cat = describe_tables(pg, oids)
+    translated = {f"{s}.{t}" for s, t in tables}
+    out = []
+    for d in describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values():
+        create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
+        target = sqlite_table_name(d.table.schema, d.table.name)
+        what = []
+        if _table_sql(conn, target) != create:
+            what.append("columns, defaults or constraints")
+        if set(_indexes(conn, target).values()) != set(index_sql):
+            what.append("indexes")
+        if what:
+            out.append(Finding(Level.WARN, "schema-change-unseen", d.table.qualified,
+                               f"the source's {' and '.join(what)} differ from the replica's; fallback mode (no "
+                               "event triggers) follows them at the table's next Relation message, or run "
+                               f"pg2edge resync --tables {d.table.qualified}"))
+    return out

@@ -44,7 +44,6 @@ def test_the_three_measured_cases_are_followed_exactly(pg_dsn: str, tmp_path: Pa
             "UPDATE film SET rating = 4 WHERE id = 1")
     findings = catch_up(pg_dsn, target)
 
-    print(findings, state.read_tables(db), db.execute("SELECT * FROM _pg2edge_queue").fetchall())
     assert one(db, "SELECT count(*) FROM actor WHERE nick = 'none'") == 200
     assert sqlite_rows(db, "actor", ["id", "name", "nick"]) == sorted(
         (int(a), b, c) for a, b, c in pg_rows(pg_dsn, "actor", ["id", "name", "nick"]))
@@ -275,3 +274,46 @@ def test_resync_recopies_chosen_tables_and_rejoins_exactly_once(pg_dsn: str, tmp
     assert sqlite_rows(db, "b", ["id", "v"]) == [(1, "b"), (2, "b")]
     assert validate(pg_dsn, target, mode="full", timeout=30).clean
     db.close()
+
+
+def test_non_superuser_source_runs_in_fallback_mode_and_names_what_it_cannot_see(pg_dsn: str, tmp_path: Path) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pg2edge.pipeline.ddl_capture import FALLBACK
+    from pg2edge.pipeline.status import replica_status
+
+    db_name = conninfo_to_dict(pg_dsn)["dbname"]
+    role = f"app_{db_name}"[:60]
+    run_sql(pg_dsn, f'CREATE ROLE "{role}" LOGIN REPLICATION PASSWORD \'pw\'',
+            f'GRANT CREATE ON DATABASE "{db_name}" TO "{role}"', f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    app = make_conninfo(pg_dsn, user=role, password="pw")
+    target = tmp_path / "r.db"
+    try:
+        run_sql(app, "CREATE TABLE actor (id int PRIMARY KEY, name text)",
+                "INSERT INTO actor SELECT g, 'a' || g FROM generate_series(1, 200) g",
+                "CREATE TABLE category (id int PRIMARY KEY, name text)",
+                "INSERT INTO category SELECT g, 'c' || g FROM generate_series(1, 16) g",
+                "CREATE TABLE film (id int PRIMARY KEY, title text)", "INSERT INTO film VALUES (1, 'f')")
+        catch_up(app, target)
+        db = open_replica(target)
+        assert replica_status(target).schema_capture == FALLBACK
+        run_sql(app, "ALTER TABLE actor ADD COLUMN nick text NOT NULL DEFAULT 'none'",
+                "INSERT INTO actor (id, name) VALUES (201, 'new')",
+                "ALTER TABLE category RENAME COLUMN name TO title", "UPDATE category SET title = 'r' WHERE id = 1",
+                "CREATE INDEX film_title_idx ON film (title)")
+        said: list[str] = []
+        run_sync(dsn=app, target=target, until_caught_up=True, heartbeat_interval=0.2, say=said.append)
+        # followed exactly from Relation messages + catalog reads
+        assert one(db, "SELECT count(*) FROM actor WHERE nick = 'none'") == 201
+        assert sqlite_rows(db, "actor", ["id", "name", "nick"]) == sorted(
+            (int(a), b, c) for a, b, c in pg_rows(app, "actor", ["id", "name", "nick"]))
+        assert [r[1] for r in db.execute("PRAGMA table_info(category)")] == ["id", "title"]
+        assert one(db, "SELECT title FROM category WHERE id = 1") == "r"
+        # an index reaches no Relation message: named
+        assert any("schema-change-unseen" in m and "public.film" in m and "indexes" in m for m in said), said
+        assert not any(ts.paused for ts in state.read_tables(db).values())
+        db.close()
+    finally:
+        from pg2edge.pipeline.teardown import teardown_replica
+
+        teardown_replica(dsn=pg_dsn, target=target)

@@ -66,6 +66,8 @@ class Applier:
         self.mappings = dict(mappings)
         self.options = options or TranslateConfig()  # the type rules schema changes are translated with
         self._resyncing: dict[str, Any] = {}
+        # fallback mode (no event triggers): reads the source catalog of tables a Relation message changed
+        self.describe_source: Callable[[tuple[str, str]], dict[str, Any]] | None = None
         self._targets: dict[str, TargetTable] = {}
         self._planner = Planner()
         self.route: Callable[[ChangeEvent], None] = self.apply_event  # the retry queue may stand in between
@@ -208,6 +210,10 @@ class Applier:
         if mapping.skip:  # not copied by design: never "added" to the replica
             present += [c.name for c in rel.columns if mapping.skip(c.name)]
         d = drift.compare(rel, ts.columns, present)
+        if self.describe_source is not None and (d.added or d.pause or d.findings):
+            result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+                                                                commit_lsn=txn.commit_lsn, tables=tables))
+            return
         for f in d.findings:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
         result.findings.extend(d.findings)
