@@ -91,7 +91,7 @@ def describe_sql() -> str:
 
 def describe_tables(conn: psycopg.Connection[Any], oids: list[int]) -> dict[str, Any]:
     """The same description the trigger emits, read now (the baseline of a replica's tables)."""
-    row = conn.execute(describe_sql().encode(), {"oids": oids}).fetchone()  # type: ignore[call-overload]
+    row = conn.execute(describe_sql().encode(), {"oids": oids}).fetchone()
     assert row is not None
     return dict(row[0])
 

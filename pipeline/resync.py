@@ -24,7 +24,6 @@ A crash before the swap leaves the request and the buffer: run resync again
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -36,7 +35,6 @@ from typing import Any
 import apsw
 import psycopg
 
-from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError, Pg2EdgeError
 from pg2edge.pipeline import state
@@ -253,10 +251,12 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
             state.write_table(db, ts)
             tables[qualified] = ts
             db.execute(f"DELETE FROM {state._T} WHERE scope = ? AND name = ?", (SCOPE, qualified))
-            items = db.execute(f"SELECT seq, commit_lsn, kind, item FROM {quote_ident(BUFFER)} WHERE tbl = ? "
-                               "ORDER BY seq", (qualified,)).fetchall()
-            for _seq, lsn, kind, item in items:
-                if int(lsn) <= report.snapshot_lsn:
+            items = db.execute(  # (seq, commit LSN, 'row'|'schema', JSON)
+                f"SELECT seq, commit_lsn, kind, item FROM {quote_ident(BUFFER)} WHERE tbl = ? ORDER BY seq",
+                (qualified,)).fetchall()
+            for _seq, lsn, kind, text in items:
+                item = str(text)
+                if int(str(lsn)) <= report.snapshot_lsn:
                     report.dropped += 1
                     continue
                 if kind == "row":
@@ -264,7 +264,7 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
                 else:
                     from pg2edge.pipeline.schema_apply import follow
 
-                    for f in follow(applier, SchemaChange.from_json(item), commit_lsn=int(lsn), tables=tables):
+                    for f in follow(applier, SchemaChange.from_json(item), commit_lsn=int(str(lsn)), tables=tables):
                         say(f"finding: {f}")
                 report.replayed += 1
             db.execute(f"DELETE FROM {quote_ident(BUFFER)} WHERE tbl = ?", (qualified,))
@@ -370,4 +370,3 @@ def describe_pending(conn: apsw.Connection) -> list[str]:
 __all__ = ["AutoResync", "ResyncError", "ResyncReport", "buffer_event", "buffer_schema_change", "buffered", "describe_pending",
            "pending", "request", "resync_tables"]
 
-_ = json  # the buffer stores items as JSON text

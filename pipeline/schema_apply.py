@@ -243,14 +243,16 @@ def follow_table(conn: apsw.Connection, *, key: tuple[str, str], target: str, de
     out.target = new_target
     codec = row_codec(table, options=options)
     present = {str(r[1]) for r in _columns(conn, new_target)}
-    base = {int(n): v for n, v in (baseline or {}).get("attnums", {}).items()} if baseline else None
+    base: dict[int, list[Any]] | None = (
+        {int(n): list(v) for n, v in baseline.get("attnums", {}).items()} if baseline else None)
     source_of: dict[str, tuple[str, Any]] = {}
     renames: list[tuple[str, str]] = []
     for num, (name, has_missing, missing) in sorted(described.attrs.items()):
         if name not in codec.columns:
             continue
         col = table.column(name)
-        old = base.get(num) if base is not None else ([name, col.type_oid, col.typmod] if name in present else None)
+        old: list[Any] | None = (base.get(num) if base is not None
+                                 else [name, col.type_oid, col.typmod] if name in present else None)
         if old is not None and old[0] in present:
             if old[0] != name:
                 renames.append((str(old[0]), name))
