@@ -101,13 +101,13 @@ def control(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     :func:`control_session`, else a new one closed on exit."""
     sessions = _SESSION.get()
     if sessions is None:
-        with connect(dsn, autocommit=True) as conn:
-            yield conn
+        with connect(dsn, autocommit=True) as own:
+            yield own
         return
-    conn = sessions.get(dsn)
-    if conn is None or conn.closed or conn.broken:
-        conn = sessions[dsn] = connect(dsn, autocommit=True)
-    yield conn
+    shared = sessions.get(dsn)
+    if shared is None or shared.closed or shared.broken:
+        shared = sessions[dsn] = connect(dsn, autocommit=True)
+    yield shared
 
 
 def split_password(dsn: str) -> tuple[str, str | None]:
@@ -124,10 +124,25 @@ def with_options(dsn: str, options: str) -> str:
     return conninfo.make_conninfo("", **params)
 
 
+# The one text format the value codec reads (pg2edge.translators.codec): every connection whose
+# values reach the codec gets these in its startup options, whatever the server's defaults are.
+SESSION_SETTINGS: dict[str, str] = {
+    "DateStyle": "ISO",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+
+
+def session_options(existing: str = "") -> str:
+    """A libpq ``options`` value: ``existing`` plus the codec's session settings (which win)."""
+    ours = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+    return f"{existing} {ours}".strip()
+
+
 def codec_dsn(dsn: str) -> str:
     """The DSN with the value codec's session settings added to any options it already has."""
-    from pg2edge.translators.codec.base import session_options
-
     existing = str(conninfo.conninfo_to_dict(dsn).get("options") or "")
     return with_options(dsn, session_options(existing))
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,9 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
-from pg2edge.pipeline import engine, state
+from pg2edge.pipeline import state
 from pg2edge.pipeline.ddl_capture import FALLBACK, capture_mode
-from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
+from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
@@ -34,20 +34,13 @@ from pg2edge.pipeline.schema_apply import record_baselines, use_baselines
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource, stream_slot
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 
 
 @dataclass
-class SyncReport:
+class SyncReport(EngineReport):
     snapshot: SnapshotReport | None = None
-    transactions: int = 0
-    rows: int = 0
-    position: state.Position | None = None
-    stopped_by: str = "caught up"
-    findings: list[str] = field(default_factory=list)
-    retained_wal_bytes: int | None = None
 
 
 DAEMON_SCOPE = "daemon"
@@ -112,23 +105,18 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         record_baselines(dsn, db, list(mappings))  # attribute numbers: tells a RENAME from a DROP + ADD
         use_baselines(db, mappings)  # the shapes at the replica's position, not the source's current ones
         sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                           retained_wal_warn_bytes=retained_wal_warn_bytes)
         fallback = capture_mode(db) == FALLBACK
         if fallback and sink.applier is not None:
             sink.applier.describe_source = functools.partial(_describe_one, dsn)
-        resyncing = AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,
-                               watch=list(mappings) if fallback else ())
-        try:
-            run = engine.run(resyncing, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
-        finally:
-            resyncing.close()
-        report.transactions, report.rows, report.findings = run.transactions, run.rows, run.findings
-        report.stopped_by, report.position = run.stopped_by, run.position
-        report.retained_wal_bytes = run.retained_wal_bytes
-        return report
+
+        def resyncing(source: CdcSource) -> AutoResync:  # re-copies what a schema change asks for
+            return AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,
+                              watch=list(mappings) if fallback else ())
+
+        return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
+                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                           retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
+                           say=say, on_batch=on_batch, wrap=resyncing)
     finally:
         restore()
         _record_pid(db, running=False)

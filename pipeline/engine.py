@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline.events import Item, Transaction
@@ -131,6 +131,9 @@ class EngineReport:
     retained_wal_bytes: int | None = None
 
 
+R = TypeVar("R", bound=EngineReport)
+
+
 class Probe:
     """The engine's metrics: batch counts and latency, lag, queue depths, retained WAL (no-ops without)."""
 
@@ -161,10 +164,11 @@ class Probe:
             m.retained_wal.set(source.retained_wal_bytes)
 
 
-def run(source: Source, sink: Sink, *, flag: StopFlag, max_wait: float = 0.2, metrics: Metrics | None = None,
-        say: Say = print, on_batch: Callable[[ApplyResult], None] | None = None) -> EngineReport:
-    """Stream from ``source`` into ``sink`` until the flag is set or the source says it is finished."""
-    report = EngineReport()
+def run(source: Source, sink: Sink, *, flag: StopFlag, report: R, max_wait: float = 0.2,
+        metrics: Metrics | None = None, say: Say = print,
+        on_batch: Callable[[ApplyResult], None] | None = None) -> R:
+    """Stream from ``source`` into ``sink`` until the flag is set or the source says it is finished;
+    fills and returns ``report`` (a job's report extends :class:`EngineReport`)."""
     probe = Probe(metrics)
     while True:
         source.tick()

@@ -29,8 +29,8 @@ import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline import state
+from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import Producer, ensure_topic, make_producer
@@ -40,8 +40,8 @@ from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import setup_publication, slot_change
 from pg2edge.pipeline.sinks.kafka import KafkaSink
 from pg2edge.pipeline.sources import keeper
-from pg2edge.pipeline.sources.cdc import CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream, drop_slot, identify_system
+from pg2edge.pipeline.sources.cdc import stream_slot
+from pg2edge.pipeline.sources.replication import drop_slot, identify_system
 from pg2edge.pipeline.sources.snapshot import published_tables, snapshot_items, stream_names
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,10 @@ PARTITIONING = ("kafka", "partitioning")
 
 
 @dataclass
-class PublishReport:
-    topic: str
-    snapshot_rows: int = 0
-    transactions: int = 0
+class PublishReport(EngineReport):
+    topic: str = ""
     events: int = 0
     acked_lsn: int = 0
-    stopped_by: str = "caught up"
 
 
 def open_state(path: str | Path) -> apsw.Connection:
@@ -171,15 +168,11 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
             say(f"snapshot: {report.snapshot_rows} rows published to {topic}")
         pos = state.read_position(db)
         assert pos is not None
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up)
-        try:
-            ran = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say)
-        finally:
-            source.close()
-        report.transactions, report.events, report.stopped_by = ran.transactions, sink.events, ran.stopped_by
-        report.acked_lsn = ran.position.visible_lsn if ran.position else 0
+        snapshot_rows = report.snapshot_rows
+        stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report, heartbeat_interval=heartbeat_interval,
+                    until_caught_up=until_caught_up, max_wait=max_wait, metrics=metrics, say=say)
+        report.snapshot_rows, report.events = snapshot_rows, sink.events
+        report.acked_lsn = report.position.visible_lsn if report.position else 0
         log.info("publisher stopped at %s", format_lsn(report.acked_lsn))
         return report
     finally:

@@ -21,7 +21,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.bootstrap import seed_replica
 from pg2edge.pipeline.kafka.client import Consumer, make_consumer
@@ -37,15 +37,9 @@ from pg2edge.pipeline.sources.replication import identify_system
 
 
 @dataclass
-class ReplicaReport:
-    topic: str
-    transactions: int = 0
-    rows: int = 0
-    snapshot_rows: int = 0
-    skipped: int = 0
+class ReplicaReport(EngineReport):
+    topic: str = ""
     parked: int = 0
-    position: state.Position | None = None
-    stopped_by: str = "caught up"
 
 
 class _MirroredSink(SqliteSink):
@@ -114,10 +108,8 @@ def run_kafka_replica(*, bootstrap: str, target: str | Path, dsn: str | None = N
         source = KafkaSource(consumer, topic, stored_offsets={0: stored}, until_caught_up=until_caught_up,
                              until_lsn=goal, idle_seconds=idle_seconds, max_records=max_records, group=group)
         say(f"consuming {topic} from offset {source.guards[0].expected}")
-        run = engine.run(source, sink, flag=flag, max_wait=0.2, metrics=metrics, say=say)
-        report.transactions, report.rows, report.skipped = run.transactions, run.rows, run.skipped
-        report.snapshot_rows, report.parked = run.snapshot_rows, sink.parked
-        report.stopped_by, report.position = run.stopped_by, run.position
+        engine.run(source, sink, flag=flag, report=report, max_wait=0.2, metrics=metrics, say=say)
+        report.parked = sink.parked
         return report
     finally:
         restore()

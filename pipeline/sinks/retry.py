@@ -174,17 +174,24 @@ class RetryQueue:
         if not self.careful:
             apply_event(ev)
             return
-        self.conn.execute("SAVEPOINT pg2edge_event")
+        failed = self._attempt(ev, apply_event)
+        if failed is not None:
+            self._park(ev, keys, status=QueueStatus.RETRY, error=str(failed), attempts=1)
+
+    def _attempt(self, ev: ChangeEvent, apply_event: Callable[[ChangeEvent], None]) -> ApplyError | None:
+        """Apply one change inside a savepoint; the permanent error it failed with (rolled back), or None.
+        A transient error is raised (the caller retries the whole batch in place)."""
+        self.conn.execute("SAVEPOINT pg2edge_change")
         try:
             apply_event(ev)
         except ApplyError as exc:
-            self.conn.execute("ROLLBACK TO pg2edge_event")
-            self.conn.execute("RELEASE pg2edge_event")
+            self.conn.execute("ROLLBACK TO pg2edge_change")
+            self.conn.execute("RELEASE pg2edge_change")
             if is_transient(exc):
                 raise
-            self._park(ev, keys, status=QueueStatus.RETRY, error=str(exc), attempts=1)
-            return
-        self.conn.execute("RELEASE pg2edge_event")
+            return exc
+        self.conn.execute("RELEASE pg2edge_change")
+        return None
 
     def _park(self, ev: ChangeEvent, keys: set[str], *, status: QueueStatus, error: str | None,
               attempts: int) -> None:
@@ -227,15 +234,8 @@ class RetryQueue:
                 if not blocked.isdisjoint(keys) or not due:
                     blocked |= keys
                     continue
-                ev = ChangeEvent.from_dict(e.event)
-                self.conn.execute("SAVEPOINT pg2edge_retry")
-                try:
-                    apply_event(ev)
-                except ApplyError as exc:
-                    self.conn.execute("ROLLBACK TO pg2edge_retry")
-                    self.conn.execute("RELEASE pg2edge_retry")
-                    if is_transient(exc):
-                        raise
+                exc = self._attempt(ChangeEvent.from_dict(e.event), apply_event)
+                if exc is not None:
                     attempts = e.attempts + 1
                     dead = e.id in forced or attempts >= self.policy.max_attempts
                     self.conn.execute(
@@ -246,7 +246,6 @@ class RetryQueue:
                                 attempts, ", now in the DLQ" if dead else "", exc)
                     blocked |= keys
                     continue
-                self.conn.execute("RELEASE pg2edge_retry")
                 self.conn.execute(f"DELETE FROM {_Q} WHERE id = ?", (e.id,))
                 applied += 1
             row = self.conn.execute(f"SELECT count(*) FROM {_Q}").fetchone()

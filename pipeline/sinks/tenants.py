@@ -185,7 +185,6 @@ class TenantSink:
 
     def __init__(self, router: TenantRouter, *, label: str) -> None:
         self.router, self.label = router, label
-        self.routed = RouteResult()
 
     def position(self) -> state.Position | None:
         return state.read_position(self.router.hub)
@@ -193,8 +192,6 @@ class TenantSink:
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         cursor = batch[-1].cursor if batch else None
         routed = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None)
-        self.routed.transactions += routed.transactions
-        self.routed.rows += routed.rows
         return ApplyResult(applied=routed.transactions, rows=routed.rows, position=self.position())
 
     def control(self, item: Control) -> None:

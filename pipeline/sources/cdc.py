@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
 from pg2edge import dsn as dsnlib
 from pg2edge.errors import Pg2EdgeError, SourceError
+from pg2edge.pipeline import engine
 from pg2edge.pipeline.events import Item, Transaction, Watermark
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.metrics import Metrics
+from pg2edge.pipeline.sinks.base import ApplyResult, Sink
 from pg2edge.pipeline.sources import pgoutput
 from pg2edge.pipeline.sources.assembler import Assembler, Heartbeat
 from pg2edge.pipeline.sources.replication import ReplicationStream, slot_status
-from pg2edge.pipeline.state import Position
+from pg2edge.pipeline.state import Position, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +214,22 @@ class CdcSource:
         self._acked = max(self._acked, hb.lsn)
         self.stream.ack(hb.lsn)
         return hb.lsn
+
+
+def stream_slot(dsn: str, names: StreamInfo, start_lsn: int, sink: Sink, *, flag: engine.StopFlag, report: engine.R,
+                heartbeat_interval: float = 1.0, until_caught_up: bool = False,
+                retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES, max_wait: float = 0.2,
+                metrics: Metrics | None = None, say: engine.Say = print,
+                on_batch: Callable[[ApplyResult], None] | None = None,
+                wrap: Callable[[CdcSource], Any] | None = None) -> engine.R:
+    """The CDC half of every job that reads the slot: a :class:`CdcSource` from ``start_lsn`` run into ``sink``
+    (``wrap`` puts periodic work of the job around the source: the sync's re-copies)."""
+    cdc = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=start_lsn),
+                    heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                    retained_wal_warn_bytes=retained_wal_warn_bytes)
+    source = wrap(cdc) if wrap is not None else cdc
+    try:
+        return engine.run(source, sink, flag=flag, report=report, max_wait=max_wait, metrics=metrics, say=say,
+                          on_batch=on_batch)
+    finally:
+        source.close()

@@ -8,29 +8,24 @@ from dataclasses import dataclass
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
-from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline import state
+from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sinks.tenants import TenantRouter, TenantSink
-from pg2edge.pipeline.sources.cdc import CdcSource
-from pg2edge.pipeline.sources.replication import ReplicationStream
+from pg2edge.pipeline.sources.cdc import stream_slot
 from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.tenants.layout import plan_layout
 from pg2edge.pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
 
 
 @dataclass
-class TenantSyncReport:
+class TenantSyncReport(EngineReport):
     snapshot: TenantSnapshotReport | None = None
-    transactions: int = 0
-    rows: int = 0
     tenants_created: int = 0
     peak_open_files: int = 0
-    position: state.Position | None = None
-    stopped_by: str = "caught up"
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
@@ -58,19 +53,14 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
         say(f"routing {len(layout.tenant_tables)} tenant table(s) by {tenants.column!r} into "
             f"{len(router.known)} tenant file(s); streaming from {format_lsn(pos.end_lsn)}")
         sink = TenantSink(router, label=str(tenants.pattern))
-        source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication],
-                                             start_lsn=pos.end_lsn),
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up)
         try:
-            run = engine.run(source, sink, flag=flag, max_wait=max_wait, metrics=metrics, say=say)
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
+                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                               max_wait=max_wait, metrics=metrics, say=say)
         finally:
-            source.close()
             report.tenants_created = router.created
             report.peak_open_files = router.pool.peak
             sink.close()
-        report.transactions, report.rows = sink.routed.transactions, sink.routed.rows
-        report.stopped_by, report.position = run.stopped_by, run.position
-        return report
     finally:
         restore()
         hub.close()

@@ -35,7 +35,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import engine, state
-from pg2edge.pipeline.engine import StopFlag
+from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import Control, SnapshotBegin, SnapshotEnd, SnapshotRows, Transaction, Watermark
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import Consumer, make_consumer
@@ -66,16 +66,12 @@ def hub_path(shared_path: str | Path, partition: int) -> Path:
 
 
 @dataclass
-class TenantKafkaReport:
-    topic: str
+class TenantKafkaReport(EngineReport):
+    topic: str = ""
     partitions: list[int] = field(default_factory=list)
-    snapshot_rows: int = 0
-    transactions: int = 0  # partition (sub)transactions routed
-    rows: int = 0
     tenants_created: int = 0
     peak_open_files: int = 0
     positions: dict[int, state.Position | None] = field(default_factory=dict)
-    stopped_by: str = "caught up"
 
 
 class PartitionSink:
@@ -279,9 +275,7 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
                              max_records=max_records, group=group)
         say(f"consuming {topic} partition(s) {','.join(map(str, chosen))} of {n} into {tenants.pattern}")
         sink = PartitionedSink(parts, label=f"{tenants.pattern} (topic {topic})")
-        run = engine.run(source, sink, flag=flag, max_wait=0.2, metrics=metrics, say=say)
-        report.transactions, report.rows, report.snapshot_rows = run.transactions, run.rows, run.snapshot_rows
-        report.stopped_by = run.stopped_by
+        engine.run(source, sink, flag=flag, report=report, max_wait=0.2, metrics=metrics, say=say)
         for p, part in parts.items():
             part.close_router()
             report.positions[p] = state.read_position(part.hub)

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pg2edge.dsn import SESSION_SETTINGS, session_options  # re-exported: the codec reads this text format
 from pg2edge.errors import Pg2EdgeError
 
-# The text format the codec reads: every connection whose values reach the codec (COPY
-# workers, the replication stream, the validator) is opened with these session settings,
+__all__ = ["SESSION_SETTINGS", "CodecError", "Inexact", "session_options"]
+
+# The text format the codec reads (SESSION_SETTINGS, defined in the core so connections can be opened
+# with it): every connection whose values reach the codec is opened with these session settings,
 # whatever the server's defaults are. UTC is also the codec's fast path for timestamptz.
-SESSION_SETTINGS: dict[str, str] = {
-    "DateStyle": "ISO",
-    "IntervalStyle": "postgres",
-    "TimeZone": "UTC",
-    "extra_float_digits": "3",
-    "bytea_output": "hex",
-}
-
-
-def session_options(existing: str = "") -> str:
-    """A libpq ``options`` value: ``existing`` plus the codec's session settings (which win)."""
-    ours = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
-    return f"{existing} {ours}".strip()
 
 
 class Inexact(Exception):
