@@ -24,10 +24,12 @@ A crash before the swap leaves the request and the buffer: run resync again
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,40 @@ def buffered(conn: apsw.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+@contextlib.contextmanager
+def _immediate(db: apsw.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock first (waits on the busy timeout): a deferred one that
+    read before writing fails at once when the stream committed in between (SQLITE_BUSY_SNAPSHOT)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+# -- one re-copy at a time per replica ---------------------------------------------------------------------
+OWNER = ("resync_run", "owner")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_owner(conn: apsw.Connection) -> int | None:
+    """The pid of a resync process still running on this replica, else None."""
+    rec = state.read_record(conn, *OWNER)
+    pid = int(rec["pid"]) if rec and rec.get("pid") else None
+    return pid if pid is not None and _alive(pid) else None
+
+
 # -- the re-copy ----------------------------------------------------------------------------------------------
 @dataclass
 class ResyncReport:
@@ -128,6 +164,10 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
         chosen = _resolve(db, tables)
         db.execute("BEGIN IMMEDIATE")  # read then write, with the stream writing concurrently
         try:
+            owner = running_owner(db)
+            if owner is not None and owner != os.getpid():
+                raise ResyncError(f"resync: another resync of {target} is running (pid {owner}); wait for it")
+            state.write_record(db, *OWNER, {"pid": os.getpid(), "tables": [f"{s}.{t}" for s, t in chosen]})
             pos = state.read_position(db)
             for s, t in chosen:
                 request(db, f"{s}.{t}", since_lsn=pos.commit_lsn if pos else 0, reason="pg2edge resync")
@@ -185,7 +225,7 @@ def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, 
             for f in findings:
                 say(f"schema finding: {f}")
             codec = row_codec(table, options=options)
-            with db:
+            with _immediate(db):
                 db.execute(f"DROP TABLE IF EXISTS {quote_ident(shadow)}")
                 db.execute(f"CREATE TABLE {quote_ident(shadow)} (" + create[len(f"CREATE TABLE {quote_ident(target)} ("):])
             insert = (f"INSERT INTO {quote_ident(shadow)} ({', '.join(map(quote_ident, codec.columns))}) "
@@ -199,12 +239,12 @@ def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, 
                 for values in copy.rows():
                     rows.append(codec.encode_row_text(values))
                     if len(rows) >= COPY_COMMIT_ROWS:
-                        with db:
+                        with _immediate(db):
                             db.executemany(insert, rows)
                         n += len(rows)
                         rows = []
             if rows:
-                with db:
+                with _immediate(db):
                     db.executemany(insert, rows)
                 n += len(rows)
             report.tables[table.qualified] = n
@@ -268,6 +308,7 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
                         say(f"finding: {f}")
                 report.replayed += 1
             db.execute(f"DELETE FROM {quote_ident(BUFFER)} WHERE tbl = ?", (qualified,))
+        db.execute(f"DELETE FROM {state._T} WHERE scope = ? AND name = ?", OWNER)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -324,7 +365,7 @@ class AutoResync:
         if now < self._not_before:
             return
         tables = sorted(pending(self.db))
-        if not tables:
+        if not tables or running_owner(self.db) is not None:  # none asked, or `pg2edge resync` is at work
             return
         import multiprocessing as mp
 
