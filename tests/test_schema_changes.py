@@ -317,3 +317,17 @@ def test_non_superuser_source_runs_in_fallback_mode_and_names_what_it_cannot_see
         from pg2edge.pipeline.teardown import teardown_replica
 
         teardown_replica(dsn=pg_dsn, target=target)
+
+
+def test_resync_cli_names_an_unknown_table_in_one_line(pg_dsn: str, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY)", "INSERT INTO a VALUES (1)")
+    catch_up(pg_dsn, target)
+    bad = run_cli("resync", "--source", pg_dsn, "--target", str(target), "--tables", "nope")
+    assert bad.returncode == 2, bad
+    assert bad.stderr.strip().count("\n") == 0 and "public.nope" in bad.stderr, bad.stderr
+    good = run_cli("resync", "--source", pg_dsn, "--target", str(target), "--tables", "a")
+    assert good.returncode == 0, good.stderr
+    assert "'public.a': 1" in good.stdout
+    status = run_cli("status", "--target", str(target), "--format", "json")
+    assert '"schema_capture": "event-triggers"' in status.stdout
