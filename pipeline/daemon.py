@@ -27,7 +27,7 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.ddl_capture import FALLBACK, capture_mode
 from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
-from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.mappings import build_mappings, mapping_for
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.resync import AutoResync
 from pg2edge.pipeline.schema_apply import record_baselines, use_baselines
@@ -106,8 +106,10 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         use_baselines(db, mappings)  # the shapes at the replica's position, not the source's current ones
         sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
         fallback = capture_mode(db) == FALLBACK
-        if fallback and sink.applier is not None:
-            sink.applier.describe_source = functools.partial(_describe_one, dsn)
+        if sink.applier is not None:
+            sink.applier.mapping_for = functools.partial(mapping_for, dsn, options=options)
+            if fallback:
+                sink.applier.describe_source = functools.partial(_describe_one, dsn)
 
         def resyncing(source: CdcSource) -> AutoResync:  # re-copies what a schema change asks for
             return AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,

@@ -59,11 +59,12 @@ class ResyncError(Pg2EdgeError):
 
 
 # -- requests and the buffer (used by the stream's applier) ---------------------------------------------------
-def request(conn: apsw.Connection, table: str, *, since_lsn: int, reason: str) -> None:
-    """Ask for ``table`` to be re-copied; from now on its changes are buffered (caller's transaction)."""
+def request(conn: apsw.Connection, table: str, *, since_lsn: int, reason: str, add: bool = False) -> None:
+    """Ask for ``table`` to be re-copied (``add``: a new table, added to the publication first); from now on
+    its changes are buffered (caller's transaction)."""
     conn.execute(_BUFFER_DDL)
     if state.read_record(conn, SCOPE, table) is None:
-        state.write_record(conn, SCOPE, table, {"since_lsn": since_lsn, "reason": reason,
+        state.write_record(conn, SCOPE, table, {"since_lsn": since_lsn, "reason": reason, "add": add,
                                                 "requested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
@@ -138,7 +139,7 @@ def _resolve(db: apsw.Connection, tables: str | Sequence[str]) -> list[tuple[str
     names = [t.strip() for t in (tables.split(",") if isinstance(tables, str) else tables) if t.strip()]
     if not names:
         raise ConfigError("resync: name at least one table (--tables a,b)")
-    known = set(state.read_tables(db))
+    known = set(state.read_tables(db)) | {t for t, v in pending(db).items() if v.get("add")}
     out = []
     for name in names:
         qualified = name if "." in name else f"public.{name}"
@@ -175,6 +176,7 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        _publish_added(dsn, db, chosen, say)
         slot = f"pg2edge_rs_{secrets.token_hex(4)}"
         kept = create_slot_with_snapshot(dsn, slot, timeout=slot_timeout)
         try:
@@ -189,6 +191,30 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
         db.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _publish_added(dsn: str, db: apsw.Connection, chosen: list[tuple[str, str]], say: Callable[[str], None]) -> None:
+    """Tables created on the source after the snapshot: add them to the replica's publication (a source
+    change; dropping the publication at teardown undoes it). Runs after their request, so the stream
+    buffers every change the publication starts sending."""
+    from psycopg import sql
+
+    from pg2edge.dsn import control
+
+    stream = state.read_stream(db)
+    wanted = [(s, t) for s, t in chosen if pending(db).get(f"{s}.{t}", {}).get("add")]
+    if stream is None or not wanted:
+        return
+    with control(dsn) as conn:
+        have = {(r[0], r[1]) for r in conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (stream.publication,))}
+        for s, t in wanted:
+            if (s, t) in have:
+                continue
+            say(f"source change: add {s}.{t} to publication {stream.publication} (created on the source; "
+                "teardown drops the publication)")
+            conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                sql.Identifier(stream.publication), sql.Identifier(s, t)))
 
 
 def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, str]], options: TranslateConfig,

@@ -424,9 +424,7 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         key = mapping_key(applier.mappings, baselines, d)
         if key is None:
             if change.tag == "CREATE TABLE":
-                findings.append(Finding(Level.WARN, "table-created", d.table.qualified,
-                                        f"{what}: not replicated; to add it: pg2edge resync --tables "
-                                        f"{d.table.qualified}"))
+                findings.append(_created(conn, d, what, commit_lsn))
             continue
         qualified = f"{key[0]}.{key[1]}"
         ts = tables.get(qualified) or state.TableState(table=qualified)
@@ -545,3 +543,35 @@ def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, 
                                "event triggers) follows them at the table's next Relation message, or run "
                                f"pg2edge resync --tables {d.table.qualified}"))
     return out
+
+
+def selected(conn: apsw.Connection, table: Table) -> bool:
+    """Whether the replica's table selection (``--tables`` globs at the snapshot) matches ``table``."""
+    import fnmatch
+
+    record = state.read_record(conn, "source", "selection")
+    if record is None:
+        return False
+    tables = record.get("tables")
+    items = tables.split(",") if isinstance(tables, str) else list(tables or [])
+    patterns = [p.strip() for p in items if p.strip()]
+    if not patterns:
+        return table.schema == "public"
+    return any(fnmatch.fnmatchcase(table.qualified if "." in p else table.name, p) for p in patterns)
+
+
+def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) -> Finding:
+    """CREATE TABLE: follow it (add to the publication and copy, by the re-copier) when the selection
+    matches and the table has a usable replica identity; else name it."""
+    from pg2edge.pipeline import resync
+
+    qualified = d.table.qualified
+    if not selected(conn, d.table):
+        return Finding(Level.INFO, "table-created", qualified, f"{what}: not in the replica's table selection")
+    if not d.table.primary_key and d.table.replica_identity != "f":
+        return Finding(Level.WARN, "table-created", qualified,
+                       f"{what}: matches the table selection but has no primary key (and not REPLICA IDENTITY "
+                       "FULL): not replicated")
+    resync.request(conn, qualified, since_lsn=commit_lsn, reason="created on the source", add=True)
+    return Finding(Level.INFO, "table-created", qualified,
+                   f"{what}: matches the table selection: added to the publication and copied")

@@ -331,3 +331,26 @@ def test_resync_cli_names_an_unknown_table_in_one_line(pg_dsn: str, tmp_path: Pa
     assert "'public.a': 1" in good.stdout
     status = run_cli("status", "--target", str(target), "--format", "json")
     assert '"schema_capture": "event-triggers"' in status.stdout
+
+
+@pytest.mark.slow
+def test_create_table_matching_the_selection_is_published_and_copied(pg_dsn: str, tmp_path: Path) -> None:
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, v text)", "INSERT INTO a VALUES (1, 'a')")
+    catch_up(pg_dsn, target)
+    run_sql(pg_dsn, "CREATE TABLE fresh (id int PRIMARY KEY, v text)",
+            "INSERT INTO fresh SELECT g, 'f' || g FROM generate_series(1, 100) g",
+            "CREATE TABLE keyless (v text)", "INSERT INTO a VALUES (2, 'b')")
+    findings = catch_up(pg_dsn, target)
+    assert any("table-created public.fresh" in f and "copied" in f for f in findings), findings
+    assert any("table-created public.keyless" in f and "no primary key" in f for f in findings), findings
+    run_sql(pg_dsn, "UPDATE fresh SET v = 'changed' WHERE id = 5", "DELETE FROM fresh WHERE id = 6",
+            "INSERT INTO fresh VALUES (101, 'new')")
+    catch_up(pg_dsn, target)
+    db = open_replica(target)
+    assert sqlite_rows(db, "fresh", ["id", "v"]) == sorted((int(i), v) for i, v in pg_rows(pg_dsn, "fresh", ["id", "v"]))
+    assert one(db, "SELECT v FROM fresh WHERE id = 5") == "changed"
+    assert one(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'keyless'") == 0
+    assert schema_differences(pg_dsn, db, ["a", "fresh"]) == []
+    assert validate(pg_dsn, target, mode="full", timeout=30).clean
+    db.close()

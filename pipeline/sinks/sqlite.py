@@ -68,6 +68,7 @@ class Applier:
         self._resyncing: dict[str, Any] = {}
         # fallback mode (no event triggers): reads the source catalog of tables a Relation message changed
         self.describe_source: Callable[[tuple[str, str]], dict[str, Any]] | None = None
+        self.mapping_for: Callable[[Any], TableMapping] | None = None  # a table created on the source
         self._targets: dict[str, TargetTable] = {}
         self._planner = Planner()
         self.route: Callable[[ChangeEvent], None] = self.apply_event  # the retry queue may stand in between
@@ -189,6 +190,8 @@ class Applier:
             model = schema_apply.baseline_model(self.conn, name)
             if mapping is not None and mapping.reshape is not None and model is not None:
                 mapping.reshape(model)
+            elif mapping is None and model is not None and self.mapping_for is not None:  # a table created
+                self.mappings[(schema, table)] = self.mapping_for(model)
             self._targets.clear()
         self._resyncing = now
 

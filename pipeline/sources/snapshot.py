@@ -180,6 +180,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             with db:
                 state.write_source(db, identity)
                 state.write_stream(db, names)
+                state.write_record(db, "source", "selection",  # a table created later that matches is followed
+                                   {"tables": tables if tables is None or isinstance(tables, str) else list(tables)})
             if capture:  # before the slot exists: no DDL after its consistent point goes unseen
                 from pg2edge.pipeline.ddl_capture import install_capture
 
