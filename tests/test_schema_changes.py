@@ -162,6 +162,9 @@ MIGRATION = [
     "ALTER TABLE orders ADD CONSTRAINT orders_id_status_key UNIQUE (id, status)",
     "ALTER TABLE orders ADD COLUMN created timestamptz NOT NULL DEFAULT now()",
     "CREATE INDEX orders_created_idx ON orders (created DESC) WHERE status <> 'done'",
+    "ALTER TABLE clients ADD COLUMN token text DEFAULT md5(random()::text)",  # volatile: re-copied
+    "ALTER TABLE orders ALTER COLUMN qty TYPE numeric(12,2) USING qty + 0.5",  # USING: re-copied under load
+    "TRUNCATE scratch",
     "DROP TABLE scratch",
 ]
 
@@ -173,6 +176,10 @@ def test_migration_under_load_stays_exact_after_every_statement(pg_dsn: str, tmp
     import multiprocessing as mp
     import random
     import threading
+    import time
+
+    from pg2edge.pipeline.resync import pending
+    from pg2edge.pipeline.status import wait_for_lsn
 
     target = tmp_path / "r.db"
     run_sql(pg_dsn, "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text)",
@@ -209,6 +216,13 @@ def test_migration_under_load_stays_exact_after_every_statement(pg_dsn: str, tmp
     try:
         for stmt in MIGRATION:
             run_sql(pg_dsn, stmt)
+            with psycopg.connect(pg_dsn) as conn:
+                lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
+            wait_for_lsn(target, lsn, timeout=60)  # the statement is applied (and a re-copy requested)
+            deadline = time.monotonic() + 120
+            while pending(db) or not state.read_position(db):  # a re-copy runs in the daemon's child process
+                assert time.monotonic() < deadline, (stmt, pending(db))
+                time.sleep(0.2)
             report = validate(pg_dsn, target, mode="full", timeout=60)
             assert report.clean, (stmt, report.as_dict())
             tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' "
@@ -354,3 +368,15 @@ def test_create_table_matching_the_selection_is_published_and_copied(pg_dsn: str
     assert schema_differences(pg_dsn, db, ["a", "fresh"]) == []
     assert validate(pg_dsn, target, mode="full", timeout=30).clean
     db.close()
+
+
+def test_schema_change_item_round_trips_through_json() -> None:
+    from pg2edge.pipeline.events import SchemaChange
+
+    change = SchemaChange(lsn=42, tag="ALTER TABLE", statement="ALTER TABLE t ADD COLUMN c int", index=3,
+                          commands=({"tag": "ALTER TABLE", "identity": "public.t"},),
+                          dropped=({"type": "index", "schema": "public", "name": "i"},),
+                          catalog={"rels": [["16390", "public", "t", "16397", "r"]]}, capture="slot_a")
+    again = SchemaChange.from_json(change.to_json())
+    assert again == change
+    assert SchemaChange.from_dict({"tag": "X", "statement": "s", "error": "boom"}).error == "boom"
