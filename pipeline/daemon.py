@@ -111,9 +111,11 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
             if fallback:
                 sink.applier.describe_source = functools.partial(_describe_one, dsn)
 
+        watched = [(q.split(".", 1)[0], q.split(".", 1)[1]) for q in state.read_tables(db)]  # the replica's names
+
         def resyncing(source: CdcSource) -> AutoResync:  # re-copies what a schema change asks for
             return AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,
-                              watch=list(mappings) if fallback else ())
+                              watch=watched if fallback else ())
 
         return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,

@@ -529,7 +529,12 @@ def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, 
         cat = describe_tables(pg, oids)
     translated = {f"{s}.{t}" for s, t in tables}
     out = []
-    for d in describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values():
+    described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
+    for gone in sorted(translated - {d.table.qualified for d in described}):
+        out.append(Finding(Level.ERROR, "table-gone-unseen", gone,
+                           "no longer on the source under this name (dropped or renamed): fallback mode cannot "
+                           "follow it; its changes under a new name are parked in the retry queue"))
+    for d in described:
         create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
         target = sqlite_table_name(d.table.schema, d.table.name)
         what = []

@@ -326,6 +326,10 @@ def test_non_superuser_source_runs_in_fallback_mode_and_names_what_it_cannot_see
         # an index reaches no Relation message: named
         assert any("schema-change-unseen" in m and "public.film" in m and "indexes" in m for m in said), said
         assert not any(ts.paused for ts in state.read_tables(db).values())
+        run_sql(app, "ALTER TABLE film RENAME TO films")
+        said.clear()
+        run_sync(dsn=app, target=target, until_caught_up=True, heartbeat_interval=0.2, say=said.append)
+        assert any("table-gone-unseen" in m and "public.film" in m for m in said), said
         db.close()
     finally:
         from pg2edge.pipeline.teardown import teardown_replica
