@@ -5,7 +5,8 @@
 2. The writer commits ~``--tps`` single-row transactions per second into
    ``ticks`` (commit -> visible lag measured per row, ``bench/lagprobe.py``)
    while, after ``--delay`` seconds, ``resync_tables`` re-copies ``big`` from a
-   fresh snapshot in this process (as the CLI does; its own SQLite connection).
+   fresh snapshot in a separate process (as ``pg2edge resync`` runs beside the
+   daemon; its own SQLite connection).
 3. Printed: the resync's time and rows/s, lag percentiles over the whole
    window and over the rows committed while the resync ran (bar p99 < 100 ms).
 
@@ -38,6 +39,16 @@ def quiet(_: str) -> None:
     pass
 
 
+def _resync(dsn: str, target: str, answer: object) -> None:
+    def say(message: str) -> None:
+        if os.environ.get("PG2EDGE_BENCH_DEBUG"):
+            print(f"{time.time():.3f} {message}", flush=True)
+
+    report = resync_tables(dsn=dsn, target=target, tables="big", say=say)
+    say("resync returned")
+    answer.put(report.tables.get("public.big", 0))  # type: ignore[attr-defined]
+
+
 def pct(values: list[float], q: float) -> float:
     return values[max(0, int(len(values) * q) - 1)] * 1000 if values else float("nan")
 
@@ -67,12 +78,18 @@ def main() -> None:
             time.sleep(3)
             window: dict[str, float] = {}
 
-            def resync() -> None:
+            def resync() -> None:  # in its own process, as `pg2edge resync` runs beside the daemon
+                import multiprocessing as mp
+
                 time.sleep(args.delay)
+                ctx = mp.get_context("spawn")
+                answer = ctx.Queue()
                 window["start"] = time.perf_counter()
-                report = resync_tables(dsn=dsn, target=target, tables="big", say=quiet)
+                proc = ctx.Process(target=_resync, args=(dsn, str(target), answer))
+                proc.start()
+                window["rows"] = answer.get()
                 window["end"] = time.perf_counter()
-                window["rows"] = report.tables.get("public.big", 0)
+                proc.join()
 
             copier = threading.Thread(target=resync)
             copier.start()
@@ -143,6 +160,11 @@ def measure(dsn: str, replica: Path, *, tps: int, seconds: float,
     watcher.join(60)
     start, stop = window.get("start", 0.0), window.get("end", float("inf"))
     during = sorted(lag for i, lag in lags.items() if start <= committed[i] <= stop)
+    if os.environ.get("PG2EDGE_BENCH_DEBUG"):
+        offset = time.time() - time.perf_counter()
+        for i, lag in sorted(lags.items()):
+            if lag > 0.2:
+                print(f"{committed[i] + offset:.3f} lag {lag * 1000:.0f} ms")
     return sorted(lags.values()), during
 
 

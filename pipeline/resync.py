@@ -49,6 +49,7 @@ SCOPE = "resync"
 BUFFER = "_pg2edge_resync_buffer"
 SHADOW_PREFIX = "_pg2edge_resync_"
 COPY_COMMIT_ROWS = 2_000  # rows per SQLite transaction of the copy (the stream's writes interleave)
+COPY_YIELD_MIN, COPY_YIELD_RATIO = 0.005, 1.0  # after each copy transaction, the lock stays free this long
 
 _BUFFER_DDL = (f"CREATE TABLE IF NOT EXISTS {quote_ident(BUFFER)} (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, "
                "commit_lsn INTEGER NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL)")
@@ -265,10 +266,14 @@ def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, 
                 for values in copy.rows():
                     rows.append(codec.encode_row_text(values))
                     if len(rows) >= COPY_COMMIT_ROWS:
+                        held = time.perf_counter()
                         with _immediate(db):
                             db.executemany(insert, rows)
                         n += len(rows)
                         rows = []
+                        # leave the write lock free for a while: a stream writer waiting in SQLite's busy
+                        # handler (sleeping 1, 2, 5, 10 ... ms) must find it free, or it starves
+                        time.sleep(max(COPY_YIELD_MIN, (time.perf_counter() - held) * COPY_YIELD_RATIO))
             if rows:
                 with _immediate(db):
                     db.executemany(insert, rows)
