@@ -322,6 +322,7 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
             state.write_table(db, ts)
             tables[qualified] = ts
             db.execute(f"DELETE FROM {state._T} WHERE scope = ? AND name = ?", (SCOPE, qualified))
+            _drop_parked(db, qualified)
             items = db.execute(  # (seq, commit LSN, 'row'|'schema', JSON)
                 f"SELECT seq, commit_lsn, kind, item FROM {quote_ident(BUFFER)} WHERE tbl = ? ORDER BY seq",
                 (qualified,)).fetchall()
@@ -430,6 +431,18 @@ class AutoResync:
             self._proc.terminate()  # the request and the buffer stay: the next run re-copies
             self._proc.join(timeout=10)
         self.source.close()
+
+
+def _drop_parked(db: apsw.Connection, qualified: str) -> None:
+    """Changes of the table waiting in the retry queue are older than the copy: the copy supersedes them
+    (dead letters stay, as the record of what failed)."""
+    from pg2edge.pipeline.sinks.retry import QUEUE_TABLE
+
+    try:
+        db.execute(f"DELETE FROM {quote_ident(QUEUE_TABLE)} WHERE source_table = ? AND status <> 'dead'",
+                   (qualified,))
+    except apsw.SQLError:
+        pass  # no retry queue in this replica yet
 
 
 def describe_pending(conn: apsw.Connection) -> list[str]:

@@ -273,9 +273,12 @@ def test_resync_recopies_chosen_tables_and_rejoins_exactly_once(pg_dsn: str, tmp
             "INSERT INTO a SELECT g, 'a' FROM generate_series(1, 500) g", "INSERT INTO b VALUES (1, 'b')")
     catch_up(pg_dsn, target)
     db = open_replica(target)
-    with db:  # the replica drifted (a damaged row): resync repairs it
+    with db:  # the replica drifted (a damaged row, a change parked in the retry queue): resync repairs it
         db.execute("UPDATE a SET v = 'damaged' WHERE id = 3")
         db.execute("DELETE FROM a WHERE id = 4")
+        for status in ("retry", "dead"):
+            db.execute("INSERT INTO _pg2edge_queue (status, source_table, keys, commit_lsn, event, created_at, "
+                       "updated_at) VALUES (?, 'public.a', '[\"public.a:[1]\"]', 1, '{}', 0, 0)", (status,))
     db.close()
     run_sql(pg_dsn, "UPDATE a SET v = 'before' WHERE id = 5")
     report = resync_tables(dsn=pg_dsn, target=target, tables="a", say=lambda _m: None)
@@ -285,6 +288,7 @@ def test_resync_recopies_chosen_tables_and_rejoins_exactly_once(pg_dsn: str, tmp
     db = open_replica(target)
     assert sqlite_rows(db, "a", ["id", "v"]) == sorted((int(i), v) for i, v in pg_rows(pg_dsn, "a", ["id", "v"]))
     assert one(db, "SELECT v FROM a WHERE id = 3") == "a"
+    assert db.execute("SELECT status FROM _pg2edge_queue").fetchall() == [("dead",)]  # superseded by the copy
     assert sqlite_rows(db, "b", ["id", "v"]) == [(1, "b"), (2, "b")]
     assert validate(pg_dsn, target, mode="full", timeout=30).clean
     db.close()
