@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 COUNTERS = ("seq_scan", "idx_scan", "seq_tup_read", "idx_tup_fetch", "n_tup_ins", "n_tup_upd", "n_tup_del")
 
@@ -170,7 +171,6 @@ def max_row_bytes(conn: psycopg.Connection[Any], facts: TableFacts, *, sample_pe
     Tables up to ``full_scan_rows`` rows are read whole; bigger ones through a
     TABLESAMPLE of ``sample_percent`` of their pages, so the figure is a lower bound.
     """
-    from psycopg import sql
 
     source = sql.SQL("{}.{} AS t").format(sql.Identifier(facts.schema), sql.Identifier(facts.name))
     params: tuple[float, ...] = ()

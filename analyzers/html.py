@@ -6,7 +6,7 @@ import html
 import math
 
 from pg2edge.analyzers.model import AnalysisReport
-from pg2edge.analyzers.report import _summary_lines, human_bytes, ratio_text
+from pg2edge.analyzers.text import human_bytes, ratio_text, summary_lines
 
 COLORS = {"excellent": "#1a7f37", "good": "#4ac26b", "maybe": "#d4a72c", "keep": "#cf222e", "idle": "#8c959f"}
 ROW_H, BAR_H, LABEL_W, PLOT_W = 34, 12, 190, 560
@@ -54,7 +54,7 @@ def as_html(report: AnalysisReport) -> str:
         f"<td>{html.escape(', '.join(dict.fromkeys(w.code for w in t.warnings)))}</td></tr>"
         for t in report.tables)
     legend = "".join(f'<span class="chip" style="background:{c}"></span>{v} ' for v, c in COLORS.items())
-    summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(report))
+    summary = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(report))
     verdict_css = "".join(f".v-{v}{{color:{c};font-weight:600}}" for v, c in COLORS.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pg2edge analyze: {html.escape(report.database)}</title>

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import math
 
 from rich.console import Console
 from rich.table import Table
 
+from pg2edge.analyzers.html import as_html
 from pg2edge.analyzers.model import AnalysisReport, TableReport
+from pg2edge.analyzers.text import human_bytes, ratio_text, summary_lines
 
 FORMATS = ("table", "json", "markdown", "html")
 VERDICT_STYLE = {"excellent": "bold green", "good": "green", "maybe": "yellow", "keep": "red", "idle": "dim"}
-
-
-def ratio_text(t: TableReport) -> str:
-    ratio = t.ratio
-    if ratio is None:
-        return "-"
-    if math.isinf(ratio):
-        return "inf (no writes)"
-    return f"{ratio:,.2f}:1" if ratio < 100 else f"{ratio:,.0f}:1"
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _issues(t: TableReport) -> str:
@@ -50,26 +33,13 @@ def rich_table(report: AnalysisReport) -> Table:
     return table
 
 
-def _summary_lines(report: AnalysisReport) -> list[str]:
-    s = report.summary
-    share = "n/a" if s.read_share is None else f"{s.read_share:.1%}"
-    return [
-        f"Reads are {share} of all table traffic (> 80%: {'yes' if s.read_heavy else 'no'}).",
-        f"Candidate data: {human_bytes(s.candidate_bytes)} of {human_bytes(s.total_bytes)} "
-        f"(< 50 GB: {'yes' if s.fits_dataset_limit else 'no'}).",
-        "Verdicts: " + ", ".join(f"{k} {v}" for k, v in s.verdicts.items() if v),
-        f"Recommendation: {s.recommendation}",
-        *s.notes,
-    ]
-
-
 def print_report(report: AnalysisReport, console: Console) -> None:
     """The terminal view: the table, each blocker in full, then the summary."""
     console.print(rich_table(report))
     for t in report.tables:
         for issue in t.blockers:
             console.print(f"[red]blocker[/] {issue.code}: {issue.message}", highlight=False)
-    for line in _summary_lines(report):
+    for line in summary_lines(report):
         console.print(line, highlight=False)
 
 
@@ -89,7 +59,7 @@ def as_markdown(report: AnalysisReport) -> str:
         lines.append(f"| {t.qualified} | {t.reads:,} | {t.writes:,} | {ratio_text(t)} | {t.verdict} | {t.rows:,} | "
                      f"{human_bytes(t.bytes)} | {', '.join(dict.fromkeys(b.code for b in t.blockers))} | "
                      f"{', '.join(dict.fromkeys(w.code for w in t.warnings))} |")
-    lines += ["", "## Summary", ""] + [f"- {line}" for line in _summary_lines(report)]
+    lines += ["", "## Summary", ""] + [f"- {line}" for line in summary_lines(report)]
     details = [f"- **{t.qualified}** `{i.code}`: {i.message}" for t in report.tables for i in t.blockers]
     if details:
         lines += ["", "## Blockers", "", *details]
@@ -103,7 +73,6 @@ def render(report: AnalysisReport, fmt: str) -> str:
     if fmt == "markdown":
         return as_markdown(report)
     if fmt == "html":
-        from pg2edge.analyzers.html import as_html
 
         return as_html(report)
     if fmt == "table":

@@ -27,3 +27,7 @@ class EmptyStatsError(Pg2EdgeError):
 
 class TargetError(Pg2EdgeError):
     """The SQLite target cannot be opened or written."""
+
+
+class StateError(TargetError):
+    """The replica's state table is missing, foreign or inconsistent."""

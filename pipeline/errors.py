@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pg2edge.errors import Pg2EdgeError, SourceError, TargetError
+from pg2edge.errors import Pg2EdgeError, SourceError, StateError, TargetError
+
+__all__ = ["ApplyError", "ProtocolError", "ReplicaIdentityError", "ReplicationError", "SchemaDriftError",
+           "SlotTimeoutError", "StateError"]
 
 
 class ProtocolError(SourceError):
@@ -23,10 +26,6 @@ class ReplicaIdentityError(SourceError):
 
 class SchemaDriftError(Pg2EdgeError):
     """A source column was dropped or retyped; the table's stream is paused."""
-
-
-class StateError(TargetError):
-    """The replica's state table is missing, foreign or inconsistent."""
 
 
 class ApplyError(TargetError):

@@ -14,65 +14,32 @@ snapshot       run                 SnapshotRun (status, consistent LSN, exported
 cutover        <name>              free-form record of the cutover phase
 =============  ==================  =============================================
 
-Writers never begin or commit: they take the caller's open transaction (and
+The record store itself (table, upsert, reads) is :mod:`pg2edge.statestore` in the core, so the
+schema translator can record the source types with the tables it creates. Writers never begin or commit: they take the caller's open transaction (and
 refuse to run outside one) so state is committed with the data it describes.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import apsw
 
-from pg2edge.pipeline.errors import StateError
+from pg2edge.errors import StateError
 from pg2edge.pipeline.sourcechanges import SourceChange
+from pg2edge.statestore import DDL as DDL
+from pg2edge.statestore import STATE_TABLE as STATE_TABLE
+from pg2edge.statestore import _require_txn
+from pg2edge.statestore import ensure_state_table as ensure_state_table
+from pg2edge.statestore import read_record as read_record
+from pg2edge.statestore import read_scope as read_scope
+from pg2edge.statestore import write_record as write_record
 from pg2edge.translators.quoting import quote_ident
 
-STATE_TABLE = "_pg2edge_state"
 _T = quote_ident(STATE_TABLE)
-
-DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NULL, "
-       "value TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (scope, name)) WITHOUT ROWID")
-
-
-def ensure_state_table(conn: apsw.Connection) -> None:
-    conn.execute(DDL)
-
-
-def _require_txn(conn: apsw.Connection, what: str) -> None:
-    if not conn.in_transaction:
-        raise StateError(f"{what} must be written inside the caller's SQLite transaction (with the data)")
-
-
-def write_record(conn: apsw.Connection, scope: str, name: str, value: Any) -> None:
-    """Upsert one state record (inside the caller's transaction)."""
-    _require_txn(conn, f"state record {scope}/{name}")
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    conn.execute(f"INSERT INTO {_T} (scope, name, value, updated_at) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                 (scope, name, json.dumps(value, sort_keys=True), now))
-
-
-def read_record(conn: apsw.Connection, scope: str, name: str) -> Any | None:
-    try:
-        row = conn.execute(f"SELECT value FROM {_T} WHERE scope = ? AND name = ?", (scope, name)).fetchone()
-    except apsw.SQLError:
-        return None  # no state table yet
-    return None if row is None else json.loads(row[0])
-
-
-def read_scope(conn: apsw.Connection, scope: str) -> dict[str, Any]:
-    try:
-        rows: list[tuple[Any, ...]] = conn.execute(f"SELECT name, value FROM {_T} WHERE scope = ? ORDER BY name",
-                                                   (scope,)).fetchall()  # (name TEXT, value JSON TEXT)
-    except apsw.SQLError:
-        return {}
-    return {name: json.loads(value) for name, value in rows}
 
 
 # -- source identity ----------------------------------------------------------------

@@ -17,6 +17,9 @@ import apsw
 from pg2edge.errors import Pg2EdgeError, TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.sinks.retry import counts
+from pg2edge.pipeline.sources.cdc import current_wal_lsn
+from pg2edge.pipeline.sources.replication import slot_status
 
 
 class WaitTimeout(Pg2EdgeError):
@@ -75,7 +78,6 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         ident = state.read_source(conn)
         run = state.read_run(conn)
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
-        from pg2edge.pipeline.sinks.retry import counts
 
         queued = counts(conn)
         from pg2edge.pipeline.ddl_capture import capture_mode
@@ -94,8 +96,6 @@ def replica_status(target: str | Path, *, source: str | None = None) -> ReplicaS
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
         dlq=queued.get("dead", 0), schema_capture=capture, resync_pending=resyncs)
     if source and pos:
-        from pg2edge.pipeline.sources.cdc import current_wal_lsn
-        from pg2edge.pipeline.sources.replication import slot_status
 
         now_lsn = current_wal_lsn(source)
         status.source_lsn = format_lsn(now_lsn)

@@ -50,6 +50,19 @@ def shop_dsn(pg_server: PgServer) -> Iterator[str]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def rental_dsn(pg_server: PgServer) -> Iterator[str]:
+    """The rental-store schema of tests/support/rental.py with its data (shared by a module)."""
+    from tests.support import rental
+
+    name = pg_server.create_database()
+    try:
+        rental.install(pg_server.dsn_for(name))
+        yield pg_server.dsn_for(name)
+    finally:
+        pg_server.drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     binary = tansu_binary()

@@ -154,9 +154,11 @@ CORPUS: tuple[CorpusQuery, ...] = (
         SELECT attributes->>'color' AS color, count(*) FROM products GROUP BY 1 ORDER BY 1"""),
     CorpusQuery("json_nested_value", "SELECT sku, attributes->'tags' AS tags FROM products ORDER BY sku LIMIT 3"),
     CorpusQuery("enum_equality", "SELECT count(*) FROM orders WHERE status = 'paid'"),
+    CorpusQuery("enum_order", "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status"),
+    CorpusQuery("enum_compare", "SELECT count(*) FROM orders WHERE status < 'shipped'"),
+    CorpusQuery("enum_max", "SELECT user_id, max(status) FROM orders GROUP BY user_id ORDER BY user_id LIMIT 10"),
+    CorpusQuery("split_part", "SELECT split_part(sku, '-', 2) FROM products ORDER BY sku LIMIT 3"),
     # --- reported untranslatable -------------------------------------------------------
-    CorpusQuery("enum_order", "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status",
-                untranslatable=("enum_order",)),
     CorpusQuery("jsonb_containment", """SELECT count(*) FROM products WHERE attributes @> '{"color": "red"}'""",
                 untranslatable=("unsupported_operator",)),
     CorpusQuery("full_text", """
@@ -167,6 +169,6 @@ CORPUS: tuple[CorpusQuery, ...] = (
                 untranslatable=("timezone",)),
     CorpusQuery("regex_match", "SELECT count(*) FROM products WHERE sku ~ '^sku-1[0-9]$'",
                 untranslatable=("unsupported_operator",)),
-    CorpusQuery("split_part", "SELECT split_part(sku, '-', 2) FROM products ORDER BY sku LIMIT 3",
+    CorpusQuery("initcap", "SELECT initcap(name) FROM categories ORDER BY id LIMIT 3",
                 untranslatable=("unsupported_function",)),
 )

@@ -83,12 +83,12 @@ def test_realistic_schema(pg_dsn: str, sqlite_path: Any) -> None:
     assert events.column("kind").enum_labels == ("new", "paid", "void")
     plan = plan_ddl(schema, options=TranslateConfig())
     sql = plan.sql
-    assert 'CHECK ("kind" IN (\'new\', \'paid\', \'void\'))' in sql
+    assert 'CHECK /* pg2edge */ ("kind" IN (\'new\', \'paid\', \'void\'))' in sql
     assert "ON DELETE SET NULL ON UPDATE CASCADE" in sql and "ON DELETE RESTRICT" in sql
     assert 'CREATE INDEX "events_paid" ON "events" ("customer") WHERE (kind = \'paid\')' in sql
     assert 'CREATE INDEX "customers_mail_lower" ON "customers" ((LOWER(mail)))' in sql
     assert any(f.code == "index-method" and "customers_body_gin" in f.object for f in plan.findings)
-    assert "LIKE '%@%'" in sql and '"amount" TEXT NOT NULL' in sql
+    assert "GLOB '*@*'" in sql and '"amount" TEXT NOT NULL' in sql
     _, db, codecs = migrate(pg_dsn, sqlite_path)
     db.execute("PRAGMA foreign_keys = ON")
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -76,8 +76,12 @@ def test_replica_and_publisher_sigkilled_mid_stream(pg_dsn: str, kafka_bootstrap
     load.start()
     try:
         for i in range(6):
+            started = log.read_text().count("consuming crash.") if log.exists() else 0
             replica = _cli(*rep_args, log=log)
-            time.sleep(1.5 + 0.4 * i)
+            deadline = time.monotonic() + 60  # a loaded machine starts a process slowly: kill it once it consumes
+            while log.read_text().count("consuming crash.") == started and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0 + 0.4 * i)
             _kill(replica)
             if i == 2:  # the publisher too, mid-stream: it re-sends from the slot's confirmed position
                 _kill(publisher)

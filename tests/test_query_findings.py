@@ -28,11 +28,14 @@ def test_findings_table() -> None:
         ("SELECT * FROM t WHERE doc @@ to_tsquery('x')", "fulltext", Level.ERROR),
         ("SELECT * FROM t WHERE attributes @> '{}'", "unsupported_operator", Level.WARN),
         ("SELECT * FROM t WHERE x ~ '^a'", "unsupported_operator", Level.WARN),
-        ("SELECT ts + interval '1 month' FROM t", "month_end_overflow", Level.INFO),
         ("SELECT date_trunc('day', ts) FROM t", "utc_fields", Level.INFO),
         ("SELECT DISTINCT ON (a) * FROM t ORDER BY a", "distinct_on_star", Level.WARN),
         ("SELECT string_agg(DISTINCT s, '; ') FROM t", "unsupported_aggregate", Level.ERROR),
-        ("SELECT split_part(s, ',', 1) FROM t", "unsupported_function", Level.WARN),
+        ("SELECT split_part(s, ',', -1) FROM t", "split_part", Level.ERROR),
+        ("SELECT split_part(s, d, 1) FROM t", "split_part", Level.ERROR),
+        ("SELECT initcap(s) FROM t", "unsupported_function", Level.WARN),
+        ("SELECT * FROM t WHERE name LIKE $1", "like_case", Level.ERROR),
+        ("SELECT substring(s from '[0-9]+') FROM t", "regex_substring", Level.ERROR),
         ("SELECT x::interval FROM t", "unsupported_interval", Level.ERROR),
         ("SELECT ts + interval '2' * n FROM t", "unsupported_interval", Level.ERROR),
         ("SELECT x::int[] FROM t", "unsupported_cast", Level.ERROR),
@@ -52,10 +55,10 @@ def test_translations_that_are_exact_have_no_warnings() -> None:
 
 
 def test_column_types_cast_numeric_and_report_precision() -> None:
-    sql = "SELECT p.name, sum(o.total) FROM orders o JOIN products p ON p.id = o.product_id WHERE p.price > 10 GROUP BY p.name ORDER BY p.name"
+    sql = "SELECT p.name, avg(o.total) FROM orders o JOIN products p ON p.id = o.product_id WHERE p.price > 10 GROUP BY p.name ORDER BY p.name"
     result = translate_sql(sql, column_types=SHOP_TYPES)
     assert result.sql == (
-        "SELECT p.name, SUM(CAST(o.total AS REAL)) FROM orders AS o JOIN products AS p ON p.id = o.product_id "
+        "SELECT p.name, AVG(CAST(o.total AS REAL)) FROM orders AS o JOIN products AS p ON p.id = o.product_id "
         "WHERE CAST(p.price AS REAL) > 10 GROUP BY p.name ORDER BY p.name NULLS LAST")
     found = {(f.code, f.object) for f in result.findings}
     assert ("numeric_as_real", "o.total") in found
@@ -113,3 +116,37 @@ def test_syntax_error_names_the_query() -> None:
         translate_sql("SELECT FROM WHERE (")
     assert "SELECT FROM WHERE" in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_sum_of_numeric_with_a_scale_is_exact_text() -> None:
+    import apsw
+
+    db = apsw.Connection(":memory:")
+    db.execute("CREATE TABLE orders (id INTEGER, total TEXT)")
+    db.executemany("INSERT INTO orders VALUES (?, ?)", [(1, "0.10"), (2, "0.20"), (3, "-5.05"), (4, "243.01")])
+    exact = translate_sql("SELECT sum(total), sum(total) * 2 AS twice FROM orders", column_types=SHOP_TYPES).sql
+    assert db.execute(exact).fetchall() == [("238.26", 476.52)]
+    ordered = translate_sql("SELECT id, sum(total) AS s FROM orders GROUP BY id ORDER BY s", column_types=SHOP_TYPES)
+    assert [r[0] for r in db.execute(ordered.sql)] == [3, 1, 2, 4]  # by value, not by text
+
+
+def test_boolean_result_columns_are_named() -> None:
+    result = translate_sql("SELECT name, active FROM products", column_types=SHOP_TYPES)
+    assert ("boolean_output", "active") in {(f.code, f.object) for f in result.findings}
+    plain = translate_sql("SELECT name FROM products WHERE active", column_types=SHOP_TYPES)
+    assert "boolean_output" not in {f.code for f in plain.findings}
+
+
+def test_stored_interval_columns_are_refused_in_arithmetic_and_comparisons() -> None:
+    types = {"jobs": {"started_at": "timestamp with time zone", "budget": "interval"}}
+    for sql in ("SELECT started_at + budget FROM jobs", "SELECT * FROM jobs WHERE budget > interval '1 hour'",
+                "SELECT max(budget) FROM jobs", "SELECT * FROM jobs ORDER BY budget"):
+        assert "interval_column" in {f.code for f in translate_sql(sql, column_types=types).errors}, sql
+    assert not translate_sql("SELECT budget FROM jobs", column_types=types).errors
+
+
+def test_unix_timestamp_replicas_are_refused_where_timestamps_are_read() -> None:
+    sql = "SELECT id FROM orders WHERE created_at > now() - interval '1 day'"
+    assert "timestamps_mode" in {f.code for f in translate_sql(sql, column_types=SHOP_TYPES, timestamps="unix").errors}
+    assert not translate_sql(sql, column_types=SHOP_TYPES, timestamps="iso").errors
+    assert not translate_sql("SELECT id FROM orders", column_types=SHOP_TYPES, timestamps="unix_ms").errors

@@ -9,7 +9,7 @@ import psycopg
 
 from pg2edge.translators.findings import Level
 from pg2edge.translators.query import translate_sql
-from tests.test_query_corpus import normalize, values_equal
+from tests.support.corpus import normalize, values_equal
 
 TS = "timestamptz '2024-02-29 10:11:12.5+00'"
 EXPRESSIONS = [

@@ -27,7 +27,8 @@ def test_schema_drizzle_and_json(shop_dsn: str, run_cli: Any) -> None:
     assert ts.returncode == 0, ts.stderr
     assert 'from "drizzle-orm/sqlite-core"' in ts.stdout
     assert 'export const products = sqliteTable("products"' in ts.stdout
-    assert 'categoryId: integer("category_id").notNull().references(() => categories.id)' in ts.stdout
+    assert 'categoryId: integer("category_id").notNull(),' in ts.stdout
+    assert "foreignKey({ columns: [t.categoryId], foreignColumns: [categories.id] })" in ts.stdout
     doc = json.loads(run_cli("translate", "schema", "--source", shop_dsn, "--format", "json").stdout)
     assert {t["name"] for t in doc["tables"]} >= {"orders"} and doc["statements"]
 

@@ -110,11 +110,11 @@ def test_defaults(default: str, type_name: str, expected: str) -> None:
 
 
 CHECKS = [
-    ("(qty > 0)", "CHECK ((qty > 0))"),
-    ("(price >= (0)::numeric)", "CHECK ((CAST(price AS REAL) >= CAST((0) AS REAL)))"),
+    ("(qty > 0)", "CHECK /* pg2edge */ ((qty > 0))"),
+    ("(price >= (0)::numeric)", "CHECK /* pg2edge */ ((CAST(price AS REAL) >= CAST((0) AS REAL)))"),
     ("((status)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[]))",
-     "CHECK (((status) IN ('a', 'b')))"),
-    ("(length(status) < 10)", "CHECK ((LENGTH(status) < 10))"),
+     "CHECK /* pg2edge */ (((status) IN ('a', 'b')))"),
+    ("(length(status) < 10)", "CHECK /* pg2edge */ ((LENGTH(status) < 10))"),
 ]
 
 

@@ -7,15 +7,18 @@ run and tests check the exact SQL); ``apply_ddl`` runs them in one transaction.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pg2edge.config import TranslateConfig
+from pg2edge.errors import TargetError
 from pg2edge.translators.codec.base import Inexact
 from pg2edge.translators.expressions import ExpressionTranslator, constant_text, is_sequence_default, sqlite_literal
 from pg2edge.translators.findings import Finding, Level
 from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.recorded import SourceTypes, write_source_types
 from pg2edge.translators.schema import Column, Schema, Table
 from pg2edge.translators.typemap import TypeRule, rule_for
 
@@ -24,12 +27,17 @@ log = logging.getLogger(__name__)
 __all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "plan_table", "table_order"]
 
 _INTEGERS = ("int2", "int4", "int8")
+# drizzle-kit 0.31 reads SQLite CHECKs with a regex (`CHECK\s*\(`) into ONE map shared by every table, so
+# `drizzle-kit push` would rebuild every table of a replica with a CHECK anywhere. The comment keeps the
+# constraints (SQLite enforces them as usual) out of that reader; docs/translate-schema.md explains it.
+CHECK = "CHECK /* pg2edge */"
 
 
 @dataclass
 class DdlPlan:
     statements: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    source_types: SourceTypes | None = None  # recorded into the replica by apply_ddl
 
     @property
     def sql(self) -> str:
@@ -111,7 +119,7 @@ class _TablePlanner:
 
     def _column(self, col: Column) -> str:
         rule = self.rules[col.name]
-        parts = [quote_ident(col.name), rule.decl]
+        parts = [quote_ident(col.name), rule.declaration]
         if self._rowid_alias(col):
             parts.append("PRIMARY KEY")
         if col.generated is not None:
@@ -129,14 +137,14 @@ class _TablePlanner:
         if default is not None:
             parts.append(f"DEFAULT {default}")
         if rule.check:
-            parts.append(f"CHECK ({rule.check(quote_ident(col.name))})")
+            parts.append(f"{CHECK} ({rule.check(quote_ident(col.name))})")
         for expr in col.domain.checks if col.domain else ():
             assert col.domain is not None  # only iterated when there is a domain
             replaced = _replace_value(expr, col.name)
             out = self.expr.expression(replaced, what=f"column {col.name} domain {col.domain.name} check")
             self.findings += out.findings
             if out.sql is not None:
-                parts.append(f"CHECK ({out.sql})")
+                parts.append(f"{CHECK} ({out.sql})")
         return " ".join(parts)
 
     def create_table(self) -> str:
@@ -145,14 +153,11 @@ class _TablePlanner:
         pk_alias = any(self._rowid_alias(c) for c in t.columns if c.name in self.rules)
         if t.primary_key and not pk_alias:
             lines.append(f"PRIMARY KEY ({self._cols(t.primary_key)})")
-        for unique in t.uniques:
-            if all(c in self.rules for c in unique.columns):
-                lines.append(f"CONSTRAINT {quote_ident(unique.name)} UNIQUE ({self._cols(unique.columns)})")
         for check in t.checks:
             out = self.expr.expression(check.expression, what=f"check {check.name}")
             self.findings += out.findings
             if out.sql is not None:
-                lines.append(f"CONSTRAINT {quote_ident(check.name)} CHECK ({out.sql})")
+                lines.append(f"CONSTRAINT {quote_ident(check.name)} {CHECK} ({out.sql})")
         for fk in t.foreign_keys:
             lines.extend(self._foreign_key(fk))
         if not t.primary_key:
@@ -192,8 +197,11 @@ class _TablePlanner:
         return [sql]
 
     def indexes(self) -> list[str]:
+        """UNIQUE constraints (as named unique indexes, which drizzle-kit and SQLite both see by name), then indexes."""
         t = self.table
-        out = []
+        out = [f"CREATE UNIQUE INDEX {quote_ident(sqlite_index_name(t.schema, u.name))} ON "
+               f"{quote_ident(sqlite_table_name(t.schema, t.name))} ({self._cols(u.columns)})"
+               for u in t.uniques if all(c in self.rules for c in u.columns)]
         for index in t.indexes:
             obj = f"{t.qualified} index {index.name}"
             if index.method not in ("btree", "hash"):
@@ -236,7 +244,6 @@ class _TablePlanner:
 
 def _replace_value(expr: str, column: str) -> str:
     """A domain CHECK uses VALUE for the column: substitute the (PostgreSQL-quoted) column name."""
-    import re
 
     ident = '"' + column.replace('"', '""') + '"'
     return re.sub(r"\bVALUE\b", lambda _m: ident, expr)
@@ -258,9 +265,26 @@ def plan_ddl(schema: Schema, *, options: TranslateConfig | None = None) -> DdlPl
             planner.expr.close()
         plan.findings += planner.findings
     plan.statements += index_sql
-    for view in schema.views:
-        plan.findings.append(Finding(Level.INFO, "view-not-translated", f"{view.schema}.{view.name}",
-                                     "views are not created; translate their query with `pg2edge translate query`"))
+    fts: dict[str, dict[str, object]] = {}
+    if options.fts5:
+        from pg2edge.translators.fts import plan_fts
+
+        for table in ordered:
+            text_columns = {c.name for c in table.columns if c.type_name != "tsvector"
+                            and rule_for(c, options=options).decl == "TEXT"}
+            index, statements, found = plan_fts(table, text_columns)
+            plan.statements += statements
+            plan.findings += found
+            if index is not None:
+                fts[index.table] = index.as_dict()
+    if schema.views:
+        from pg2edge.translators.views import plan_views
+
+        view_sql, view_findings = plan_views(schema, plan.statements, planned, fts)
+        plan.statements += view_sql
+        plan.findings += view_findings
+    plan.source_types = SourceTypes(tables=schema.column_types(), enums=schema.enum_labels(),
+                                    timestamps=options.timestamps, numeric=options.numeric, fts=fts)
     log.debug("planned %d statement(s), %d finding(s)", len(plan.statements), len(plan.findings))
     return plan
 
@@ -278,12 +302,13 @@ def plan_table(table: Table, *, options: TranslateConfig | None = None,
 
 
 def apply_ddl(connection: Any, plan: DdlPlan) -> None:
-    """Run the plan in one transaction on an apsw connection."""
+    """Run the plan in one transaction on an apsw connection, recording the source types with it."""
     with connection:
+        if plan.source_types is not None:
+            write_source_types(connection, plan.source_types)
         for statement in plan.statements:
             try:
                 connection.execute(statement)
             except Exception as exc:
-                from pg2edge.errors import TargetError
 
                 raise TargetError(f"SQLite refused: {statement.splitlines()[0]} ...: {type(exc).__name__}: {exc}") from exc

@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.query import translate_statement
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ class ExpressionTranslator:
             tree = tree.transform(rewrite)
         findings: list[Finding] = []
         try:
-            from pg2edge.translators.query import translate_statement
 
             sql, found = translate_statement(tree, column_types={"_t": self.column_types})
             for f in found:

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from pg2edge.translators.dump import parse_dump as _parse
 from pg2edge.translators.schema import Check, Column, Domain, Enum, ForeignKey, Index, Schema, Table, Unique, View
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ ORDER BY i.indrelid, ic.relname
 """
 
 VIEWS_SQL = """
-SELECT n.nspname, c.relname, pg_get_viewdef(c.oid, true), c.relkind = 'm'
+SELECT n.nspname, c.relname, pg_get_viewdef(c.oid, true), c.relkind = 'm',
+       ARRAY(SELECT ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY(%(schemas)s)
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
@@ -212,7 +215,9 @@ def schema_from_rows(type_rows: Sequence[Sequence[Any]], table_rows: Sequence[Se
         idx.setdefault(rel, []).append(Index(
             name=name, keys=tuple(keys), unique=bool(unique), predicate=pred, expressions=tuple(is_expr),
             method=method, descending=tuple(desc)))
-    views = [View(schema=s, name=n, definition=d, materialized=bool(m)) for s, n, d, m in view_rows]
+    views = [View(schema=s, name=n, definition=d, materialized=bool(m),
+                  columns=tuple((str(a), str(t)) for a, t in cols))
+             for s, n, d, m, cols in view_rows]
     out: list[Table] = []
     for oid, schema, name, kind, ident, parts in table_rows:
         pk: tuple[str, ...] = ()
@@ -247,6 +252,5 @@ def schema_from_rows(type_rows: Sequence[Sequence[Any]], table_rows: Sequence[Se
 
 def parse_dump(sql_text: str) -> Schema:
     """Best-effort schema model from ``pg_dump --schema-only`` text (see translators/dump.py)."""
-    from pg2edge.translators.dump import parse_dump as _parse
 
     return _parse(sql_text)

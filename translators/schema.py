@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pg2edge.translators.naming import sqlite_table_name
+
 
 @dataclass(frozen=True, slots=True)
 class Domain:
@@ -151,6 +153,11 @@ class View:
     name: str
     definition: str
     materialized: bool = False
+    columns: tuple[tuple[str, str], ...] = ()  # (name, format_type) in order
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +171,15 @@ class Schema:
     def column_types(self) -> dict[str, dict[str, str]]:
         """table -> column -> PostgreSQL type, for ``translate_sql(column_types=...)`` (public tables
         by bare name, others by their SQLite name ``schema_table``)."""
-        from pg2edge.translators.naming import sqlite_table_name
 
-        return {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
+        types = {sqlite_table_name(t.schema, t.name): {c.name: c.pg_type for c in t.columns} for t in self.tables}
+        for view in self.views:
+            types.setdefault(sqlite_table_name(view.schema, view.name), dict(view.columns))
+        return types
+
+    def enum_labels(self) -> dict[str, list[str]]:
+        """enum type name (unqualified) -> labels in declaration order, for ``translate_sql(enums=...)``."""
+        return {e.name: list(e.labels) for e in self.enums}
 
     def table(self, qualified: str) -> Table:
         for table in self.tables:

@@ -39,6 +39,12 @@ class TypeRule:
     # column SQL -> PostgreSQL text expression equal to the canonical text of the stored value
     # (validators/canonical.py); None: no exact expression, the validator hashes COPY text in Python
     pg_sql: Callable[[str], str] | None = None
+    collation: str | None = None  # SQLite collation of the column (RTRIM for char(n))
+
+    @property
+    def declaration(self) -> str:
+        """The column's type in CREATE TABLE / ADD COLUMN, with its collation."""
+        return f"{self.decl} COLLATE {self.collation}" if self.collation else self.decl
 
     def pg_normalized_sql(self, column_sql: str) -> str | None:
         """PostgreSQL expression (non-NULL input) giving the canonical text of what the codec stores."""
@@ -121,9 +127,10 @@ def _text(column: Column, options: TranslateConfig) -> TypeRule:
 
 
 def _char(column: Column, options: TranslateConfig) -> TypeRule:
-    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, faithful=False, level=Level.INFO,
-                    pg_sql=_pg_output, code="char-padding", finding="char(n) is stored with its blank padding; PostgreSQL ignores "
-                    "trailing blanks in comparisons, SQLite does not")
+    """char(n) keeps its blank padding (what PostgreSQL returns); the RTRIM collation makes comparisons,
+    ORDER BY, GROUP BY and DISTINCT ignore trailing blanks, as PostgreSQL's bpchar does."""
+    return TypeRule("TEXT", scalars.text_as_is, scalars.python_str, pg_sql=_pg_output,
+                    collation=None if column.is_array else "RTRIM")
 
 
 def _bytea(column: Column, options: TranslateConfig) -> TypeRule:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from deepdiff import DeepDiff
+
 from pg2edge.validators.canonical import row_digest
 from pg2edge.validators.report import Mismatch
 from pg2edge.validators.source import Key, TableSide
@@ -12,7 +14,6 @@ from pg2edge.validators.source import Key, TableSide
 
 def row_diff(columns: Iterable[str], source: tuple[Any, ...], replica: tuple[Any, ...]) -> dict[str, Any]:
     """``{"root['price']": {"source": '9.99', "replica": '9.90'}}`` from ``DeepDiff(pg_row, sqlite_row)``."""
-    from deepdiff import DeepDiff
 
     cols = list(columns)
     found = DeepDiff(dict(zip(cols, source)), dict(zip(cols, replica)))

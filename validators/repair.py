@@ -21,6 +21,7 @@ from pg2edge.config import TranslateConfig
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo
+from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
 from pg2edge.validators.source import Key, SourceSnapshot, TableSide
 
@@ -55,7 +56,6 @@ def repair_events(src: SourceSnapshot, side: TableSide, keys: Sequence[Key]) -> 
 def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: Mapping[str, Sequence[Key]], *,
                 options: TranslateConfig) -> dict[str, int]:
     """Re-copy ``keys`` (per qualified table) from the source; returns rows written (or deleted) per table."""
-    from pg2edge.pipeline.mappings import build_mappings
 
     db = open_replica(target)
     try:

@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rich.console import Console
+from rich.table import Table
+
 Kind = Literal["missing", "extra", "changed"]
 
 
@@ -103,8 +106,6 @@ def render_markdown(report: ValidationReport) -> str:
 
 
 def render_table(report: ValidationReport) -> str:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"validation ({report.mode}) at LSN {report.lsn}: "
                         f"{'clean' if report.clean else 'MISMATCHES'}")

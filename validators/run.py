@@ -20,14 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import apsw
+
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError, TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import format_lsn
+from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.translators.codec import row_codec
+from pg2edge.translators.introspect import introspect
 from pg2edge.validators.compare import differing_keys, mismatches
 from pg2edge.validators.full import diff_full
+from pg2edge.validators.repair import repair_keys
 from pg2edge.validators.replica import ReplicaSnapshot
 from pg2edge.validators.report import TableResult, ValidationReport
 from pg2edge.validators.source import Key, SourceSnapshot, TableSide
@@ -41,7 +47,6 @@ RECHECK_ROUNDS = 3
 
 
 def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
-    import apsw
 
     conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
     try:
@@ -55,8 +60,6 @@ def _replica_tables(target: str | Path) -> tuple[str | None, list[str]]:
 def table_sides(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None,
                 options: TranslateConfig) -> list[TableSide]:
     """The tables to validate (default: the replica's publication) with their codecs."""
-    from pg2edge.pipeline.sources.snapshot import published_tables
-    from pg2edge.translators.introspect import introspect
 
     if isinstance(tables, str):
         tables = [t.strip() for t in tables.split(",") if t.strip()]
@@ -132,7 +135,6 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
                                                             results[side.table.qualified])
     _recheck(dsn, target, sides, results, pending, mode=mode, timeout=timeout)
     if repair and any(results[s.table.qualified].mismatches for s in sides):
-        from pg2edge.validators.repair import repair_keys
 
         keys = {s.table.qualified: [tuple(m.key[k] for k in s.key) for m in results[s.table.qualified].mismatches]
                 for s in sides}
@@ -174,7 +176,6 @@ def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict
 
 
 def _record(target: str | Path, report: ValidationReport) -> None:
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     db = open_replica(target)
     try:

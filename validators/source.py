@@ -15,6 +15,7 @@ uuid, date); other keys are matched through their canonical text.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from pg2edge.translators.codec import RowCodec
 from pg2edge.translators.schema import Table
 from pg2edge.validators.canonical import (
     MOD,
+    canonical,
     pg_canonical_columns,
     pg_canonical_sql,
     pg_digest_of_columns,
@@ -110,7 +112,6 @@ class TableSide:
                     [[k[i] for k in keys] for i in range(len(self.key))])
         canon = sql.SQL(", ").join(pg_canonical_sql(self.codec, k) for k in self.key)
         arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in self.key)
-        from pg2edge.validators.canonical import canonical
 
         return (sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(canon, arrays),
                 [[canonical(k[i]) for k in keys] for i in range(len(self.key))])
@@ -166,7 +167,6 @@ class SourceSnapshot:
             params = [pct]
         keys = self._encoded_keys(side, query, params)
         if len(keys) > n:
-            import random
 
             keys = random.sample(keys, n)
         return keys

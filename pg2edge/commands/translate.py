@@ -35,9 +35,16 @@ def register(sub: Any) -> None:
     query.add_argument("sql", nargs="?", help="the PostgreSQL query (or use --file)")
     query.add_argument("--file", metavar="FILE", help="read the query from FILE ('-' for standard input)")
     query.add_argument("--strict", action="store_true", help="exit 1 when any finding is warn or worse")
+    query.add_argument("--allow-errors", action="store_true",
+                       help="print the SQL even when an error finding remains (marked as such; exit 0); by default "
+                            "such SQL is not printed and the exit status is 1")
+    query.add_argument("--target", metavar="FILE.db|URL",
+                       help="read the source column types the replica recorded (no PostgreSQL access needed): a "
+                            "file, or a libsql:// / http(s):// URL (token in $PG2EDGE_TARGET_TOKEN)")
     query.add_argument("--source", metavar="DSN",
                        help="read column types from this database, so numeric columns stored as TEXT are "
-                            "compared and sorted as numbers (default: $PG2EDGE_SOURCE or pg2edge.toml, if set)")
+                            "compared and sorted as numbers, dates subtract, enums order by position "
+                            "(default: $PG2EDGE_SOURCE or pg2edge.toml, if set; --target wins)")
     query.add_argument("--config", metavar="FILE", help="configuration file (default: ./pg2edge.toml if present)")
 
 
@@ -84,16 +91,30 @@ def _query(args: argparse.Namespace) -> int:
     from pg2edge.config import load_config
     from pg2edge.translators.query import translate_sql
 
-    dsn = load_config(args.config, overrides={"source": {"dsn": args.source}}).source.dsn
-    types = None
-    if dsn:
+    recorded = None
+    config = load_config(args.config, overrides={"source": {"dsn": args.source}})
+    if args.target:
+        from pg2edge.translators.recorded import read_replica_types
+
+        recorded = read_replica_types(args.target)
+    elif config.source.dsn:
         from pg2edge.dsn import connect
+        from pg2edge.translators.ddl import plan_ddl
         from pg2edge.translators.introspect import introspect
 
-        with connect(dsn, autocommit=True) as conn:
-            types = introspect(conn).column_types()
-    result = translate_sql(text, strict=args.strict, column_types=types)
-    print(result.sql + ";")
+        with connect(config.source.dsn, autocommit=True) as conn:
+            schema = introspect(conn)
+        recorded = plan_ddl(schema, options=config.translate).source_types  # what a replica would record
+    result = translate_sql(text, strict=args.strict, column_types=recorded.tables if recorded else None,
+                           enums=recorded.enums if recorded else None, fts=recorded.fts if recorded else None,
+                           timestamps=recorded.timestamps if recorded else "iso")
     for finding in result.findings:
         print(f"-- {finding}", file=sys.stderr)
+    if result.errors and not args.allow_errors:
+        print(f"pg2edge translate query: not printed: {len(result.errors)} error finding(s) above; the SQL would "
+              "not give PostgreSQL's answer on SQLite (--allow-errors prints it anyway)", file=sys.stderr)
+        return 1
+    if result.errors:
+        print(f"-- pg2edge: {len(result.errors)} error finding(s): this SQL does NOT give PostgreSQL's answer")
+    print(result.sql + ";")
     return 0

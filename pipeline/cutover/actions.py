@@ -23,9 +23,15 @@ from pg2edge.dsn import connect
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE, changelog
+from pg2edge.pipeline.cutover.backup import backup_replica
 from pg2edge.pipeline.cutover.errors import CutoverError
+from pg2edge.pipeline.cutover.freeze import unfreeze
+from pg2edge.pipeline.daemon import DAEMON_SCOPE, PID_RECORD
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.teardown import teardown_replica
+from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.validators.waiting import wait_for_replica
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,6 @@ def _record(target: str | Path, name: str) -> dict | None:
 # -- drain --------------------------------------------------------------------------------
 def drain(dsn: str, target: str | Path, *, timeout: float = 60.0) -> ActionResult:
     """Wait until the replica has applied everything up to the freeze LSN; error if the source is not frozen."""
-    from pg2edge.validators.waiting import wait_for_replica
 
     record = _record(target, "freeze")
     if not record or not record.get("frozen"):
@@ -89,7 +94,6 @@ def _alive(pid: int) -> bool:
 
 def stop_daemon(target: str | Path, *, timeout: float = 30.0) -> int | None:
     """SIGTERM the sync daemon recorded in the replica and wait for it to exit; returns its pid (None: none ran)."""
-    from pg2edge.pipeline.daemon import DAEMON_SCOPE, PID_RECORD
 
     db = open_replica(target)
     try:
@@ -110,7 +114,6 @@ def stop_daemon(target: str | Path, *, timeout: float = 30.0) -> int | None:
 
 
 def _moved_tables(db: object) -> dict[str, str]:
-    from pg2edge.translators.naming import sqlite_table_name
 
     names = sorted(state.read_tables(db))  # type: ignore[arg-type]
     return {sqlite_table_name(*n.split(".", 1)): n for n in names}
@@ -122,7 +125,6 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
 
     ``take_backup=False`` when the caller has just backed up the replica (the migrate flow's backup task).
     """
-    from pg2edge.pipeline.cutover.backup import backup_replica
 
     result = ActionResult("promote", undo="pg2edge cutover rollback (replays replica writes made since promote)")
     previous = _record(target, PROMOTE_RECORD)
@@ -154,7 +156,6 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
         result.changes.append(f"capturing replica writes in {changelog.CHANGELOG_TABLE} "
                               f"({len(created)} triggers on {', '.join(sorted(tables))})")
     if drop_slot:
-        from pg2edge.pipeline.teardown import teardown_replica
 
         undone = teardown_replica(dsn=dsn, target=target)
         result.changes += [f"source: {u}" for u in undone]
@@ -166,7 +167,6 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
 # -- rollback -----------------------------------------------------------------------------
 def rollback(dsn: str, target: str | Path) -> ActionResult:
     """Unfreeze the source; replay replica writes logged since promote to PostgreSQL; stop capturing."""
-    from pg2edge.pipeline.cutover.freeze import unfreeze
 
     result = ActionResult("rollback", undo="pg2edge cutover freeze (then drain and promote again)")
     thawed = unfreeze(dsn, replica=target)

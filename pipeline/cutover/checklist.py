@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from rich.console import Console
+from rich.table import Table
+
 Status = Literal["PASS", "FAIL", "WARN"]
 PASS: Status = "PASS"
 FAIL: Status = "FAIL"
@@ -65,8 +68,6 @@ def render_markdown(checklist: Checklist) -> str:
 
 
 def render_table(checklist: Checklist, *, width: int = 140) -> str:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"cutover checklist for {checklist.target}: {_verdict(checklist)}")
     for name in ("gate", "status", "measured", "threshold", "detail"):

@@ -22,9 +22,11 @@ import psycopg
 from psycopg import sql
 
 from pg2edge.dsn import connect, describe
+from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.errors import FreezeError
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sourcechanges import SourceChange
 
 log = logging.getLogger(__name__)
@@ -231,8 +233,6 @@ def unfreeze(dsn: str, *, replica: str | Path | None = None,
 
 def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
     """The tables the replica's publication publishes (the default set to freeze)."""
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     if not Path(replica).is_file():
         raise FreezeError(f"replica file {replica} does not exist; pass --tables or the replica's --target")
@@ -253,8 +253,6 @@ def published_tables(dsn: str, *, replica: str | Path) -> list[TableName]:
 
 
 def _read_record(replica: str | Path) -> dict[str, Any] | None:
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     db = open_replica(replica)
     try:
@@ -266,8 +264,6 @@ def _read_record(replica: str | Path) -> dict[str, Any] | None:
 def _record(replica: str | Path, tables: list[str], changes: Sequence[SourceChange], lsn: str,
             *, frozen: bool) -> None:
     """Keep ``cutover/freeze``: the frozen tables and the LSN after the last freeze (drain target)."""
-    from pg2edge.pipeline import state
-    from pg2edge.pipeline.sinks.sqlite import open_replica
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
     db = open_replica(replica)

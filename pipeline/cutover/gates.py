@@ -26,8 +26,11 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.cutover import CUTOVER_SCOPE
 from pg2edge.pipeline.cutover.checklist import FAIL, PASS, WARN, Checklist, Gate
 from pg2edge.pipeline.lsn import format_lsn, parse_lsn
+from pg2edge.pipeline.status import replica_status
 from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
+from pg2edge.validators.run import table_sides
+from pg2edge.validators.waiting import pending_changes
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +51,12 @@ class _Run:
 
     def status(self) -> Any:
         if self._status is None:
-            from pg2edge.pipeline.status import replica_status
 
             self._status = replica_status(self.target, source=self.dsn)
         return self._status
 
     def sides(self) -> Any:
         if self._sides is None:
-            from pg2edge.validators.run import table_sides
 
             self._sides = table_sides(self.dsn, self.target, tables=None, options=self.options)
         return self._sides
@@ -103,7 +104,6 @@ class _Run:
         return Gate("replica lag", PASS if ok else FAIL, measured, threshold, detail)
 
     def _nothing_pending(self, st: Any) -> bool:
-        from pg2edge.validators.waiting import pending_changes
 
         conn = self.replica()
         try:

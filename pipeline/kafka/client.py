@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
 from pg2edge.errors import Pg2EdgeError
 
 log = logging.getLogger(__name__)
@@ -71,8 +76,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {"acks": "all", "linger_ms": 5, "batch_size"
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
     """Create ``topic`` with ``partitions`` partitions if it does not exist; refuse one with another count."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pg2edge-admin")
@@ -104,8 +107,6 @@ class KafkaPythonProducer:
     """kafka-python producer: acks=all, one in-flight request (order kept on retries)."""
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         self._kafka_error = KafkaError
         try:
@@ -134,8 +135,6 @@ class KafkaPythonConsumer:
     """kafka-python consumer on explicitly assigned partitions (no group join)."""
 
     def __init__(self, bootstrap: str, *, group: str | None = None, **options: Any) -> None:
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaError
 
         try:
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -154,7 +153,6 @@ class KafkaPythonConsumer:
         return len(parts)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
-        from kafka import TopicPartition
 
         tp = TopicPartition(topic, partition)
         if tp not in self._assigned:
@@ -173,8 +171,6 @@ class KafkaPythonConsumer:
         return out
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
 
         tp = TopicPartition(topic, partition)
         try:
@@ -185,9 +181,6 @@ class KafkaPythonConsumer:
     def commit(self, topic: str, partition: int, offset: int) -> None:
         if not self._group:
             return
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         try:
             self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)})

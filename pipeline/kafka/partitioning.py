@@ -28,6 +28,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Op, Transaction
 from pg2edge.pipeline.sinks.tenants import moves_tenant, split_move
+from pg2edge.pipeline.tenants.layout import check_routable
 
 Key = tuple[str, str]
 
@@ -85,7 +86,6 @@ class TenantPartitioning:
 
 def discover(dsn: str, tables: Sequence[Key], *, column: str, partitions: int) -> TenantPartitioning:
     """The published tables that have ``column`` are tenant tables; refuse ones whose deletes lack it."""
-    from pg2edge.pipeline.tenants.layout import check_routable
 
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise ConfigError(f"--partitions must be between 1 and {MAX_PARTITIONS} (got {partitions})")

@@ -13,9 +13,11 @@ file name) and the change event envelope; key: the queued change's keys.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import apsw
+from kafka import KafkaConsumer, TopicPartition
 
 from pg2edge.pipeline.kafka.client import Producer, ensure_topic, make_producer
 from pg2edge.pipeline.sinks.retry import list_queue
@@ -57,7 +59,6 @@ class QueueMirror:
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Every record value of a mirror topic (operators' and tests' view)."""
-    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
     try:
@@ -65,7 +66,6 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[dic
         consumer.assign([tp])
         consumer.seek(tp, 0)
         out: list[dict[str, Any]] = []
-        import time
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -24,6 +24,7 @@ import apsw
 import psycopg
 from psycopg import sql
 
+from pg2edge.dsn import codec_dsn, connect
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.translators.quoting import quote_ident
 
@@ -79,7 +80,6 @@ class CopyWorkerError(Pg2EdgeError):
 
 
 def _copy_sql(spec: CopySpec) -> bytes:
-    from psycopg import sql
 
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.source_columns)
     only = sql.SQL("" if spec.partitioned else "ONLY ")
@@ -99,7 +99,6 @@ def snapshot_connection(dsn: str, snapshot: str | None) -> psycopg.Connection[An
     ``snapshot`` (None: a fresh one), with the value codec's session settings (DateStyle, TimeZone, ...).
 
     Raises psycopg's InvalidParameterValue / ObjectNotInPrerequisiteState when the snapshot is gone."""
-    from pg2edge.dsn import codec_dsn, connect
 
     conn = connect(codec_dsn(dsn), autocommit=False, application_name="pg2edge snapshot")
     try:

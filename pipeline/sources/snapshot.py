@@ -29,6 +29,7 @@ from typing import Any
 
 import apsw
 import psycopg
+from psycopg import sql
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
@@ -39,6 +40,10 @@ from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.copier import CopySpec, copy_tables, snapshot_connection
 from pg2edge.pipeline.sources.replication import drop_slot, identify_system
+from pg2edge.translators.codec import row_codec
+from pg2edge.translators.ddl import apply_ddl, plan_ddl
+from pg2edge.translators.introspect import introspect
+from pg2edge.translators.naming import sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,6 @@ def _snapshot_alive(dsn: str, snapshot: str) -> bool:
 
 
 def _make_encoder(table: Any, options: TranslateConfig) -> Callable[[Sequence[str | None]], tuple[Any, ...]]:
-    from pg2edge.translators.codec import row_codec
 
     return row_codec(table, options=options).encode_row_text
 
@@ -118,7 +122,6 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
     col = next((c for c in table.columns if len(pk) == 1 and c.name == pk[0]), None)
     if jobs < 2 or estimated_rows < SPLIT_ROWS or col is None or col.type_oid not in INTEGER_OIDS:
         return [(None, None, None)]
-    from psycopg import sql
 
     with dsnlib.control(dsn) as conn:
         row = conn.execute(sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
@@ -135,8 +138,6 @@ def key_slices(dsn: str, table: Any, *, jobs: int, estimated_rows: int) -> list[
 def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, str]], *,
                    options: TranslateConfig, say: Say) -> dict[str, Any]:
     """Introspect the published tables, create the missing replica tables; returns qualified -> Table."""
-    from pg2edge.translators.ddl import apply_ddl, plan_ddl
-    from pg2edge.translators.introspect import introspect
 
     with dsnlib.control(dsn) as conn:
         schema = introspect(conn, schemas=sorted({s for s, _ in tables}), tables=[t for _, t in tables])
@@ -188,7 +189,6 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 install_capture(dsn, slot=names.slot, replica=db, say=say)
         published = published_tables(dsn, names.publication)
         model = prepare_tables(dsn, db, published, options=options, say=say)
-        from pg2edge.translators.naming import sqlite_table_name
 
         target_of = {q: sqlite_table_name(t.schema, t.name) for q, t in model.items()}
         resume = run is not None and run.snapshot is not None and _snapshot_alive(dsn, run.snapshot)
@@ -226,7 +226,6 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                 if q in done:
                     report.skipped_done.append(q)
                     continue
-                from pg2edge.translators.codec import row_codec
 
                 codec = row_codec(table, options=options)
                 db.execute(f"DELETE FROM {quote_ident(target_of[q])}")  # rows of an interrupted copy

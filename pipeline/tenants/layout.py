@@ -10,6 +10,9 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline.tenants.errors import TenantTableError
 from pg2edge.pipeline.tenants.ids import check_pattern
+from pg2edge.translators.ddl import plan_ddl
+from pg2edge.translators.introspect import introspect
+from pg2edge.translators.naming import sqlite_table_name
 
 Key = tuple[str, str]  # (source schema, source table)
 
@@ -66,9 +69,6 @@ def check_routable(dsn: str, keys: list[Key], column: str) -> None:
 def plan_layout(dsn: str, published: list[tuple[str, str]], *, config: TenantsConfig,
                 options: TranslateConfig) -> TenantLayout:
     """Introspect the published tables, classify them, check routability and plan the tenant files' DDL."""
-    from pg2edge.translators.ddl import plan_ddl
-    from pg2edge.translators.introspect import introspect
-    from pg2edge.translators.naming import sqlite_table_name
 
     check_pattern(config.pattern)
     with dsnlib.control(dsn) as conn:

@@ -27,9 +27,11 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
 from pg2edge.pipeline import state
 from pg2edge.pipeline.sinks.sqlite import open_replica
+from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 from pg2edge.pipeline.tenants.errors import TenantIdError
 from pg2edge.pipeline.tenants.ids import tenant_path
 from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
+from pg2edge.translators.ddl import apply_ddl
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,6 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                        position: state.Position, identity: state.SourceIdentity | None,
                        stream: state.StreamInfo | None) -> tuple[Path, int | None]:
     """Create (or finish) ``tenant``'s file from the hub; returns (path, rows copied or None if it was complete)."""
-    from pg2edge.translators.ddl import apply_ddl
 
     path = tenant_path(layout.config.pattern, tenant, table="(tenant file)", key=tenant)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,6 @@ def run_tenant_snapshot(*, dsn: str, tenants: TenantsConfig, tables: str | Seque
                         jobs: int = 2, options: TranslateConfig | None = None,
                         allow_replica_identity_full: bool = False, say: Say = print) -> TenantSnapshotReport:
     """Snapshot ``dsn`` into the hub file, then split it into one SQLite file per tenant."""
-    from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 
     options = options or TranslateConfig()
     os.makedirs(os.path.dirname(os.path.abspath(tenants.shared_path)), exist_ok=True)

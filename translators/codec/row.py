@@ -120,17 +120,17 @@ class RowCodec:
 
     def sqlite_type_for_relation_column(self, column: Any) -> str:
         """Declared SQLite type for a column known only by pgoutput (name, type_oid, type_modifier)."""
-        from pg2edge.translators.typemap import rule_for
+        from pg2edge.translators.typemap import rule_for  # typemap registers this codec's encoders: a cycle
 
         name = BUILTIN_TYPES.get(getattr(column, "type_oid", 0), "text")
         col = Column(name=column.name, pg_type=name, type_name=name, type_oid=getattr(column, "type_oid", 0),
                      typmod=getattr(column, "type_modifier", -1))
-        return rule_for(col, options=self.options).decl
+        return rule_for(col, options=self.options).declaration
 
 
 def row_codec(table: Table, *, options: TranslateConfig | None = None) -> RowCodec:
     """The codec of ``table`` under ``options`` (columns whose rule says not copied are left out)."""
-    from pg2edge.translators.typemap import rule_for
+    from pg2edge.translators.typemap import rule_for  # typemap registers this codec's encoders: a cycle
 
     options = options or TranslateConfig()
     rules = {}

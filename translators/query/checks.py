@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from pg2edge.translators.findings import Finding, Level
 from pg2edge.translators.query import columns, temporal
+from pg2edge.translators.query.infer import TypeContext
 from pg2edge.translators.query.tree import excerpt, literal_text
 
 Check = Callable[[exp.Expression], Finding | None]
@@ -67,6 +68,19 @@ def full_text_search(node: exp.Expression) -> Finding | None:
     return None
 
 
+_TS_FUNCTIONS = frozenset({"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery", "websearch_to_tsquery",
+                           "ts_rank", "ts_rank_cd", "ts_headline", "setweight", "tsvector_to_array"})
+
+
+def full_text_beside_fts5(node: exp.Expression) -> Finding | None:
+    """With FTS5 indexes known: text-search functions outside ``x @@ q`` (ranking, headlines) have no form."""
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in _TS_FUNCTIONS and \
+            node.find_ancestor(exp.MatchAgainst) is None:
+        return _finding(Level.ERROR, "fulltext", node,
+                        f"{str(node.this).lower()}() has no FTS5 form here (only vector @@ query is translated)")
+    return None
+
+
 _OPERATORS: dict[type[exp.Expression], str] = {
     exp.ArrayContainsAll: "@>", exp.ArrayContainedBy: "<@", exp.ArrayOverlaps: "&&",
     exp.JSONBContains: "@>", exp.JSONBContainsTopKey: "?", exp.JSONBContainsAnyTopKeys: "?|",
@@ -78,16 +92,6 @@ def unsupported_operator(node: exp.Expression) -> Finding | None:
     op = _OPERATORS.get(type(node))
     if op:
         return _finding(Level.WARN, "unsupported_operator", node, f"operator {op} has no SQLite equivalent (JSON/arrays are stored as text)")
-    return None
-
-
-def month_end_arithmetic(node: exp.Expression) -> Finding | None:
-    if isinstance(node, (exp.Add, exp.Sub)):
-        for side in (node.this, node.expression):
-            mods = temporal.interval_modifiers(side)
-            if mods and any(m.endswith(("months", "years")) for m in mods):
-                return _finding(Level.INFO, "month_end_overflow", node,
-                                "month/year arithmetic: SQLite rolls Jan 31 + 1 month over to Mar 2/3, PostgreSQL clamps to Feb 28/29")
     return None
 
 
@@ -117,12 +121,12 @@ def string_agg_distinct(node: exp.Expression) -> Finding | None:
 
 CHECKS: tuple[Check, ...] = (
     time_zone_conversion, ilike_ascii_only, least_greatest_nulls, array_parameter, any_operator,
-    full_text_search, unsupported_operator, month_end_arithmetic, session_time_zone, distinct_on_star,
+    full_text_search, unsupported_operator, session_time_zone, distinct_on_star,
     string_agg_distinct,
 )
 
 
-def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
+def column_checks(column_types: columns.ColumnTypes, context: TypeContext | None = None) -> tuple[Check, ...]:
     """Checks that need the column types: numeric read as REAL, enum ordering."""
 
     def numeric_as_real(node: exp.Expression) -> Finding | None:
@@ -136,7 +140,8 @@ def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
     def enum_order(node: exp.Expression) -> Finding | None:
         if isinstance(node, exp.Column) and isinstance(node.parent, columns.ORDER_CONTEXTS):
             pg_type = columns.column_type(node, column_types)
-            if pg_type and columns.is_user_defined_type(pg_type):
+            if pg_type and columns.is_user_defined_type(pg_type) and (
+                    context is None or context.enum_labels(pg_type) is None):
                 return Finding(Level.WARN, "enum_order", node.sql(dialect="postgres"),
                                f"{pg_type} is stored as its label: SQLite orders/compares it by label text, not by enum position")
         return None
@@ -149,7 +154,19 @@ def column_checks(column_types: columns.ColumnTypes) -> tuple[Check, ...]:
                                "SQLite orders text by code point (BINARY); PostgreSQL by the database collation")
         return None
 
-    return (numeric_as_real, enum_order, text_collation)
+    def boolean_output(node: exp.Expression) -> Finding | None:
+        """A boolean result column comes back as 1/0 (its storage), not true/false."""
+        if isinstance(node, exp.Select) and node.parent is None:
+            for projection in node.expressions:
+                inner = projection.unalias()
+                pg_type = columns.column_type(inner, column_types) if isinstance(inner, exp.Column) else None
+                if (pg_type or "").lower().startswith("bool") or isinstance(inner, (exp.Predicate, exp.Not)):
+                    return Finding(Level.INFO, "boolean_output", projection.sql(dialect="postgres"),
+                                   "a boolean comes back as 1/0 from SQLite (drizzle's integer({ mode: \"boolean\" }) "
+                                   "maps it to true/false)")
+        return None
+
+    return (numeric_as_real, enum_order, text_collation, boolean_output)
 
 
 _COMPARISONS = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
@@ -190,6 +207,13 @@ def unsupported_function(node: exp.Expression) -> Finding | None:
     return None
 
 
+def leftover_fulltext(node: exp.Expression) -> Finding | None:
+    if isinstance(node, exp.MatchAgainst):
+        return Finding(Level.ERROR, "fulltext", node.sql(dialect="postgres")[:80],
+                       "full-text search with no FTS5 form here (see the other findings)")
+    return None
+
+
 def leftover_construct(node: exp.Expression) -> Finding | None:
     if isinstance(node, exp.Interval) or (isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.INTERVAL)):
         return Finding(Level.ERROR, "unsupported_interval", node.sql(dialect="postgres"),
@@ -203,4 +227,4 @@ def leftover_construct(node: exp.Expression) -> Finding | None:
     return None
 
 
-OUTPUT_CHECKS: tuple[Check, ...] = (unsupported_function, leftover_construct)
+OUTPUT_CHECKS: tuple[Check, ...] = (unsupported_function, leftover_construct, leftover_fulltext)

@@ -51,9 +51,25 @@ def is_user_defined_type(pg_type: str) -> bool:
     return not t.endswith("]") and not t.startswith(_BUILTIN_PREFIXES)
 
 
-def _scope_tables(column: exp.Column) -> list[tuple[str, str]]:
-    """(alias, table) pairs visible to ``column``: its SELECT's FROM/JOINs, then the enclosing ones."""
-    found: list[tuple[str, str]] = []
+def _ctes(node: exp.Expression) -> dict[str, exp.Expression]:
+    """CTE name -> its query, for every WITH enclosing ``node``."""
+    found: dict[str, exp.Expression] = {}
+    current: exp.Expr | None = node
+    while current is not None:
+        with_ = current.args.get("with_") or current.args.get("with")
+        if isinstance(with_, exp.With):
+            for cte in with_.expressions:
+                found.setdefault(cte.alias_or_name.lower(), cte.this)
+        current = current.parent
+    return found
+
+
+def _scope_sources(column: exp.Column) -> list[tuple[str, exp.Expression]]:
+    """(alias, source) pairs visible to ``column``: its SELECT's FROM/JOINs, then the enclosing ones.
+
+    A source is an ``exp.Table`` or, for a derived table or CTE, the query that defines it."""
+    found: list[tuple[str, exp.Expression]] = []
+    ctes = _ctes(column)
     node: exp.Expr | None = column
     while node is not None:
         if isinstance(node, (exp.Select, exp.Update, exp.Delete)):
@@ -65,22 +81,48 @@ def _scope_tables(column: exp.Column) -> list[tuple[str, str]]:
                 elif isinstance(part, exp.Table) and not isinstance(node, exp.Select):
                     sources.append(part)
             sources += [j.this for j in node.args.get("joins") or []]
-            found += [(t.alias_or_name, t.name) for t in sources if isinstance(t, exp.Table) and t.name]
+            for source in sources:
+                if isinstance(source, exp.Table) and source.name:
+                    cte = ctes.get(source.name.lower()) if not source.db else None
+                    found.append((source.alias_or_name, cte if cte is not None else source))
+                elif isinstance(source, exp.Subquery) and source.alias:
+                    found.append((source.alias, source.this))
         node = node.parent
     return found
 
 
-def column_type(column: exp.Column, column_types: ColumnTypes) -> str | None:
-    """The PostgreSQL type of ``column`` when it resolves to exactly one known table column."""
+def _derived_type(query: exp.Expression, name: str, column_types: ColumnTypes, depth: int) -> str | None:
+    """The type of output column ``name`` of a CTE / derived table, when it is a plain column."""
+    while isinstance(query, (exp.Union, exp.Except, exp.Intersect)):
+        query = query.this
+    if not isinstance(query, exp.Select) or depth > 8:
+        return None
+    for projection in query.expressions:
+        if projection.alias_or_name.lower() == name:
+            inner = projection.unalias()
+            return column_type(inner, column_types, depth + 1) if isinstance(inner, exp.Column) else None
+    return None
+
+
+def column_type(column: exp.Column, column_types: ColumnTypes, depth: int = 0) -> str | None:
+    """The PostgreSQL type of ``column`` when it resolves to exactly one known table (or CTE/derived) column."""
     lowered = {t.lower(): {c.lower(): ty for c, ty in cols.items()} for t, cols in column_types.items()}
     name = column.name.lower()
-    scope = _scope_tables(column)
+    scope = _scope_sources(column)
     if column.table:
-        tables = [table for alias, table in scope if alias.lower() == column.table.lower()]
-        tables = tables[:1] or [column.table]
+        sources = [source for alias, source in scope if alias.lower() == column.table.lower()][:1]
+        if not sources:
+            sources = [exp.to_table(column.table)]
     else:
-        tables = [table for _, table in scope]
-    types = {lowered[t.lower()][name] for t in tables if name in lowered.get(t.lower(), {})}
+        sources = [source for _, source in scope]
+    types = set()
+    for source in sources:
+        if isinstance(source, exp.Table):
+            found = lowered.get(source.name.lower(), {}).get(name)
+        else:
+            found = _derived_type(source, name, column_types, depth)
+        if found is not None:
+            types.add(found)
     return types.pop() if len(types) == 1 else None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from pg2edge.translators.query import temporal
+from pg2edge.translators.query.distinct_on import rewrite_distinct_on
 from pg2edge.translators.query.tree import Rewrite, as_integer, call, literal_text, number, paren, string
 
 T = exp.DataType.Type
@@ -247,7 +248,6 @@ def distinct_on_to_row_number(node: exp.Expression) -> exp.Expression:
     distinct = node.args.get("distinct")
     if distinct is None or not distinct.args.get("on"):
         return node
-    from pg2edge.translators.query.distinct_on import rewrite_distinct_on
 
     return rewrite_distinct_on(node)
 

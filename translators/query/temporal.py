@@ -58,9 +58,52 @@ def interval_modifiers(node: exp.Expression, *, negate: bool = False) -> list[st
     return mods or None
 
 
-def _as_datetime_base(node: exp.Expr) -> tuple[exp.Expr, list[exp.Expr]]:
+def whole_seconds(value: exp.Expression) -> exp.Expression:
+    """A stored timestamp without its fraction of a second (SQLite would round it to the millisecond)."""
+    if isinstance(value, exp.Literal) or (isinstance(value, exp.Anonymous) and str(value.this).lower() == "substr"):
+        return value
+    return call("substr", value.copy(), number(1), number(19))
+
+
+def clamp_months(value: exp.Expression, months: list[str]) -> exp.Expression:
+    """``value`` plus month/year modifiers, where Jan 31 + 1 month is Feb 28/29 (PostgreSQL), not Mar 2/3 (SQLite)."""
+    shifted = call("datetime", value.copy(), *[string(m) for m in months])
+    same_day = exp.EQ(this=call("strftime", string("%d"), shifted.copy()),
+                      expression=call("strftime", string("%d"), value.copy()))
+    last_day = exp.DPipe(this=exp.DPipe(this=call("date", shifted.copy(), string("start of month"), string("-1 days")),
+                                        expression=string(" ")), expression=call("time", shifted.copy()))
+    return exp.Case(ifs=[exp.If(this=same_day, true=shifted)], default=last_day)
+
+
+def keep_fraction(shifted: exp.Expression, base: exp.Expression) -> exp.Expression:
+    """``datetime()`` drops the fraction of a second: append the stored one (``.52881``) again."""
+    return exp.DPipe(this=shifted, expression=call("substr", base.copy(), number(20)))
+
+
+def _kept_fraction(node: exp.Expression) -> tuple[exp.Expression, exp.Expression] | None:
+    """The parts of ``keep_fraction(datetime(...), base)``, else None."""
+    if isinstance(node, exp.DPipe) and isinstance(node.expression, exp.Anonymous) and \
+            str(node.expression.this).lower() == "substr" and isinstance(node.this, exp.Anonymous) and \
+            str(node.this.this).lower() == "datetime":
+        return node.this, node.expression.expressions[0]
+    return None
+
+
+def _is_constant_time(node: exp.Expression) -> bool:
+    return isinstance(node, (exp.Literal, exp.CurrentTimestamp, exp.CurrentDate))
+
+
+def _as_datetime_base(node: exp.Expression) -> tuple[exp.Expression, list[exp.Expression]]:
     """Split ``datetime(x, mods...)`` so new modifiers append; map now/current_date."""
-    node = node.unnest()
+    unnested = node.unnest()
+    assert isinstance(unnested, exp.Expression)
+    node = unnested
+    kept = _kept_fraction(node)
+    if kept is not None:
+        node = kept[0]
+        whole = node.expressions[0] if node.expressions else None
+        if isinstance(whole, exp.Anonymous) and str(whole.this).lower() == "substr":  # datetime(substr(x, 1, 19), ...)
+            return whole.expressions[0], list(node.expressions[1:])
     if isinstance(node, exp.Anonymous) and str(node.this).lower() == "datetime" and node.expressions:
         return node.expressions[0], list(node.expressions[1:])
     if isinstance(node, exp.CurrentTimestamp):
@@ -79,8 +122,25 @@ def interval_arithmetic_to_datetime(node: exp.Expression) -> exp.Expression:
         left, right = right, left
     mods = interval_modifiers(right, negate=isinstance(node, exp.Sub))
     if mods is not None:
+        months = [m for m in mods if m.endswith(("months", "years"))]
         base, previous = _as_datetime_base(left.copy())
-        return call("datetime", base, *previous, *[string(m) for m in mods])
+        whole = all(float(m.split()[0]).is_integer() for m in mods)
+        truncated = any((literal_text(p) or "").startswith(("start of", "weekday")) for p in previous)
+        if months:  # months first, clamped to the month's last day as PostgreSQL does; then the rest
+            start = call("datetime", base, *previous) if previous else base
+            start = start if _is_constant_time(base) or truncated else whole_seconds(start)
+            shifted = clamp_months(start, months)
+            rest = [string(m) for m in mods if m not in months]
+            shifted = call("datetime", shifted, *rest) if rest else shifted
+        elif _is_constant_time(base) or truncated:
+            shifted = call("datetime", base, *previous, *[string(m) for m in mods])
+        else:
+            # SQLite rounds a stored fraction to the millisecond (':05.999999' -> ':06'): shift the whole
+            # seconds, then append the stored fraction
+            shifted = call("datetime", whole_seconds(base), *previous, *[string(m) for m in mods])
+        if _is_constant_time(base) or not whole or truncated:
+            return shifted
+        return keep_fraction(shifted, base)
     if isinstance(right, exp.Literal) and not right.is_string and right.is_int:
         date_base = _date_operand(left)
         if date_base is not None:
@@ -126,8 +186,10 @@ def extract_to_strftime(node: exp.Expression) -> exp.Expression:
             return paren(exp.Sub(this=call("unixepoch", value.this, string("subsec")),
                                  expression=call("unixepoch", value.expression, string("subsec"))))
         return call("unixepoch", value, string("subsec"))
-    if part == "SECOND":
-        return exp.Cast(this=call("strftime", string("%f"), value), to=exp.DataType.build("REAL"))
+    if part == "SECOND":  # whole seconds plus the stored fraction, exact
+        fraction = exp.Cast(this=call("substr", value.copy(), number(20)), to=exp.DataType.build("REAL"))
+        return paren(exp.Add(this=as_integer(call("strftime", string("%S"), whole_seconds(value))), expression=fraction))
+    value = whole_seconds(value)
     if part == "QUARTER":
         month = as_integer(call("strftime", string("%m"), value))
         return paren(exp.Div(this=paren(exp.Add(this=month, expression=number(2))), expression=number(3), typed=True))
@@ -140,7 +202,7 @@ def date_trunc_to_datetime(node: exp.Expression) -> exp.Expression:
     if not isinstance(node, (exp.TimestampTrunc, exp.DateTrunc)):
         return node
     unit = (literal_text(node.args.get("unit")) or "").lower().rstrip("s")
-    value = node.this.copy()
+    value = whole_seconds(node.this.copy())
     formats = {"second": "%Y-%m-%d %H:%M:%S", "minute": "%Y-%m-%d %H:%M:00", "hour": "%Y-%m-%d %H:00:00"}
     if unit in formats:
         return call("strftime", string(formats[unit]), value)
@@ -167,7 +229,9 @@ def format_timestamp(text: str) -> str | None:
         return None
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+    # trailing zeros of the fraction dropped, as PostgreSQL prints it and the codec stores it ('.5')
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0") if value.microsecond else \
+        value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_date(text: str) -> str | None:
