@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_EVENT = "relation"  # a SchemaChange synthesized from a Relation message and a catalog read
-BASELINE_SCOPE = "schema"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
+BASELINE_SCOPE = "schema_baseline"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
 REBUILD_PREFIX = "_pg2edge_new_"
 
 _INTS = {20, 21, 23}
@@ -462,12 +462,26 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         state.write_table(conn, ts)
         tables[new_q] = ts
         write_baseline(conn, new_q, baseline_record(d))
+        _record_types(conn, done.table, applier.options)
         if done.resync:
             reason = "; ".join(done.resync)
             findings.append(Finding(Level.WARN, "table-recopy", new_q,
                                     f"{what}: {reason}: re-copying from a fresh snapshot (pg2edge resync)"))
             resync.request(conn, new_q, since_lsn=commit_lsn, reason=reason)
     return findings
+
+
+def _record_types(conn: apsw.Connection, table: Table, options: TranslateConfig) -> None:
+    """Keep the source types the replica records for ``translate query --target`` (translators/recorded.py)
+    in step with the new shape."""
+    from pg2edge.translators.recorded import SourceTypes, read_source_types, write_source_types
+    from pg2edge.translators.schema import Schema
+
+    known = read_source_types(conn, missing_ok=True)
+    one = Schema(tables=(table,))
+    write_source_types(conn, SourceTypes(tables=one.column_types(), enums=one.enum_labels(),
+                                         timestamps=known.timestamps if known else options.timestamps,
+                                         numeric=known.numeric if known else options.numeric))
 
 
 def _short(statement: str, limit: int = 200) -> str:
