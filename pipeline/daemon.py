@@ -30,7 +30,7 @@ from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings, mapping_for
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.resync import AutoResync
-from pg2edge.pipeline.schema_apply import record_baselines, use_baselines
+from pg2edge.pipeline.schema_apply import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
@@ -101,9 +101,9 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         names = state.read_stream(db)
         pos = state.read_position(db)
         assert names is not None and pos is not None
-        mappings = build_mappings(dsn, db, names.publication, options)
-        record_baselines(dsn, db, list(mappings))  # attribute numbers: tells a RENAME from a DROP + ADD
-        use_baselines(db, mappings)  # the shapes at the replica's position, not the source's current ones
+        # names and shapes at the replica's position (not the source's current ones); the baselines'
+        # attribute numbers tell a RENAME from a DROP + ADD
+        mappings = align_mappings(dsn, db, build_mappings(dsn, db, names.publication, options))
         sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
         fallback = capture_mode(db) == FALLBACK
         if sink.applier is not None:

@@ -175,6 +175,33 @@ def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str
             write_baseline(conn, d.table.qualified, baseline_record(d))
 
 
+def align_mappings(dsn: str, conn: apsw.Connection,
+                   mappings: dict[tuple[str, str], TableMapping]) -> dict[tuple[str, str], TableMapping]:
+    """At the start of a run: the mappings under the names and shapes at the replica's position.
+
+    The publication lists the source's current names; a table renamed on the source while the sync was
+    down is still under its old name on the replica (the RENAME reaches it later, in the stream). Tables
+    are matched by oid through the baselines; the baselines of tables met for the first time are recorded."""
+    from pg2edge import dsn as dsnlib
+
+    with dsnlib.control(dsn) as pg:
+        oid_of = {(str(r[1]), str(r[2])): int(r[0]) for r in pg.execute(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname || '.' || c.relname = ANY(%s)", ([f"{s}.{t}" for s, t in mappings],)).fetchall()}
+    known = {int(rec.get("oid", -1)): qualified for qualified, rec in read_baselines(conn).items()}
+    out: dict[tuple[str, str], TableMapping] = {}
+    for key, mapping in mappings.items():
+        was = known.get(oid_of.get(key, -2))
+        if was is not None and was != f"{key[0]}.{key[1]}":
+            schema, _, name = was.partition(".")
+            out[(schema, name)] = replace(mapping, target=sqlite_table_name(schema, name))
+        else:
+            out[key] = mapping
+    record_baselines(dsn, conn, [k for k in out if oid_of.get(k, -2) not in known])
+    use_baselines(conn, out)
+    return out
+
+
 def use_baselines(conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
     """Give each mapping the source shape its baseline records (the shape at the replica's position: after a
     restart the source may already be several schema changes further)."""

@@ -388,3 +388,25 @@ def test_schema_change_item_round_trips_through_json() -> None:
     again = SchemaChange.from_json(change.to_json())
     assert again == change
     assert SchemaChange.from_dict({"tag": "X", "statement": "s", "error": "boom"}).error == "boom"
+
+
+def test_sync_started_after_renames_follows_them_from_the_replicas_names(pg_dsn: str, tmp_path: Path) -> None:
+    """The sync was down while the table and a column were renamed: at start the publication already lists the
+    new name; the mappings are aligned to the replica's names by oid and the renames follow in the stream."""
+    target = tmp_path / "r.db"
+    run_sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    catch_up(pg_dsn, target)
+    db = open_replica(target)
+    db.close()
+    run_sql(pg_dsn, "ALTER TABLE t ALTER COLUMN v SET STORAGE EXTERNAL",
+            "UPDATE t SET v = repeat('x', 10000) WHERE id = 2",
+            "BEGIN; ALTER TABLE t RENAME TO t2; ALTER TABLE t2 RENAME COLUMN v TO w; "
+            "UPDATE t2 SET id = id WHERE id = 2; INSERT INTO t2 VALUES (3, 'c'); COMMIT")
+    findings = catch_up(pg_dsn, target)
+    db = open_replica(target)
+    assert any("table-renamed public.t2" in f for f in findings), findings
+    assert db.execute("SELECT count(*) FROM _pg2edge_queue").fetchone() == (0,)
+    assert [r[1] for r in db.execute("PRAGMA table_info(t2)")] == ["id", "w"]
+    assert one(db, "SELECT w FROM t2 WHERE id = 3") == "c"
+    assert not any(ts.paused for ts in state.read_tables(db).values())
+    db.close()

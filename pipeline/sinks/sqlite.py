@@ -104,6 +104,7 @@ class Applier:
         if not todo:
             return result
         self.conn.execute("BEGIN IMMEDIATE")
+        saved = dict(self.mappings)  # a schema change in the batch rekeys and reshapes them
         try:
             tables = state.read_tables(self.conn)
             self._check_resyncs()
@@ -119,6 +120,10 @@ class Applier:
         except BaseException:
             self.conn.execute("ROLLBACK")
             self._targets.clear()  # an ALTER TABLE may have been rolled back
+            if any(t.schema_changes for t in todo):  # back to the shapes the rolled-back state records
+                self.mappings = saved
+                schema_apply.use_baselines(self.conn, self.mappings)
+                self._resyncing = resync.pending(self.conn)
             raise
         result.applied = len(todo)
         return result
