@@ -10,28 +10,33 @@ read. SIGTERM/SIGINT finish the current batch, acknowledge it and return.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import state
+from pg2edge.pipeline.ddl_capture import FALLBACK, capture_mode
 from pg2edge.pipeline.engine import EngineReport, SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
-from pg2edge.pipeline.mappings import build_mappings
+from pg2edge.pipeline.mappings import build_mappings, mapping_for
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.remote import RemoteTarget, is_remote, parse_target
+from pg2edge.pipeline.resync import AutoResync
+from pg2edge.pipeline.schema_apply import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.libsql import run_remote_sync
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource, stream_slot
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 
 
@@ -50,6 +55,16 @@ def _record_pid(db: apsw.Connection, *, running: bool) -> None:
     with db:
         state.write_record(db, DAEMON_SCOPE, PID_RECORD, {"pid": os.getpid() if running else None,
                                                           "started_at" if running else "stopped_at": now})
+
+
+def _describe_one(dsn: str, table: tuple[str, str]) -> dict[str, Any]:
+    """Fallback mode: the catalog description of one source table, read now."""
+    from pg2edge.pipeline.ddl_capture import describe_tables
+
+    with dsnlib.control(dsn) as conn:
+        row = conn.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = %s AND c.relname = %s", table).fetchone()
+        return describe_tables(conn, [int(row[0])] if row else [])
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
@@ -104,11 +119,26 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
         names = state.read_stream(db)
         pos = state.read_position(db)
         assert names is not None and pos is not None
-        sink = SqliteSink(db, build_mappings(dsn, db, names.publication, options), label=str(target), policy=policy)
+        # names and shapes at the replica's position (not the source's current ones); the baselines'
+        # attribute numbers tell a RENAME from a DROP + ADD
+        mappings = align_mappings(dsn, db, build_mappings(dsn, db, names.publication, options))
+        sink = SqliteSink(db, mappings, label=str(target), policy=policy, options=options)
+        fallback = capture_mode(db) == FALLBACK
+        if sink.applier is not None:
+            sink.applier.mapping_for = functools.partial(mapping_for, dsn, options=options)
+            if fallback:
+                sink.applier.describe_source = functools.partial(_describe_one, dsn)
+
+        watched = [(q.split(".", 1)[0], q.split(".", 1)[1]) for q in state.read_tables(db)]  # the replica's names
+
+        def resyncing(source: CdcSource) -> AutoResync:  # re-copies what a schema change asks for
+            return AutoResync(source, dsn=dsn, target=target, db=db, options=options, say=say,
+                              watch=watched if fallback else ())
+
         return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                            retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
-                           say=say, on_batch=on_batch)
+                           say=say, on_batch=on_batch, wrap=resyncing)
     finally:
         restore()
         _record_pid(db, running=False)

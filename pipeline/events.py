@@ -27,8 +27,9 @@ from typing import Any
 
 from pg2edge.pipeline.sources.pgoutput import UNCHANGED_TOAST, Relation, Value
 
-__all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Control", "Cursor", "Item", "Op", "Row", "SnapshotBegin", "SnapshotEnd",
-           "SnapshotRows", "SchemaRecord", "SourceInfo", "Transaction", "TOAST_JSON", "Unreadable", "Watermark"]
+__all__ = ["UNCHANGED_TOAST", "ChangeEvent", "Control", "Cursor", "Item", "Op", "Row", "SchemaChange", "SchemaRecord",
+           "SnapshotBegin", "SnapshotEnd", "SnapshotRows", "SourceInfo", "Transaction", "TOAST_JSON", "Unreadable",
+           "Watermark"]
 
 Row = Mapping[str, Value]
 Cursor = Mapping[str, Any]  # where an item came from, stored with the data: {"topic", "partition", "offset"}
@@ -119,6 +120,49 @@ class ChangeEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """A DDL statement on the source, at its place in its transaction (:mod:`pg2edge.pipeline.ddl_capture`).
+
+    ``index``: how many of the transaction's row events precede it. ``statement`` is the source's text,
+    informational only (never executed on a target); ``catalog`` the description of each affected table
+    after the change (rows of the translator's catalog queries), ``dropped`` the dropped objects
+    (``sql_drop``), ``error`` set when the trigger could not describe the change.
+    """
+
+    lsn: int
+    tag: str
+    statement: str
+    event: str = "ddl_command_end"
+    index: int = 0
+    commands: tuple[Mapping[str, Any], ...] = ()
+    dropped: tuple[Mapping[str, Any], ...] = ()
+    catalog: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    capture: str | None = None  # the slot whose triggers emitted it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lsn": self.lsn, "tag": self.tag, "statement": self.statement, "event": self.event,
+                "index": self.index, "commands": [dict(c) for c in self.commands],
+                "dropped": [dict(d) for d in self.dropped], "catalog": dict(self.catalog), "error": self.error,
+                "capture": self.capture}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SchemaChange:
+        return cls(lsn=int(data.get("lsn", 0)), tag=str(data.get("tag", "")), statement=str(data.get("statement", "")),
+                   event=str(data.get("event", "ddl_command_end")), index=int(data.get("index", 0)),
+                   commands=tuple(data.get("commands") or ()), dropped=tuple(data.get("dropped") or ()),
+                   catalog=dict(data.get("catalog") or {}), error=data.get("error") or (data.get("catalog") or {}).get("error"),
+                   capture=data.get("capture"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SchemaChange:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """One committed source transaction: its events in source order.
 
@@ -134,6 +178,7 @@ class Transaction:
     events: tuple[ChangeEvent, ...]
     relations: tuple[Relation, ...] = ()
     cursor: Cursor | None = None  # a Kafka source's offset of the transaction's last record
+    schema_changes: tuple[SchemaChange, ...] = ()  # DDL at its place (SchemaChange.index) among the events
 
 
 # -- items that are not transactions (the engine hands them to Sink.control in stream order) --------

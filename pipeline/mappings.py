@@ -39,6 +39,11 @@ class TableEncoder:
         self.table = schema.table(self.table.qualified)
         self.codec = row_codec(self.table, options=self.options)
 
+    def use(self, table: Table) -> None:
+        """The source table's new shape, from a schema change at its stream position."""
+        self.table = table
+        self.codec = row_codec(table, options=self.options)
+
     def encode(self, column: str, text: str | None) -> Any:
         if column not in self.codec.rules:
             self._refresh()
@@ -52,15 +57,16 @@ class TableEncoder:
         return str(self.codec.sqlite_type_for_relation_column(column))
 
 
+def mapping_for(dsn: str, table: Table, options: TranslateConfig) -> TableMapping:
+    """The mapping of one source table (its replica table and codec encoder)."""
+    enc = TableEncoder(dsn, table, options)
+    return TableMapping(target=sqlite_table_name(table.schema, table.name), encode=enc.encode,
+                        column_type=enc.column_type, skip=enc.skip, reshape=enc.use)
+
+
 def build_mappings(dsn: str, db: apsw.Connection, publication: str,
                    options: TranslateConfig) -> dict[tuple[str, str], TableMapping]:
     """Source (schema, table) -> target table and codec encoder, for every published table
     (creating the replica tables ``db`` lacks)."""
     model = prepare_tables(dsn, db, published_tables(dsn, publication), options=options, say=log.info)
-    out = {}
-    for table in model.values():
-        enc = TableEncoder(dsn, table, options)
-        out[(table.schema, table.name)] = TableMapping(
-            target=sqlite_table_name(table.schema, table.name), encode=enc.encode, column_type=enc.column_type,
-            skip=enc.skip)
-    return out
+    return {(table.schema, table.name): mapping_for(dsn, table, options) for table in model.values()}

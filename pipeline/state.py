@@ -108,11 +108,16 @@ def advance_watermark(conn: apsw.Connection, lsn: int, *, cursor: Mapping[str, A
     """Record that every source change below ``lsn`` is applied (a heartbeat passed); own transaction.
 
     Not before a snapshot is complete (commit LSN 0); ``cursor`` (a Kafka offset) is stored with it."""
-    with conn:
+    conn.execute("BEGIN IMMEDIATE")  # read then write: a deferred transaction would fail (SQLITE_BUSY_SNAPSHOT)
+    try:                              # when another writer (a resync) committed in between
         current = read_position(conn)
         if current is not None and current.commit_lsn > 0 and lsn > (current.watermark_lsn or 0):
             write_position(conn, replace(current, watermark_lsn=lsn,
                                          kafka=dict(cursor) if cursor is not None else current.kafka))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def read_position(conn: apsw.Connection) -> Position | None:

@@ -50,6 +50,8 @@ class ReplicaStatus:
     kafka: dict[str, Any] | None = None  # topic, partition, offset of the last applied record
     retry_queue: int = 0  # changes waiting for a retry (pipeline.retry)
     dlq: int = 0  # changes in the dead-letter queue
+    schema_capture: str | None = None  # "event-triggers" or "fallback" (pipeline/ddl_capture.py)
+    resync_pending: list[str] | None = None  # tables waiting for a re-copy, with their buffered changes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +111,10 @@ def replica_status(target: str | Path | RemoteTarget, *, source: str | None = No
         paused = [name for name, t in state.read_tables(conn).items() if t.paused]
 
         queued = counts(conn)
+        from pg2edge.pipeline.ddl_capture import capture_mode
+        from pg2edge.pipeline.resync import describe_pending
+
+        capture, resyncs = capture_mode(conn), describe_pending(conn)
     finally:
         conn.close()
     status = ReplicaStatus(
@@ -119,7 +125,7 @@ def replica_status(target: str | Path | RemoteTarget, *, source: str | None = No
         visible_lsn=format_lsn(pos.visible_lsn) if pos else None,
         last_commit_at_ms=pos.commit_ts_ms if pos else None, paused_tables=paused,
         kafka=pos.kafka if pos else None, retry_queue=queued.get("retry", 0) + queued.get("waiting", 0),
-        dlq=queued.get("dead", 0))
+        dlq=queued.get("dead", 0), schema_capture=capture, resync_pending=resyncs)
     if source and pos:
 
         now_lsn = current_wal_lsn(source)

@@ -24,7 +24,7 @@ from pg2edge.translators.typemap import TypeRule, rule_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "table_order"]
+__all__ = ["DdlPlan", "apply_ddl", "plan_ddl", "plan_table", "table_order"]
 
 _INTEGERS = ("int2", "int4", "int8")
 # drizzle-kit 0.31 reads SQLite CHECKs with a regex (`CHECK\s*\(`) into ONE map shared by every table, so
@@ -287,6 +287,18 @@ def plan_ddl(schema: Schema, *, options: TranslateConfig | None = None) -> DdlPl
                                     timestamps=options.timestamps, numeric=options.numeric, fts=fts)
     log.debug("planned %d statement(s), %d finding(s)", len(plan.statements), len(plan.findings))
     return plan
+
+
+def plan_table(table: Table, *, options: TranslateConfig | None = None,
+               translated: set[str] | frozenset[str] = frozenset()) -> tuple[str, list[str], list[Finding]]:
+    """One table's CREATE TABLE, its CREATE INDEX statements and findings (``translated``: the qualified
+    names of the other tables on the target, which its foreign keys may reference)."""
+    planner = _TablePlanner(table, options or TranslateConfig(), {*translated, table.qualified})
+    try:
+        create = planner.create_table()
+        return create, planner.indexes(), planner.findings
+    finally:
+        planner.expr.close()
 
 
 def apply_ddl(connection: Any, plan: DdlPlan) -> None:

@@ -18,7 +18,7 @@ from pg2edge.translators.schema import Check, Column, Domain, Enum, ForeignKey, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["introspect", "parse_dump"]
+__all__ = ["introspect", "parse_dump", "schema_from_rows"]
 
 _ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -182,27 +182,42 @@ def introspect(conn: psycopg.Connection[Any], *, schemas: Sequence[str] = ("publ
     """The schema model of ``schemas`` (optionally only ``tables``: 'name' or 'schema.name')."""
     params: dict[str, Any] = {"schemas": list(schemas), "all": tables is None, "tables": list(tables or [])}
     with conn.cursor() as cur:
-        types = _Types(cur.execute(TYPES_SQL).fetchall())
+        type_rows = cur.execute(TYPES_SQL).fetchall()
         table_rows = cur.execute(TABLES_SQL, params).fetchall()
         params["oids"] = [r[0] for r in table_rows]
-        columns: dict[int, list[Column]] = {}
-        sequences: dict[int, list[str]] = {}
-        for row in cur.execute(COLUMNS_SQL, params).fetchall():
-            col = types.column(row)
-            columns.setdefault(row[0], []).append(col)
-            if col.sequence:
-                sequences.setdefault(row[0], []).append(col.sequence)
-        cons: dict[int, list[tuple[Any, ...]]] = {}
-        for row in cur.execute(CONSTRAINTS_SQL, params).fetchall():
-            cons.setdefault(row[0], []).append(row)
-        idx: dict[int, list[Index]] = {}
-        for rel, name, unique, method, pred, keys, is_expr, desc in cur.execute(INDEXES_SQL, params).fetchall():
-            idx.setdefault(rel, []).append(Index(
-                name=name, keys=tuple(keys), unique=bool(unique), predicate=pred, expressions=tuple(is_expr),
-                method=method, descending=tuple(desc)))
-        views = [View(schema=s, name=n, definition=d, materialized=bool(m),
-                      columns=tuple((str(a), str(t)) for a, t in cols))
-                 for s, n, d, m, cols in cur.execute(VIEWS_SQL, params).fetchall()]
+        column_rows = cur.execute(COLUMNS_SQL, params).fetchall()
+        constraint_rows = cur.execute(CONSTRAINTS_SQL, params).fetchall()
+        index_rows = cur.execute(INDEXES_SQL, params).fetchall()
+        view_rows = cur.execute(VIEWS_SQL, params).fetchall()
+    return schema_from_rows(type_rows, table_rows, column_rows, constraint_rows, index_rows, view_rows,
+                            schemas=schemas)
+
+
+def schema_from_rows(type_rows: Sequence[Sequence[Any]], table_rows: Sequence[Sequence[Any]],
+                     column_rows: Sequence[Sequence[Any]], constraint_rows: Sequence[Sequence[Any]],
+                     index_rows: Sequence[Sequence[Any]], view_rows: Sequence[Sequence[Any]] = (), *,
+                     schemas: Sequence[str] = ("public",)) -> Schema:
+    """The schema model from the rows of the catalog queries above (``introspect`` runs them on a
+    connection; a schema-change message carries them for the tables it changed)."""
+    types = _Types([tuple(r) for r in type_rows])
+    columns: dict[int, list[Column]] = {}
+    sequences: dict[int, list[str]] = {}
+    for row in column_rows:
+        col = types.column(tuple(row))
+        columns.setdefault(row[0], []).append(col)
+        if col.sequence:
+            sequences.setdefault(row[0], []).append(col.sequence)
+    cons: dict[int, list[Sequence[Any]]] = {}
+    for row in constraint_rows:
+        cons.setdefault(row[0], []).append(row)
+    idx: dict[int, list[Index]] = {}
+    for rel, name, unique, method, pred, keys, is_expr, desc in index_rows:
+        idx.setdefault(rel, []).append(Index(
+            name=name, keys=tuple(keys), unique=bool(unique), predicate=pred, expressions=tuple(is_expr),
+            method=method, descending=tuple(desc)))
+    views = [View(schema=s, name=n, definition=d, materialized=bool(m),
+                  columns=tuple((str(a), str(t)) for a, t in cols))
+             for s, n, d, m, cols in view_rows]
     out: list[Table] = []
     for oid, schema, name, kind, ident, parts in table_rows:
         pk: tuple[str, ...] = ()

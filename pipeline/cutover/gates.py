@@ -163,6 +163,13 @@ class _Run:
                 missing = [c for c in side.codec.columns if c not in have]
                 if missing:
                     problems.append(f"{side.table.qualified}: replica lacks column(s) {', '.join(missing)}")
+            from pg2edge.pipeline import resync, state
+
+            for name, ts in state.read_tables(conn).items():  # a schema change not followed, or being re-copied
+                if ts.paused:
+                    problems.append(f"{name}: paused ({ts.pause_reason})")
+            problems += [f"{name}: waiting for a re-copy ({why.get('reason')})"
+                         for name, why in resync.pending(conn).items()]
         finally:
             conn.close()
         return Gate("no schema drift", FAIL if problems else PASS, f"{checked} table(s) compared",

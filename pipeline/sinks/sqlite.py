@@ -24,12 +24,14 @@ from typing import Any
 
 import apsw
 
+from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, state, targetfile
+from pg2edge.pipeline import drift, resync, schema_apply, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import (
     ChangeEvent,
     Control,
+    SchemaChange,
     SnapshotBegin,
     SnapshotEnd,
     SnapshotRows,
@@ -65,9 +67,15 @@ def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: 
 class Applier:
     """Applies batches to one replica. ``mappings`` is keyed by (source schema, source table)."""
 
-    def __init__(self, conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
+    def __init__(self, conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping], *,
+                 options: TranslateConfig | None = None) -> None:
         self.conn = conn
         self.mappings = dict(mappings)
+        self.options = options or TranslateConfig()  # the type rules schema changes are translated with
+        self._resyncing: dict[str, Any] = {}
+        # fallback mode (no event triggers): reads the source catalog of tables a Relation message changed
+        self.describe_source: Callable[[tuple[str, str]], dict[str, Any]] | None = None
+        self.mapping_for: Callable[[Any], TableMapping] | None = None  # a table created on the source
         self._targets: dict[str, TargetTable] = {}
         self._planner = Planner()
         self.route: Callable[[ChangeEvent], None] = self.apply_event  # the retry queue may stand in between
@@ -103,8 +111,10 @@ class Applier:
         if not todo:
             return result
         self.conn.execute("BEGIN IMMEDIATE")
+        saved = dict(self.mappings)  # a schema change in the batch rekeys and reshapes them
         try:
             tables = state.read_tables(self.conn)
+            self._check_resyncs()
             for txn in todo:
                 self._apply_txn(txn, tables, result)
             final = todo[-1]
@@ -118,6 +128,10 @@ class Applier:
             if self.conn.in_transaction:  # SQLITE_FULL (and others) may have rolled back already
                 self.conn.execute("ROLLBACK")
             self._targets.clear()  # an ALTER TABLE may have been rolled back
+            if any(t.schema_changes for t in todo):  # back to the shapes the rolled-back state records
+                self.mappings = saved
+                schema_apply.use_baselines(self.conn, self.mappings)
+                self._resyncing = resync.pending(self.conn)
             raise
         result.applied = len(todo)
         return result
@@ -144,16 +158,55 @@ class Applier:
         return len(events)
 
     def _apply_txn(self, txn: Transaction, tables: dict[str, state.TableState], result: ApplyResult) -> None:
+        covered = {(r[1], r[2]) for c in txn.schema_changes for r in c.catalog.get("rels", ())}
         for rel in txn.relations:
-            self._relation(rel, txn, tables, result)
-        for ev in txn.events:
+            if (rel.schema, rel.name) not in covered:  # a schema change described it at its position
+                self._relation(rel, txn, tables, result)
+        changes = list(txn.schema_changes)
+        for i, ev in enumerate(txn.events):
+            while changes and changes[0].index <= i:
+                self.schema_change(changes.pop(0), txn, tables, result)
             name = f"{ev.source.schema}.{ev.source.table}"
+            if name in self._resyncing:  # re-copy under way: kept for the swap (pipeline/resync.py)
+                resync.buffer_event(self.conn, name, txn.commit_lsn, ev)
+                result.paused_events += 1
+                continue
             ts = tables.get(name)
             if ts is not None and ts.paused:
                 result.paused_events += 1
                 continue
             self.route(ev)
             result.rows += 1
+        for change in changes:
+            self.schema_change(change, txn, tables, result)
+
+    # -- schema changes (event-trigger messages) ----------------------------------------------
+    def schema_change(self, change: SchemaChange, txn: Transaction, tables: dict[str, state.TableState],
+                      result: ApplyResult) -> None:
+        """Follow one source DDL statement at its position, inside the batch's transaction."""
+        names = {f"{r[1]}.{r[2]}" for r in change.catalog.get("rels", ())}
+        names |= {f"{d.get('schema')}.{d.get('name')}" for d in change.dropped}
+        for name in names & set(self._resyncing):
+            resync.buffer_schema_change(self.conn, name, txn.commit_lsn, change)
+        found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables)
+        for f in found:
+            log.log(logging.ERROR if f.level >= Level.ERROR else logging.INFO, "schema change: %s", f)
+        result.findings.extend(found)
+        self._resyncing = resync.pending(self.conn)
+
+    def _check_resyncs(self) -> None:
+        """A re-copy swapped a table in (another process): take its new shape."""
+        now = resync.pending(self.conn)
+        for name in set(self._resyncing) - set(now):
+            schema, _, table = name.partition(".")
+            mapping = self.mappings.get((schema, table))
+            model = schema_apply.baseline_model(self.conn, name)
+            if mapping is not None and mapping.reshape is not None and model is not None:
+                mapping.reshape(model)
+            elif mapping is None and model is not None and self.mapping_for is not None:  # a table created
+                self.mappings[(schema, table)] = self.mapping_for(model)
+            self._targets.clear()
+        self._resyncing = now
 
     # -- schema drift -------------------------------------------------------------
     def _relation(self, rel: Relation, txn: Transaction, tables: dict[str, state.TableState],
@@ -173,6 +226,10 @@ class Applier:
         if mapping.skip:  # not copied by design: never "added" to the replica
             present += [c.name for c in rel.columns if mapping.skip(c.name)]
         d = drift.compare(rel, ts.columns, present)
+        if self.describe_source is not None and (d.added or d.pause or d.findings):
+            result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+                                                                commit_lsn=txn.commit_lsn, tables=tables))
+            return
         for f in d.findings:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
         result.findings.extend(d.findings)
@@ -231,8 +288,10 @@ class SqliteSink:
 
     def __init__(self, conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping] | None, *,
                  label: str = "replica", policy: RetryPolicy | None = None,
-                 mappings_for: Callable[[str], Mapping[tuple[str, str], TableMapping]] | None = None) -> None:
+                 mappings_for: Callable[[str], Mapping[tuple[str, str], TableMapping]] | None = None,
+                 options: TranslateConfig | None = None) -> None:
         self.conn, self.label = conn, label
+        self.options = options
         self.queue = RetryQueue(conn, policy=policy)
         self.mappings_for = mappings_for
         self.applier: Applier | None = None
@@ -240,7 +299,7 @@ class SqliteSink:
             self._use(mappings)
 
     def _use(self, mappings: Mapping[tuple[str, str], TableMapping]) -> Applier:
-        applier = self.applier = Applier(self.conn, mappings)
+        applier = self.applier = Applier(self.conn, mappings, options=self.options)
         applier.route = lambda ev: self.queue.route(ev, applier.apply_event)
         return applier
 

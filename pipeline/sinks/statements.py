@@ -52,6 +52,7 @@ class TableMapping:
     encode: Encoder = _identity
     column_type: Callable[[Column], str] | None = None
     skip: Callable[[str], bool] | None = None  # columns the codec does not copy (e.g. tsvector)
+    reshape: Callable[[Any], None] | None = None  # a schema change gave the source table a new shape (a Table)
 
 
 @dataclass(frozen=True, slots=True)

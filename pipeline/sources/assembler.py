@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
 from pg2edge.pipeline.errors import ProtocolError
-from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo, Transaction
+from pg2edge.pipeline.events import ChangeEvent, Op, SchemaChange, SourceInfo, Transaction
 from pg2edge.pipeline.sources import pgoutput as pg
 
 log = logging.getLogger(__name__)
+
+SCHEMA_PREFIX = "pg2edge"  # transactional messages of the DDL capture (pipeline/ddl_capture.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class _Open:
     begin: pg.Begin
     events: list[ChangeEvent] = field(default_factory=list)
     relations: list[pg.Relation] = field(default_factory=list)
+    schema_changes: list[SchemaChange] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +46,10 @@ class Assembler:
     drops a half-received transaction (after a reconnect the server resends it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, capture: str | None = None) -> None:
         self._rels: dict[int, _RelMeta] = {}
         self._open: _Open | None = None
+        self.capture = capture  # schema-change messages of other replicas' triggers are ignored
 
     def relation(self, relid: int) -> pg.Relation:
         meta = self._rels.get(relid)
@@ -77,6 +82,8 @@ class Assembler:
         if isinstance(msg, pg.LogicalMessage):
             if not msg.transactional:
                 return Heartbeat(lsn=msg.lsn, prefix=msg.prefix, content=msg.content)
+            if msg.prefix == SCHEMA_PREFIX and self._open is not None:
+                self._schema_change(msg)
             return None
         if isinstance(msg, (pg.Type, pg.Origin)):
             return None
@@ -91,7 +98,18 @@ class Assembler:
         op, self._open = self._open, None
         return Transaction(xid=op.begin.xid, commit_lsn=msg.commit_lsn, end_lsn=msg.end_lsn,
                            commit_ts=pg.pg_ts_to_ms(msg.commit_ts), events=tuple(op.events),
-                           relations=tuple(op.relations))
+                           relations=tuple(op.relations), schema_changes=tuple(op.schema_changes))
+
+    def _schema_change(self, msg: pg.LogicalMessage) -> None:
+        assert self._open is not None
+        try:
+            data = json.loads(msg.content)
+        except ValueError as exc:
+            data = {"tag": "?", "statement": "", "error": f"unreadable schema-change message: {exc}"}
+        if self.capture is not None and data.get("capture") not in (None, self.capture):
+            return
+        self._open.schema_changes.append(SchemaChange.from_dict(
+            {**data, "lsn": msg.lsn, "index": len(self._open.events)}))
 
     def _source(self, rel: pg.Relation, lsn: int) -> SourceInfo:
         assert self._open is not None

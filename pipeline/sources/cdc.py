@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -86,7 +87,7 @@ class CdcSource:
                  max_transactions: int = 1000, max_events: int = 50_000) -> None:
         self.stream = stream
         self.label = f"slot {stream.slot}"
-        self.assembler = Assembler()
+        self.assembler = Assembler(capture=stream.slot)  # schema-change messages of this slot's triggers
         self._generation = stream.generation
         self.last_heartbeat: Heartbeat | None = None
         self._delivered_end = 0  # end LSN of the last transaction handed out
@@ -219,11 +220,14 @@ def stream_slot(dsn: str, names: StreamInfo, start_lsn: int, sink: Sink, *, flag
                 heartbeat_interval: float = 1.0, until_caught_up: bool = False,
                 retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES, max_wait: float = 0.2,
                 metrics: Metrics | None = None, say: engine.Say = print,
-                on_batch: Callable[[ApplyResult], None] | None = None) -> engine.R:
-    """The CDC half of every job that reads the slot: a :class:`CdcSource` from ``start_lsn`` run into ``sink``."""
-    source = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=start_lsn),
-                       heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                       retained_wal_warn_bytes=retained_wal_warn_bytes)
+                on_batch: Callable[[ApplyResult], None] | None = None,
+                wrap: Callable[[CdcSource], Any] | None = None) -> engine.R:
+    """The CDC half of every job that reads the slot: a :class:`CdcSource` from ``start_lsn`` run into ``sink``
+    (``wrap`` puts periodic work of the job around the source: the sync's re-copies)."""
+    cdc = CdcSource(ReplicationStream(dsn, slot=names.slot, publications=[names.publication], start_lsn=start_lsn),
+                    heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                    retained_wal_warn_bytes=retained_wal_warn_bytes)
+    source = wrap(cdc) if wrap is not None else cdc
     try:
         return engine.run(source, sink, flag=flag, report=report, max_wait=max_wait, metrics=metrics, say=say,
                           on_batch=on_batch)

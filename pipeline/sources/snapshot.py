@@ -157,7 +157,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                  jobs: int = 2, options: TranslateConfig | None = None, slot: str | None = None,
                  publication: str | None = None, allow_replica_identity_full: bool = False,
                  say: Say = print, on_progress: Callable[[CopySpec, int], None] | None = None,
-                 slot_timeout: float = 60.0) -> SnapshotReport:
+                 slot_timeout: float = 60.0, capture: bool = True) -> SnapshotReport:
     """Take (or resume) the initial snapshot of ``dsn`` into the replica file ``target``."""
     started = time.monotonic()
     options = options or TranslateConfig()
@@ -185,6 +185,12 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             with db:
                 state.write_source(db, identity)
                 state.write_stream(db, names)
+                state.write_record(db, "source", "selection",  # a table created later that matches is followed
+                                   {"tables": tables if tables is None or isinstance(tables, str) else list(tables)})
+            if capture:  # before the slot exists: no DDL after its consistent point goes unseen
+                from pg2edge.pipeline.ddl_capture import install_capture
+
+                install_capture(dsn, slot=names.slot, replica=db, say=say)
         published = published_tables(dsn, names.publication)
         model = prepare_tables(dsn, db, published, options=options, say=say)
 

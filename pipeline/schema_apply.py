@@ -1,0 +1,623 @@
+"""Follow one source schema change on a SQLite replica, at its position, through the schema translator.
+
+A :class:`~pg2edge.pipeline.events.SchemaChange` describes each affected table
+*after* the change (the translator's own catalog rows). The replica table is
+brought to exactly what the translator plans for that description
+(:func:`pg2edge.translators.ddl.plan_table`, one set of type rules):
+
+* RENAME TABLE / RENAME COLUMN: ``ALTER TABLE ... RENAME`` (attribute numbers
+  tell a rename from a drop + add; the replica keeps a baseline of them);
+* any other difference of the CREATE TABLE (ADD/DROP COLUMN, NOT NULL,
+  DEFAULT, CHECK/UNIQUE constraints, a type whose SQLite declaration changed):
+  SQLite's 12-step rebuild (new table, copy, drop, rename, indexes) inside the
+  batch's transaction, so it commits with the position;
+* a column added with a constant default: existing rows get the value
+  PostgreSQL gives them (``attmissingval``, through the codec);
+* a type change the codec encodes identically (integer widths, varchar/text,
+  a longer varchar, an unconstrained numeric): values kept as they are;
+* a change whose values PostgreSQL computed per row (a volatile default, an
+  identity/serial column added, a type change with ``USING`` or between types
+  the codec encodes differently): the structure follows and the table is
+  re-copied from a fresh snapshot (:mod:`pg2edge.pipeline.resync`);
+* CREATE/DROP INDEX: the translated indexes of the table; an index SQLite
+  cannot hold (gin, gist, ...) is a named finding;
+* DROP TABLE: the replica table is dropped.
+
+Anything that cannot be followed exactly is a named finding and pauses the
+table (``TableState.paused``), never an exception out of the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+import apsw
+
+from pg2edge.config import TranslateConfig
+from pg2edge.errors import Pg2EdgeError
+from pg2edge.pipeline import state
+from pg2edge.pipeline.events import SchemaChange
+from pg2edge.translators.codec import row_codec
+from pg2edge.translators.ddl import plan_table
+from pg2edge.translators.findings import Finding, Level
+from pg2edge.translators.introspect import schema_from_rows
+from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
+from pg2edge.translators.quoting import quote_ident
+from pg2edge.translators.schema import Column, Table
+
+if TYPE_CHECKING:
+    from pg2edge.pipeline.sinks.statements import TableMapping
+
+log = logging.getLogger(__name__)
+
+FALLBACK_EVENT = "relation"  # a SchemaChange synthesized from a Relation message and a catalog read
+BASELINE_SCOPE = "schema_baseline"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
+REBUILD_PREFIX = "_pg2edge_new_"
+
+_INTS = {20, 21, 23}
+_TEXTS = {25, 1043}  # text, varchar
+_NUMERIC = 1700
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """One table as a schema change describes it."""
+
+    oid: int
+    table: Table
+    attrs: dict[int, tuple[str, bool, str | None]]  # attnum -> (name, has a missing value, its text)
+    relfilenode: int
+    catalog: Mapping[str, Any] = field(default_factory=dict)  # the catalog rows of this table alone
+
+
+@dataclass
+class Followed:
+    """What following one change did to one table."""
+
+    key: tuple[str, str]  # source (schema, table) before the change
+    new_key: tuple[str, str] | None = None  # after (None: dropped)
+    target: str = ""
+    table: Table | None = None
+    findings: list[Finding] = field(default_factory=list)
+    resync: list[str] = field(default_factory=list)  # why the table must be re-copied
+    pause: str | None = None
+
+
+def describe(change: SchemaChange) -> dict[int, Described]:
+    """The tables a change describes, by oid, as schema-model tables."""
+    cat = _typed(change.catalog)
+    if not cat or "tables" not in cat:
+        return {}
+    schema = schema_from_rows(cat.get("types", []), cat.get("tables", []), cat.get("columns", []),
+                              cat.get("constraints", []), cat.get("indexes", []),
+                              schemas=sorted({r[1] for r in cat.get("tables", [])}) or ["public"])
+    by_name = {t.qualified: t for t in schema.tables}
+    attrs: dict[int, dict[int, tuple[str, bool, str | None]]] = {}
+    for rel, num, name, has_missing, missing in cat.get("attrs", []):
+        attrs.setdefault(int(rel), {})[int(num)] = (str(name), bool(has_missing), missing)
+    out = {}
+    for oid, nsp, name, filenode, kind in cat.get("rels", []):
+        table = by_name.get(f"{nsp}.{name}")
+        if table is None or kind not in ("r", "p"):
+            continue
+        own = {k: [r for r in v if int(r[0]) == int(oid)] if k != "types" else v for k, v in cat.items()
+               if isinstance(v, list)}
+        out[int(oid)] = Described(int(oid), table, attrs.get(int(oid), {}), int(filenode or 0), own)
+    return out
+
+
+_OID_FIELDS = {"types": (0, 4, 5), "tables": (0,), "columns": (0, 3), "constraints": (0,), "indexes": (0,),
+               "attrs": (0,), "rels": (0, 3)}
+
+
+def _typed(catalog: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON carries oids as text: make them ints again, as psycopg gives them to introspect()."""
+    out: dict[str, Any] = dict(catalog)
+    for name, fields in _OID_FIELDS.items():
+        rows = []
+        for row in catalog.get(name) or ():
+            row = list(row)
+            for i in fields:
+                if row[i] is not None:
+                    row[i] = int(row[i])
+            rows.append(row)
+        out[name] = rows
+    return out
+
+
+# -- the baseline (attribute numbers) --------------------------------------------------------------------
+def baseline_record(d: Described) -> dict[str, Any]:
+    """What the replica keeps of a source table's shape: oid, attribute numbers, the catalog rows."""
+    cols = {c.name: c for c in d.table.columns}
+    return {"oid": d.oid, "attnums": {str(n): [a[0], cols[a[0]].type_oid, cols[a[0]].typmod]
+                                      for n, a in d.attrs.items() if a[0] in cols}, "catalog": dict(d.catalog)}
+
+
+def baseline_model(conn: apsw.Connection, qualified: str) -> Table | None:
+    """The source table's shape as last followed (from its baseline), or None."""
+    record = state.read_record(conn, BASELINE_SCOPE, qualified)
+    if not record or not record.get("catalog"):
+        return None
+    for d in describe(SchemaChange(lsn=0, tag="baseline", statement="", catalog=record["catalog"])).values():
+        return d.table
+    return None
+
+
+def write_baseline(conn: apsw.Connection, qualified: str, record: Mapping[str, Any]) -> None:
+    state.write_record(conn, BASELINE_SCOPE, qualified, dict(record))
+
+
+def read_baselines(conn: apsw.Connection) -> dict[str, dict[str, Any]]:
+    return state.read_scope(conn, BASELINE_SCOPE)
+
+
+def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]]) -> None:
+    """Record the attribute numbers of ``tables`` not yet recorded (read from the source now)."""
+    from pg2edge import dsn as dsnlib
+    from pg2edge.pipeline.ddl_capture import describe_tables
+
+    known = read_baselines(conn)
+    todo = [f"{s}.{t}" for s, t in tables if f"{s}.{t}" not in known]
+    if not todo:
+        return
+    with dsnlib.control(dsn) as pg:
+        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
+                                               (todo,)).fetchall()]
+        cat = describe_tables(pg, oids)
+    change = SchemaChange(lsn=0, tag="baseline", statement="", catalog=cat)
+    with conn:
+        for d in describe(change).values():
+            write_baseline(conn, d.table.qualified, baseline_record(d))
+
+
+def align_mappings(dsn: str, conn: apsw.Connection,
+                   mappings: dict[tuple[str, str], TableMapping]) -> dict[tuple[str, str], TableMapping]:
+    """At the start of a run: the mappings under the names and shapes at the replica's position.
+
+    The publication lists the source's current names; a table renamed on the source while the sync was
+    down is still under its old name on the replica (the RENAME reaches it later, in the stream). Tables
+    are matched by oid through the baselines; the baselines of tables met for the first time are recorded."""
+    from pg2edge import dsn as dsnlib
+
+    with dsnlib.control(dsn) as pg:
+        oid_of = {(str(r[1]), str(r[2])): int(r[0]) for r in pg.execute(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname || '.' || c.relname = ANY(%s)", ([f"{s}.{t}" for s, t in mappings],)).fetchall()}
+    known = {int(rec.get("oid", -1)): qualified for qualified, rec in read_baselines(conn).items()}
+    out: dict[tuple[str, str], TableMapping] = {}
+    for key, mapping in mappings.items():
+        was = known.get(oid_of.get(key, -2))
+        if was is not None and was != f"{key[0]}.{key[1]}":
+            schema, _, name = was.partition(".")
+            out[(schema, name)] = replace(mapping, target=sqlite_table_name(schema, name))
+        else:
+            out[key] = mapping
+    record_baselines(dsn, conn, [k for k in out if oid_of.get(k, -2) not in known])
+    use_baselines(conn, out)
+    return out
+
+
+def use_baselines(conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
+    """Give each mapping the source shape its baseline records (the shape at the replica's position: after a
+    restart the source may already be several schema changes further)."""
+    for (schema, name), mapping in mappings.items():
+        model = baseline_model(conn, f"{schema}.{name}")
+        if model is not None and mapping.reshape is not None:
+            mapping.reshape(model)
+
+
+# -- type compatibility under the codec -------------------------------------------------------------------
+def same_encoding(old_oid: int, old_typmod: int, col: Column) -> bool:
+    """True when PostgreSQL's implicit conversion keeps every value's codec encoding (no USING)."""
+    new_oid, new_mod = col.type_oid, col.typmod
+    if old_oid == new_oid and old_typmod == new_mod:
+        return True
+    if old_oid in _INTS and new_oid in _INTS:
+        return True
+    if old_oid in _TEXTS and new_oid in _TEXTS:
+        return True  # a shorter varchar is checked by PostgreSQL (assignment cast errors, never truncates)
+    return old_oid == _NUMERIC and new_oid == _NUMERIC and new_mod == -1
+
+
+def _uses_using(statement: str) -> bool:
+    return re.search(r"\bUSING\b", statement, re.IGNORECASE) is not None
+
+
+# -- reading the replica ------------------------------------------------------------------------------------
+def _table_sql(conn: apsw.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _columns(conn: apsw.Connection, name: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(f"PRAGMA table_xinfo({quote_ident(name)})").fetchall()]
+
+
+def _indexes(conn: apsw.Connection, table: str) -> dict[str, str]:
+    return {str(n): str(s) for n, s in conn.execute(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))}
+
+
+_INDEX_NAME = re.compile(r'^CREATE (?:UNIQUE )?INDEX "((?:[^"]|"")*)"')
+
+
+def _index_name(statement: str) -> str:
+    m = _INDEX_NAME.match(statement)
+    assert m is not None, statement
+    return m.group(1).replace('""', '"')
+
+
+# -- following a change ----------------------------------------------------------------------------------
+def follow_table(conn: apsw.Connection, *, key: tuple[str, str], target: str, described: Described,
+                 baseline: Mapping[str, Any] | None, statement: str, options: TranslateConfig,
+                 translated: set[str], statement_known: bool = True) -> Followed:
+    """Bring replica table ``target`` (source ``key``) to the translation of ``described``, inside the
+    caller's transaction. Raises apsw.Error when SQLite refuses (the caller pauses the table)."""
+    table = described.table
+    out = Followed(key=key, new_key=(table.schema, table.name), table=table)
+    obj = table.qualified
+    create, index_sql, findings = plan_table(table, options=options, translated=translated)
+    out.findings += [f for f in findings if f.code in ("index-method", "index-dropped", "generated-dropped")]
+    new_target = sqlite_table_name(table.schema, table.name)
+    if new_target != target:
+        conn.execute(f"ALTER TABLE {quote_ident(target)} RENAME TO {quote_ident(new_target)}")
+        out.findings.append(Finding(Level.INFO, "table-renamed", obj, f"renamed from {key[0]}.{key[1]}"))
+    out.target = new_target
+    codec = row_codec(table, options=options)
+    present = {str(r[1]) for r in _columns(conn, new_target)}
+    base: dict[int, list[Any]] | None = (
+        {int(n): list(v) for n, v in baseline.get("attnums", {}).items()} if baseline else None)
+    source_of: dict[str, tuple[str, Any]] = {}
+    renames: list[tuple[str, str]] = []
+    for num, (name, has_missing, missing) in sorted(described.attrs.items()):
+        if name not in codec.columns:
+            continue
+        col = table.column(name)
+        old: list[Any] | None = (base.get(num) if base is not None
+                                 else [name, col.type_oid, col.typmod] if name in present else None)
+        if old is not None and old[0] in present:
+            if old[0] != name:
+                renames.append((str(old[0]), name))
+                out.findings.append(Finding(Level.INFO, "column-renamed", f"{obj}.{name}", f"renamed from {old[0]}"))
+            if (int(old[1]), int(old[2])) != (col.type_oid, col.typmod):
+                if not same_encoding(int(old[1]), int(old[2]), col):
+                    out.resync.append(f"{name}: type changed to {col.pg_type} (the codec encodes it differently)")
+                elif not statement_known:
+                    out.resync.append(f"{name}: type changed to {col.pg_type} (fallback mode cannot see a USING)")
+                elif _uses_using(statement):
+                    out.resync.append(f"{name}: type changed to {col.pg_type} with USING (values recomputed)")
+            source_of[name] = ("col", name)
+        elif has_missing:
+            source_of[name] = ("value", codec.encode_text(name, missing))
+            out.findings.append(Finding(Level.INFO, "column-added", f"{obj}.{name}",
+                                        f"added; existing rows get {missing!r}"))
+        else:
+            if col.default is not None or col.identity or col.generated:
+                out.resync.append(f"{name}: added with a per-row value ({col.default or col.identity or col.generated})")
+            elif base is None and (present - set(codec.columns)):
+                raise _Ambiguous(f"{obj}.{name}: a new column while {sorted(present - set(codec.columns))} "
+                                 "disappeared, and no baseline tells a rename from a drop")
+            source_of[name] = ("null", None)
+            out.findings.append(Finding(Level.INFO, "column-added", f"{obj}.{name}", "added"))
+    for gone in sorted(present - {o for o, _ in renames} - set(codec.columns)):
+        out.findings.append(Finding(Level.INFO, "column-dropped", f"{obj}.{gone}", "dropped"))
+    _rename_columns(conn, new_target, renames)
+    if _table_sql(conn, new_target) != create:
+        rebuild(conn, new_target, create, source_of)
+        existing: dict[str, str] = {}
+    else:
+        existing = _indexes(conn, new_target)
+    wanted = {_index_name(s): s for s in index_sql}
+    for name, sql in existing.items():
+        if wanted.get(name) != sql:
+            conn.execute(f"DROP INDEX {quote_ident(name)}")
+    for name, sql in wanted.items():
+        if existing.get(name) != sql:
+            conn.execute(sql)
+    return out
+
+
+class _Ambiguous(Exception):
+    """The change cannot be followed exactly (named, the table pauses)."""
+
+
+def _rename_columns(conn: apsw.Connection, table: str, renames: list[tuple[str, str]]) -> None:
+    """RENAME COLUMN each (old, new); through temporary names when the renames swap names."""
+    if not renames:
+        return
+    t = quote_ident(table)
+    staged = []
+    for i, (old, new) in enumerate(renames):
+        tmp = f"_pg2edge_rename_{i}"
+        conn.execute(f"ALTER TABLE {t} RENAME COLUMN {quote_ident(old)} TO {quote_ident(tmp)}")
+        staged.append((tmp, new))
+    for tmp, new in staged:
+        conn.execute(f"ALTER TABLE {t} RENAME COLUMN {quote_ident(tmp)} TO {quote_ident(new)}")
+
+
+def rebuild(conn: apsw.Connection, table: str, create: str, source_of: Mapping[str, tuple[str, Any]]) -> None:
+    """SQLite's 12-step table change inside the caller's transaction: create the new shape under a
+    temporary name, copy the rows (kept columns, constants for added ones), drop, rename. Indexes are
+    recreated by the caller."""
+    prefix = f"CREATE TABLE {quote_ident(table)} ("
+    assert create.startswith(prefix), create[:80]
+    tmp = REBUILD_PREFIX + table
+    conn.execute(f"DROP TABLE IF EXISTS {quote_ident(tmp)}")
+    conn.execute(f"CREATE TABLE {quote_ident(tmp)} (" + create[len(prefix):])
+    new_cols = [str(r[1]) for r in _columns(conn, tmp) if int(r[6]) == 0]  # not generated
+    old_cols = {str(r[1]) for r in _columns(conn, table)}
+    cols, exprs, params = [], [], []
+    for name in new_cols:
+        how, value = source_of.get(name, ("col", name))
+        if how == "col" and name in old_cols:
+            cols.append(name)
+            exprs.append(quote_ident(name))
+        elif how == "value":
+            cols.append(name)
+            exprs.append("?")
+            params.append(value)
+    if cols:
+        conn.execute(f"INSERT INTO {quote_ident(tmp)} ({', '.join(map(quote_ident, cols))}) "
+                     f"SELECT {', '.join(exprs)} FROM {quote_ident(table)}", tuple(params))
+    conn.execute(f"DROP TABLE {quote_ident(table)}")
+    conn.execute(f"ALTER TABLE {quote_ident(tmp)} RENAME TO {quote_ident(table)}")
+
+
+def drop_index(conn: apsw.Connection, schema: str, name: str) -> bool:
+    """DROP INDEX of a source index that was translated; False when the replica has no such index."""
+    sqlite_name = sqlite_index_name(schema, name)
+    row = conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ? AND sql IS NOT NULL",
+                       (sqlite_name,)).fetchone()
+    if row is None:
+        return False
+    conn.execute(f"DROP INDEX {quote_ident(sqlite_name)}")
+    return True
+
+
+def relation_columns(table: Table) -> list[list[Any]]:
+    """The drift record of ``table`` as pgoutput describes it (no generated columns)."""
+    return [[c.name, c.type_oid, c.typmod] for c in table.columns if c.generated is None]
+
+
+def paused(ts: state.TableState, reason: str, lsn: int) -> state.TableState:
+    return replace(ts, paused=True, pause_reason=reason, paused_at_lsn=lsn)
+
+
+
+
+def mapping_key(mappings: Mapping[tuple[str, str], TableMapping], baselines: Mapping[str, Any],
+                described: Described) -> tuple[str, str] | None:
+    """The mapped source table a description is about: by oid through the baseline, else by name."""
+    for qualified, record in baselines.items():
+        if int(record.get("oid", -1)) == described.oid:
+            schema, _, name = qualified.partition(".")
+            if (schema, name) in mappings:
+                return (schema, name)
+    key = (described.table.schema, described.table.name)
+    return key if key in mappings else None
+
+
+# -- one change on an applier (the SQLite sink) ----------------------------------------------------------
+class Follower(Protocol):
+    """What :func:`follow` needs of a sink's applier."""
+
+    conn: apsw.Connection
+    mappings: dict[tuple[str, str], TableMapping]
+    options: TranslateConfig
+
+    def forget_tables(self) -> None: ...
+
+
+def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
+           tables: dict[str, state.TableState]) -> list[Finding]:
+    """Apply ``change`` to the replica inside the applier's open transaction; returns the findings.
+
+    Each affected table is followed inside a SAVEPOINT: when SQLite refuses, or the change cannot be
+    followed exactly, that table is paused with a named finding and the stream goes on."""
+    from pg2edge.pipeline import resync
+
+    conn = applier.conn
+    findings: list[Finding] = []
+    what = f"{change.tag} ({_short(change.statement)})"
+    if change.error:
+        objs = [str(c.get("identity")) for c in change.commands] or [change.tag]
+        for obj in objs:
+            findings.append(Finding(Level.ERROR, "ddl-not-described", obj,
+                                    f"{what}: the source could not describe it: {change.error}"))
+            key = _key_of(obj, applier.mappings)
+            if key is not None:
+                _pause(conn, tables, key, f"{obj}: {what} could not be described; re-copy with pg2edge resync",
+                       commit_lsn)
+        return findings
+    for dropped in change.dropped:
+        kind, schema, name = dropped.get("type"), str(dropped.get("schema")), str(dropped.get("name"))
+        if kind == "table" and (schema, name) in applier.mappings:
+            target = applier.mappings.pop((schema, name)).target
+            conn.execute(f"DROP TABLE IF EXISTS {quote_ident(target)}")
+            conn.execute(f"DELETE FROM {state._T} WHERE scope IN ('table', ?, ?) AND name = ?",
+                         (BASELINE_SCOPE, resync.SCOPE, f"{schema}.{name}"))
+            tables.pop(f"{schema}.{name}", None)
+            findings.append(Finding(Level.INFO, "table-dropped", f"{schema}.{name}", f"{what}: replica table dropped"))
+        elif kind == "index" and drop_index(conn, schema, name):
+            findings.append(Finding(Level.INFO, "index-dropped-on-source", f"{schema}.{name}", f"{what}: dropped"))
+    baselines = read_baselines(conn)
+    translated = {f"{s}.{t}" for s, t in applier.mappings}
+    for d in describe(change).values():
+        key = mapping_key(applier.mappings, baselines, d)
+        if key is None:
+            if change.tag == "CREATE TABLE":
+                findings.append(_created(conn, d, what, commit_lsn))
+            continue
+        qualified = f"{key[0]}.{key[1]}"
+        ts = tables.get(qualified) or state.TableState(table=qualified)
+        if ts.paused:
+            findings.append(Finding(Level.WARN, "ddl-on-paused-table", qualified, f"{what}: not followed (paused)"))
+            continue
+        mapping = applier.mappings[key]
+        conn.execute("SAVEPOINT pg2edge_ddl")
+        try:
+            done = follow_table(conn, key=key, target=mapping.target, described=d, baseline=baselines.get(qualified),
+                                statement=change.statement, options=applier.options, translated=translated,
+                                statement_known=change.event != FALLBACK_EVENT)
+        except (apsw.Error, _Ambiguous, Pg2EdgeError) as exc:
+            conn.execute("ROLLBACK TO pg2edge_ddl")
+            conn.execute("RELEASE pg2edge_ddl")
+            applier.forget_tables()
+            reason = f"{what} not followed: {exc}"
+            findings.append(Finding(Level.ERROR, "ddl-not-followed", qualified, reason))
+            _pause(conn, tables, key, reason, commit_lsn)
+            continue
+        conn.execute("RELEASE pg2edge_ddl")
+        applier.forget_tables()
+        findings += done.findings
+        new_key = done.new_key or key
+        new_q = f"{new_key[0]}.{new_key[1]}"
+        assert done.table is not None
+        if mapping.reshape is not None:
+            mapping.reshape(done.table)
+        applier.mappings.pop(key)
+        applier.mappings[new_key] = replace(mapping, target=done.target)
+        if new_key != key:
+            conn.execute(f"DELETE FROM {state._T} WHERE scope IN ('table', ?) AND name = ?", (BASELINE_SCOPE, qualified))
+            tables.pop(qualified, None)
+        ts = replace(ts, table=new_q, columns=relation_columns(done.table))
+        state.write_table(conn, ts)
+        tables[new_q] = ts
+        write_baseline(conn, new_q, baseline_record(d))
+        _record_types(conn, done.table, applier.options)
+        if done.resync:
+            reason = "; ".join(done.resync)
+            findings.append(Finding(Level.WARN, "table-recopy", new_q,
+                                    f"{what}: {reason}: re-copying from a fresh snapshot (pg2edge resync)"))
+            resync.request(conn, new_q, since_lsn=commit_lsn, reason=reason)
+    return findings
+
+
+def _record_types(conn: apsw.Connection, table: Table, options: TranslateConfig) -> None:
+    """Keep the source types the replica records for ``translate query --target`` (translators/recorded.py)
+    in step with the new shape."""
+    from pg2edge.translators.recorded import SourceTypes, read_source_types, write_source_types
+    from pg2edge.translators.schema import Schema
+
+    known = read_source_types(conn, missing_ok=True)
+    one = Schema(tables=(table,))
+    write_source_types(conn, SourceTypes(tables=one.column_types(), enums=one.enum_labels(),
+                                         timestamps=known.timestamps if known else options.timestamps,
+                                         numeric=known.numeric if known else options.numeric))
+
+
+def _short(statement: str, limit: int = 200) -> str:
+    text = " ".join(statement.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_of(identity: str, mappings: Mapping[tuple[str, str], Any]) -> tuple[str, str] | None:
+    parts = identity.replace('"', "").split(".")
+    for n in (2, 3):
+        if len(parts) >= n and (parts[0], parts[1]) in mappings:
+            return (parts[0], parts[1])
+    return None
+
+
+def _pause(conn: apsw.Connection, tables: dict[str, state.TableState], key: tuple[str, str], reason: str,
+           lsn: int) -> None:
+    qualified = f"{key[0]}.{key[1]}"
+    ts = paused(tables.get(qualified) or state.TableState(table=qualified), reason, lsn)
+    state.write_table(conn, ts)
+    tables[qualified] = ts
+
+
+def follow_relation(applier: Follower, rel: Any, read: Any, *, commit_lsn: int,
+                    tables: dict[str, state.TableState]) -> list[Finding]:
+    """Fallback mode: a Relation message shows a changed table; read its catalog now and follow that, when
+    the catalog still has the columns the Relation message names (else the source moved on: named, paused)."""
+    qualified = f"{rel.schema}.{rel.name}"
+    try:
+        catalog = read((rel.schema, rel.name))
+    except Exception as exc:  # the source unreachable: named, paused; the operator resyncs
+        catalog = {"error": f"{type(exc).__name__}: {exc}"}
+    change = SchemaChange(lsn=commit_lsn, tag="Relation message (fallback mode)", statement="",
+                          event=FALLBACK_EVENT, catalog=catalog, error=catalog.get("error"),
+                          commands=({"identity": qualified},))
+    now = next((d for d in describe(change).values() if d.table.qualified == qualified), None)
+    if now is not None:
+        sent = [(c.name, c.type_oid) for c in rel.columns]
+        has = [(c.name, c.type_oid) for c in now.table.columns if c.generated is None]
+        if sent != has:
+            reason = (f"fallback mode: the source changed {qualified} again since this position "
+                      f"(stream {sent}, catalog now {has}); not followed: pg2edge resync --tables {qualified}")
+            _pause(applier.conn, tables, (rel.schema, rel.name), reason, commit_lsn)
+            return [Finding(Level.ERROR, "ddl-not-followed", qualified, reason)]
+    return follow(applier, change, commit_lsn=commit_lsn, tables=tables)
+
+
+def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]],
+                   options: TranslateConfig) -> list[Finding]:
+    """Fallback mode: each replica table whose translated source schema differs from the replica now (an
+    index, a default, a constraint: changes no Relation message carries), named."""
+    from pg2edge import dsn as dsnlib
+    from pg2edge.pipeline.ddl_capture import describe_tables
+
+    with dsnlib.control(dsn) as pg:
+        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
+                                               ([f"{s}.{t}" for s, t in tables],)).fetchall()]
+        cat = describe_tables(pg, oids)
+    translated = {f"{s}.{t}" for s, t in tables}
+    out = []
+    described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
+    for gone in sorted(translated - {d.table.qualified for d in described}):
+        out.append(Finding(Level.ERROR, "table-gone-unseen", gone,
+                           "no longer on the source under this name (dropped or renamed): fallback mode cannot "
+                           "follow it; its changes under a new name are parked in the retry queue"))
+    for d in described:
+        create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
+        target = sqlite_table_name(d.table.schema, d.table.name)
+        what = []
+        if _table_sql(conn, target) != create:
+            what.append("columns, defaults or constraints")
+        if set(_indexes(conn, target).values()) != set(index_sql):
+            what.append("indexes")
+        if what:
+            out.append(Finding(Level.WARN, "schema-change-unseen", d.table.qualified,
+                               f"the source's {' and '.join(what)} differ from the replica's; fallback mode (no "
+                               "event triggers) follows them at the table's next Relation message, or run "
+                               f"pg2edge resync --tables {d.table.qualified}"))
+    return out
+
+
+def selected(conn: apsw.Connection, table: Table) -> bool:
+    """Whether the replica's table selection (``--tables`` globs at the snapshot) matches ``table``."""
+    import fnmatch
+
+    record = state.read_record(conn, "source", "selection")
+    if record is None:
+        return False
+    tables = record.get("tables")
+    items = tables.split(",") if isinstance(tables, str) else list(tables or [])
+    patterns = [p.strip() for p in items if p.strip()]
+    if not patterns:
+        return table.schema == "public"
+    return any(fnmatch.fnmatchcase(table.qualified if "." in p else table.name, p) for p in patterns)
+
+
+def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) -> Finding:
+    """CREATE TABLE: follow it (add to the publication and copy, by the re-copier) when the selection
+    matches and the table has a usable replica identity; else name it."""
+    from pg2edge.pipeline import resync
+
+    qualified = d.table.qualified
+    if not selected(conn, d.table):
+        return Finding(Level.INFO, "table-created", qualified, f"{what}: not in the replica's table selection")
+    if not d.table.primary_key and d.table.replica_identity != "f":
+        return Finding(Level.WARN, "table-created", qualified,
+                       f"{what}: matches the table selection but has no primary key (and not REPLICA IDENTITY "
+                       "FULL): not replicated")
+    resync.request(conn, qualified, since_lsn=commit_lsn, reason="created on the source", add=True)
+    return Finding(Level.INFO, "table-created", qualified,
+                   f"{what}: matches the table selection: added to the publication and copied")
