@@ -378,6 +378,9 @@ def test_one_publisher_eight_replicas_all_equal_to_the_source(pg_dsn: str, kafka
     try:
         load.start()
         time.sleep(4)
+        deadline = time.monotonic() + 60  # nine stream loops share the writer's process: give it time
+        while load.commits <= 50 and time.monotonic() < deadline:
+            time.sleep(0.25)
         assert load.stop() > 50
         for i in range(8):
             wait_until(lambda n=i: bool(errors) or _equal(pg_dsn, tmp_path / f"r{n}.db"), timeout=120, every=1.0)
