@@ -53,50 +53,9 @@ def read_source_types(conn: Any, *, missing_ok: bool = False) -> SourceTypes | N
     return SourceTypes(**data)
 
 
-REMOTE_SCHEMES = ("libsql://", "http://", "https://")
-TOKEN_ENV = "PG2EDGE_TARGET_TOKEN"
-
-
-def _read_remote(url: str) -> SourceTypes:
-    """The record from a libSQL / Turso / sqld target over Hrana HTTP (``POST /v2/pipeline``).
-
-    The bearer token, if the server needs one, comes from ``$PG2EDGE_TARGET_TOKEN`` (never from argv)."""
-    import json
-    import os
-    import urllib.error
-    import urllib.request
-
-    from pg2edge.errors import TargetError
-
-    base = "https://" + url[len("libsql://"):] if url.startswith("libsql://") else url
-    sql = "SELECT value FROM _pg2edge_state WHERE scope = ? AND name = ?"
-    body = {"requests": [{"type": "execute", "stmt": {"sql": sql, "args": [
-        {"type": "text", "value": SCOPE}, {"type": "text", "value": NAME}]}}, {"type": "close"}]}
-    headers = {"Content-Type": "application/json"}
-    if os.environ.get(TOKEN_ENV):
-        headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
-    request = urllib.request.Request(base.rstrip("/") + "/v2/pipeline", data=json.dumps(body).encode(),
-                                     headers=headers, method="POST")
-    where = base.split("?")[0]
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            reply = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TargetError(f"cannot read the recorded types from {where}: {exc}") from exc
-    result = reply.get("results", [{}])[0]
-    if result.get("type") != "ok":
-        message = (result.get("error") or {}).get("message", "no state table")
-        raise NoRecordedTypesError(f"{where} has no recorded source column types ({message})")
-    rows = result["response"]["result"]["rows"]
-    if not rows:
-        raise NoRecordedTypesError(f"{where} has no recorded source column types (_pg2edge_state schema/source_types)")
-    return SourceTypes(**json.loads(rows[0][0]["value"]))
-
-
 def read_replica_types(path: str) -> SourceTypes:
-    """The recorded types of the replica at ``path``: an SQLite file (read-only) or a libSQL URL."""
-    if path.startswith(REMOTE_SCHEMES):
-        return _read_remote(path)
+    """The recorded types of the replica file at ``path`` (read-only). A remote target is read by the
+    command through the pipeline's remote connection, then :func:`read_source_types`."""
     from pathlib import Path
 
     import apsw

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
                             "such SQL is not printed and the exit status is 1")
     query.add_argument("--target", metavar="FILE.db|URL",
                        help="read the source column types the replica recorded (no PostgreSQL access needed): a "
-                            "file, or a libsql:// / http(s):// URL (token in $PG2EDGE_TARGET_TOKEN)")
+                            "file, or a libsql:// / http(s):// URL (token in $PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN)")
     query.add_argument("--source", metavar="DSN",
                        help="read column types from this database, so numeric columns stored as TEXT are "
                             "compared and sorted as numbers, dates subtract, enums order by position "
@@ -94,9 +94,19 @@ def _query(args: argparse.Namespace) -> int:
     recorded = None
     config = load_config(args.config, overrides={"source": {"dsn": args.source}})
     if args.target:
-        from pg2edge.translators.recorded import read_replica_types
+        from pg2edge.pipeline.remote import is_remote
+        from pg2edge.translators.recorded import read_replica_types, read_source_types
 
-        recorded = read_replica_types(args.target)
+        if is_remote(args.target):  # libSQL or D1: the remote plumbing's connection and token rules
+            from pg2edge.pipeline.status import open_readonly
+
+            conn = open_readonly(args.target)
+            try:
+                recorded = read_source_types(conn)
+            finally:
+                conn.close()
+        else:
+            recorded = read_replica_types(args.target)
     elif config.source.dsn:
         from pg2edge.dsn import connect
         from pg2edge.translators.ddl import plan_ddl
