@@ -151,29 +151,72 @@ def validate(dsn: str, target: str | Path, *, tables: str | Sequence[str] | None
 
 def _recheck(dsn: str, target: str | Path, sides: list[TableSide], results: dict[str, TableResult],
              pending: dict[str, list[Key]], *, mode: str, timeout: float) -> None:
-    """Read differing keys (and differing counts) again after the replica caught up; keep what still differs."""
+    """Read differing keys (and differing counts) again after the replica caught up; keep what still differs.
+
+    The replica is read at or after the source's LSN, so while writes continue its count can be
+    ahead of the source snapshot's. In full mode every key was compared, so the count follows from
+    the keys: the replica's rows at the source's LSN are the source's rows plus the extra keys minus
+    the missing ones that still differ once settled. Counts that stay off in count or sample mode
+    are settled the same way: the keys of that table are compared in full (chunk checksums) and the
+    differing ones re-read.
+    """
     by_name = {s.table.qualified: s for s in sides}
+    keyed = {n for n, s in by_name.items() if s.key}
+    settled = set(keyed) if mode == "full" else set()
     for round_no in range(RECHECK_ROUNDS):
-        counts_off = [n for n, r in results.items() if r.source_rows != r.replica_rows]
+        counts_off = [n for n, r in results.items() if n not in settled and r.source_rows != r.replica_rows]
         if not any(pending.values()) and not counts_off:
-            return
+            break
         with SourceSnapshot(dsn) as src:
             wait_for_replica(dsn, target, src.lsn, timeout=timeout)
             with ReplicaSnapshot.open(target) as rep:
                 for name in counts_off:
                     results[name].source_rows = src.count(by_name[name])
                     results[name].replica_rows = rep.count(by_name[name])
-                for name, keys in pending.items():
-                    if not keys:
-                        continue
-                    side = by_name[name]
-                    a, b = src.rows_by_keys(side, keys), rep.rows_by_keys(side, keys)
-                    results[name].rechecked += len(keys) if round_no == 0 else 0
-                    still = differing_keys(keys, a, b)
-                    pending[name] = still
-                    results[name].mismatches = mismatches(side, still, a, b)
-                    log.info("%s: %d of %d differing keys still differ at %s (round %d)", name, len(still),
-                             len(keys), format_lsn(src.lsn), round_no + 1)
+                _recheck_keys(src, rep, by_name, results, pending, round_no)
+    escalate = [n for n in keyed - settled if results[n].source_rows != results[n].replica_rows]
+    if escalate:
+        log.info("counts still differ for %s while writes continue: comparing their keys in full",
+                 ", ".join(escalate))
+        with SourceSnapshot(dsn) as src:
+            wait_for_replica(dsn, target, src.lsn, timeout=timeout)
+            with ReplicaSnapshot.open(target) as rep:
+                for name in escalate:
+                    diff = diff_full(src, rep, by_name[name])
+                    results[name].source_rows = diff.source_rows
+                    results[name].chunks = diff.chunks
+                    pending[name] = sorted(set(pending.get(name, [])) | set(diff.keys), key=repr)
+                    settled.add(name)
+        for round_no in range(RECHECK_ROUNDS):
+            if not any(pending.get(n) for n in escalate):
+                break
+            with SourceSnapshot(dsn) as src:
+                wait_for_replica(dsn, target, src.lsn, timeout=timeout)
+                with ReplicaSnapshot.open(target) as rep:
+                    mine = {n: pending[n] for n in escalate}
+                    _recheck_keys(src, rep, by_name, results, mine, round_no)
+                    pending.update(mine)
+    for name in settled:
+        r = results[name]
+        if r.source_rows is not None:
+            extra = sum(1 for m in r.mismatches if m.kind == "extra")
+            missing = sum(1 for m in r.mismatches if m.kind == "missing")
+            r.replica_rows = r.source_rows + extra - missing
+
+
+def _recheck_keys(src: SourceSnapshot, rep: ReplicaSnapshot, by_name: dict[str, TableSide],
+                  results: dict[str, TableResult], pending: dict[str, list[Key]], round_no: int) -> None:
+    for name, keys in pending.items():
+        if not keys:
+            continue
+        side = by_name[name]
+        a, b = src.rows_by_keys(side, keys), rep.rows_by_keys(side, keys)
+        results[name].rechecked += len(keys) if round_no == 0 else 0
+        still = differing_keys(keys, a, b)
+        pending[name] = still
+        results[name].mismatches = mismatches(side, still, a, b)
+        log.info("%s: %d of %d differing keys still differ at %s (round %d)", name, len(still),
+                 len(keys), format_lsn(src.lsn), round_no + 1)
 
 
 def _record(target: str | Path, report: ValidationReport) -> None:
