@@ -170,6 +170,7 @@ def run(source: Source, sink: Sink, *, flag: StopFlag, report: R, max_wait: floa
     """Stream from ``source`` into ``sink`` until the flag is set or the source says it is finished;
     fills and returns ``report`` (a job's report extends :class:`EngineReport`)."""
     probe = Probe(metrics)
+    acked: list[Position | None] = [None]  # the last position acknowledged to the source
     while True:
         source.tick()
         txns: list[Transaction] = []
@@ -178,31 +179,40 @@ def run(source: Source, sink: Sink, *, flag: StopFlag, report: R, max_wait: floa
                 txns.append(item)
                 continue
             if txns:
-                _apply(source, sink, txns, report, probe, say, on_batch)
+                _apply(source, sink, txns, report, probe, say, on_batch, acked)
                 txns = []
             sink.control(item)
             report.snapshot_rows += len(getattr(item, "events", ()))
         if txns:
-            _apply(source, sink, txns, report, probe, say, on_batch)
+            _apply(source, sink, txns, report, probe, say, on_batch, acked)
         sink.maintain()
+        _ack(source, sink, acked)
         reached = sink.position()  # sinks keep it at hand: no round trip per turn
         probe.turn(source, sink, reached)
         reason = flag.stopped or source.finished(reached)
         if reason:
             report.stopped_by = reason
             break
+    _ack(source, sink, acked, wait=True)
     report.position = sink.position()
     report.retained_wal_bytes = source.retained_wal_bytes
     return report
 
 
+def _ack(source: Source, sink: Sink, acked: list[Position | None], *, wait: bool = False) -> None:
+    """Acknowledge to the source what the sink says is durable (commit-then-acknowledge), once per new position."""
+    durable = sink.durable(wait=wait)
+    if durable is not None and durable != acked[0]:
+        acked[0] = durable
+        source.ack(durable)
+
+
 def _apply(source: Source, sink: Sink, txns: list[Transaction], report: EngineReport, probe: Probe, say: Say,
-           on_batch: Callable[[ApplyResult], None] | None) -> None:
+           on_batch: Callable[[ApplyResult], None] | None, acked: list[Position | None]) -> None:
     started = time.perf_counter()
     result = sink.apply(txns)
     probe.batch(txns, time.perf_counter() - started, result)
-    if result.position is not None:
-        source.ack(result.position)
+    _ack(source, sink, acked)
     report.transactions += result.applied
     report.skipped += result.skipped
     report.rows += result.rows

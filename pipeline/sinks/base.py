@@ -4,7 +4,8 @@ A sink owns one thing: apply a batch of whole source transactions atomically
 together with its position, and say which position is durable. The engine
 (:mod:`pg2edge.pipeline.engine`) owns the loop, batching, stop conditions,
 acknowledgement and metrics; it acknowledges to the source only what
-``apply`` returned as durable.
+``durable`` says survives a power loss (a SQLite file syncs off the apply path:
+:mod:`.walsync`).
 
 Items that are not transactions reach a sink through ``control``: the bounds of
 a snapshot carried by a Kafka topic, its rows (``SnapshotRows``), and
@@ -34,7 +35,7 @@ class ApplyResult:
     rows: int = 0  # row events applied
     paused_events: int = 0  # events of paused tables not applied
     findings: list[Finding] = field(default_factory=list)
-    position: Position | None = None  # durable when apply returns
+    position: Position | None = None  # applied and visible when apply returns (durable: Sink.durable)
 
 
 @runtime_checkable
@@ -45,6 +46,11 @@ class Sink(Protocol):
 
     def position(self) -> Position | None:
         """The position stored in the target with the data (None: nothing applied yet)."""
+        ...
+
+    def durable(self, *, wait: bool = False) -> Position | None:
+        """The newest applied position that survives a power loss: the engine acknowledges only this to
+        the source. ``wait``: make everything applied durable now (the engine's last turn)."""
         ...
 
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:

@@ -130,6 +130,10 @@ class D1Sink:
     def position(self) -> state.Position | None:
         return self._pos
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        """Durable as soon as applied (the Worker's D1 batch is durable when it answers)."""
+        return self.position()
+
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         result = ApplyResult(position=self._pos)
         last = self._pos.commit_lsn if self._pos else -1

@@ -86,6 +86,10 @@ class KafkaSink:
     def position(self) -> state.Position | None:
         return state.read_position(self.db)
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        """Durable as soon as applied (the publisher's state file commits with synchronous=FULL)."""
+        return self.position()
+
     def _send_txns(self, txns: Sequence[Transaction]) -> None:
         parts: dict[int, list[Transaction]] = {}
         for txn in txns:

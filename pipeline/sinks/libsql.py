@@ -144,6 +144,10 @@ class LibsqlSink:
     def position(self) -> state.Position | None:
         return self._position
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        """Durable as soon as applied (the server's batch is durable when it answers)."""
+        return self.position()
+
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         """Apply whole transactions and their position atomically; split only between transactions."""
         result = ApplyResult(position=self._position)

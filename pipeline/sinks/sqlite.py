@@ -41,6 +41,7 @@ from pg2edge.pipeline.events import (
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, RetryPolicy, RetryQueue, counts, is_transient
 from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
+from pg2edge.pipeline.sinks.walsync import WalSync
 from pg2edge.pipeline.sources.pgoutput import Relation
 from pg2edge.translators.findings import Level
 from pg2edge.translators.quoting import quote_ident
@@ -293,6 +294,7 @@ class SqliteSink:
         self.conn, self.label = conn, label
         self.options = options
         self.queue = RetryQueue(conn, policy=policy)
+        self.sync = WalSync(conn)  # commits are visible at once; acknowledged once the WAL is synced
         self.mappings_for = mappings_for
         self.applier: Applier | None = None
         if mappings is not None:
@@ -315,6 +317,9 @@ class SqliteSink:
     def position(self) -> state.Position | None:
         return state.read_position(self.conn)
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        return self.sync.durable(wait=wait)
+
     def apply(self, batch: Sequence[Transaction], *, check_lsn: bool = True) -> ApplyResult:
         """Apply whole transactions with their position; park what fails permanently, retry what is transient."""
         if self.applier is None:
@@ -329,7 +334,10 @@ class SqliteSink:
             self.queue.load_blocked()
             self.queue.careful = careful
             try:
-                return applier.apply(batch, kafka=dict(cursor) if cursor is not None else None, check_lsn=check_lsn)
+                result = applier.apply(batch, kafka=dict(cursor) if cursor is not None else None, check_lsn=check_lsn)
+                if result.position is not None:
+                    self.sync.committed(result.position)
+                return result
             except (ApplyError, apsw.Error) as exc:
                 full = isinstance(exc, apsw.FullError) or isinstance(exc.__cause__, apsw.FullError)
                 if full and time.monotonic() - started > self.queue.policy.full_disk_patience:
@@ -409,4 +417,5 @@ class SqliteSink:
         return counts(self.conn)
 
     def close(self) -> None:
-        """The caller owns the connection."""
+        """Sync what was applied; the caller owns the connection."""
+        self.sync.durable(wait=True)

@@ -189,6 +189,10 @@ class TenantSink:
     def position(self) -> state.Position | None:
         return state.read_position(self.router.hub)
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        """Durable as soon as applied (the tenant files and the hub commit with synchronous=FULL)."""
+        return self.position()
+
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         cursor = batch[-1].cursor if batch else None
         routed = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None)

@@ -230,6 +230,10 @@ class PartitionedSink:
             return state.Position(commit_lsn=0, end_lsn=0)
         return min((p for p in positions if p is not None), key=lambda p: p.visible_lsn)
 
+    def durable(self, *, wait: bool = False) -> state.Position | None:
+        """Durable as soon as applied (the partitions' tenant sinks commit with synchronous=FULL)."""
+        return self.position()
+
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         result = ApplyResult()
         by_part: dict[int, list[Transaction]] = {}
