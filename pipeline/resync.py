@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 SCOPE = "resync"
 BUFFER = "_pg2edge_resync_buffer"
 SHADOW_PREFIX = "_pg2edge_resync_"
-COPY_COMMIT_ROWS = 2_000  # rows per SQLite transaction of the copy (the stream's writes interleave)
+COPY_COMMIT_ROWS = 1_000  # rows per SQLite transaction of the copy (the stream's writes interleave)
 COPY_YIELD_MIN, COPY_YIELD_RATIO = 0.005, 1.0  # after each copy transaction, the lock stays free this long
 
 _BUFFER_DDL = (f"CREATE TABLE IF NOT EXISTS {quote_ident(BUFFER)} (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, "
@@ -156,11 +156,15 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
                   slot_timeout: float = 60.0) -> ResyncReport:
     """Re-copy ``tables`` of the replica ``target`` from a fresh snapshot while its sync keeps streaming."""
     from pg2edge.pipeline.sinks.sqlite import open_replica
+    from pg2edge.pipeline.sinks.walsync import WalSync
     from pg2edge.pipeline.sources.replication import create_slot_with_snapshot, drop_slot
 
     started = time.monotonic()
     options = options or TranslateConfig()
     db = open_replica(target)
+    # the copy's many small transactions do not each wait for an fsync while holding the write lock the
+    # stream needs; the WAL is synced once the swap committed (before this returns)
+    sync = WalSync(db)
     report = ResyncReport()
     try:
         chosen = _resolve(db, tables)
@@ -188,6 +192,8 @@ def resync_tables(*, dsn: str, target: str | Path, tables: str | Sequence[str],
             kept.conn.close()
             drop_slot(dsn, slot, missing_ok=True)
         _swap(db, dsn, chosen, models, options, report, say)
+        sync.committed(report)
+        sync.durable(wait=True)
     finally:
         db.close()
     report.seconds = time.monotonic() - started

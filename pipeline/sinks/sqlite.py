@@ -48,13 +48,31 @@ from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 
+def _busy_waiter(timeout_ms: int) -> Callable[[int], bool]:
+    """Wait for the write lock in 1 ms steps, up to ``timeout_ms``: SQLite's own busy timeout sleeps
+    1, 2, 5 ... 100 ms, so a writer waiting behind another's short transaction (a resync's copy, the
+    retry queue of another process) oversleeps by up to 100 ms."""
+    state: dict[str, float] = {}
+
+    def waiter(attempt: int) -> bool:
+        now = time.monotonic()
+        if attempt == 0:
+            state["until"] = now + timeout_ms / 1000
+        if now >= state["until"]:
+            return False
+        time.sleep(0.001)
+        return True
+
+    return waiter
+
+
 def open_replica(path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> apsw.Connection:
     """Open a replica file in WAL mode with the state table present (errors name the file: targetfile)."""
     path = targetfile.check_replica_file(path).path  # a corrupt file or another app's database: named, untouched
     conn = None
     try:
         conn = apsw.Connection(str(path), statementcachesize=512)
-        conn.setbusytimeout(busy_timeout_ms)
+        conn.setbusyhandler(_busy_waiter(busy_timeout_ms))
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous if synchronous in ('FULL', 'NORMAL', 'EXTRA') else 'FULL'}")
         state.ensure_state_table(conn)
