@@ -37,6 +37,7 @@ from pg2edge.pipeline.kafka.client import Headers, Producer
 from pg2edge.pipeline.kafka.partitioning import TenantPartitioning
 from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.walsync import WalSync
 
 FLUSH_ROWS = 50_000  # snapshot rows sent between two flushes
 
@@ -54,6 +55,7 @@ class KafkaSink:
         self.records = 0
         self._unflushed = 0
         self._schema_docs: list[dict[str, Any]] = []  # published, remembered once flushed
+        self.sync = WalSync(state_db)  # the position row commits without waiting for its own fsync
 
     def _send(self, record: tuple[bytes | None, bytes, Headers], partition: int) -> None:
         k, v, h = record
@@ -87,8 +89,9 @@ class KafkaSink:
         return state.read_position(self.db)
 
     def durable(self, *, wait: bool = False) -> state.Position | None:
-        """Durable as soon as applied (the publisher's state file commits with synchronous=FULL)."""
-        return self.position()
+        """The records are durable in the topic (acks=all) before the position row commits; that row
+        counts once the state file's WAL is synced (:mod:`.walsync`)."""
+        return self.sync.durable(wait=wait)
 
     def _send_txns(self, txns: Sequence[Transaction]) -> None:
         parts: dict[int, list[Transaction]] = {}
@@ -121,6 +124,7 @@ class KafkaSink:
                              commit_ts_ms=last.commit_ts)
         with self.db:
             state.write_position(self.db, pos)
+        self.sync.committed(pos)
         return ApplyResult(applied=len(batch), rows=sum(len(t.events) for t in batch), position=pos)
 
     def control(self, item: Control) -> None:
@@ -159,4 +163,5 @@ class KafkaSink:
         """Nothing: a publisher has no retry queue."""
 
     def close(self) -> None:
-        """The caller owns the producer."""
+        """Sync the state file; the caller owns the producer."""
+        self.sync.durable(wait=True)
