@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import apsw
 import pytest
 
 from pg2edge.config import TenantsConfig
@@ -167,7 +168,13 @@ def _hub_offsets(cfg: TenantsConfig) -> list[int]:
     out = []
     for p in range(PARTS):
         path = hub_path(cfg.shared_path, p)
-        pos = file_rows(path, "SELECT value FROM _pg2edge_state WHERE scope = 'position'") if path.exists() else []
+        pos = []
+        for _ in range(100):
+            try:
+                pos = file_rows(path, "SELECT value FROM _pg2edge_state WHERE scope = 'position'") if path.exists() else []
+                break
+            except (apsw.SQLError, apsw.BusyError):  # the replica is creating or writing the hub right now
+                time.sleep(0.02)
         out.append(json.loads(pos[0][0])["kafka"]["offset"] if pos else -1)
     return out
 
@@ -196,15 +203,20 @@ def test_tenant_replica_killed_mid_stream_ends_equal(pg_dsn: str, kafka_bootstra
     args = [sys.executable, "-m", "pg2edge", "sync", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn,
             "--from-kafka", "--bootstrap", kafka_bootstrap, "--tenant-pattern", cfg.pattern, "--topic",
             topic_name("tk", pg_rows(pg_dsn, "SELECT current_database()")[0][0])]
-    kills, offsets = 0, []
-    for delay in (2.0, 2.5, 3.0, 3.5, 4.0):
+    kills, offsets = 0, [_hub_offsets(cfg)]
+    for extra in (0.0, 0.3, 0.6, 0.9, 1.2):
+        # kill once the replica has moved on since the last kill (a fixed delay misses on a loaded machine)
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and _hub_offsets(cfg) == offsets[-1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(extra)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(30)
         offsets.append(_hub_offsets(cfg))
+    offsets = offsets[1:]
     assert kills >= 3
     assert sum(o != offsets[-1] for o in offsets) >= 2, f"fewer than two kills landed mid-stream: {offsets}"
     done = run_cli("sync", "--config", str(tmp_path / "pg2edge.toml"), "--source", pg_dsn, "--from-kafka",
