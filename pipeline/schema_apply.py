@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +40,7 @@ import apsw
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
-from pg2edge.pipeline.events import SchemaChange
+from pg2edge.pipeline.events import ChangeEvent, SchemaChange
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import plan_table
 from pg2edge.translators.findings import Finding, Level
@@ -414,11 +414,13 @@ class Follower(Protocol):
 
 
 def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
-           tables: dict[str, state.TableState]) -> list[Finding]:
+           tables: dict[str, state.TableState], can_recopy: bool = True) -> list[Finding]:
     """Apply ``change`` to the replica inside the applier's open transaction; returns the findings.
 
     Each affected table is followed inside a SAVEPOINT: when SQLite refuses, or the change cannot be
-    followed exactly, that table is paused with a named finding and the stream goes on."""
+    followed exactly, that table is paused with a named finding and the stream goes on. ``can_recopy``
+    False (a remote target: libSQL, D1, which pipeline.resync cannot copy into): a change that needs its
+    table re-copied is followed in structure and the table paused by name instead."""
     from pg2edge.pipeline import resync
 
     conn = applier.conn
@@ -451,7 +453,7 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         key = mapping_key(applier.mappings, baselines, d)
         if key is None:
             if change.tag == "CREATE TABLE":
-                findings.append(_created(conn, d, what, commit_lsn))
+                findings.append(_created(conn, d, what, commit_lsn, can_recopy=can_recopy))
             continue
         qualified = f"{key[0]}.{key[1]}"
         ts = tables.get(qualified) or state.TableState(table=qualified)
@@ -490,12 +492,62 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         tables[new_q] = ts
         write_baseline(conn, new_q, baseline_record(d))
         _record_types(conn, done.table, applier.options)
-        if done.resync:
+        if done.resync and not can_recopy:
+            reason = (f"{what}: {'; '.join(done.resync)}: the values must be re-copied, which pg2edge cannot do "
+                      "into a remote target while streaming; table paused (rebuild the replica: pg2edge teardown, "
+                      "then pg2edge sync)")
+            findings.append(Finding(Level.ERROR, "ddl-needs-recopy", new_q, reason))
+            _pause(conn, tables, new_key, reason, commit_lsn)
+        elif done.resync:
             reason = "; ".join(done.resync)
             findings.append(Finding(Level.WARN, "table-recopy", new_q,
                                     f"{what}: {reason}: re-copying from a fresh snapshot (pg2edge resync)"))
             resync.request(conn, new_q, since_lsn=commit_lsn, reason=reason)
     return findings
+
+
+def refuse(applier: Follower, change: SchemaChange, reason: str, *, commit_lsn: int,
+           tables: dict[str, state.TableState]) -> list[Finding]:
+    """The target refused ``change`` (a remote batch failed at one of its statements): pause each mapped
+    table it is about, named, inside the applier's transaction; nothing of it is applied."""
+    keys: set[tuple[str, str]] = set()
+    baselines = read_baselines(applier.conn)
+    for d in describe(change).values():
+        key = mapping_key(applier.mappings, baselines, d)
+        if key is not None:
+            keys.add(key)
+    for dropped in change.dropped:
+        if dropped.get("type") == "table" and (str(dropped.get("schema")), str(dropped.get("name"))) in applier.mappings:
+            keys.add((str(dropped.get("schema")), str(dropped.get("name"))))
+    for command in change.commands:
+        key = _key_of(str(command.get("identity")), applier.mappings)
+        if key is not None:
+            keys.add(key)
+    what = f"{change.tag} ({_short(change.statement)})"
+    findings = []
+    for key in sorted(keys):
+        text = f"{what} not followed: the target refused it: {reason}; re-copy the table or rebuild the replica"
+        findings.append(Finding(Level.ERROR, "ddl-not-followed", f"{key[0]}.{key[1]}", text))
+        _pause(applier.conn, tables, key, text, commit_lsn)
+    return findings
+
+
+def interleave(txn: Any) -> Iterator[tuple[ChangeEvent | None, SchemaChange | None]]:
+    """A transaction's row events and schema changes in source order: ``(event, None)`` or ``(None, change)``
+    (a change's ``index`` is the number of row events before it)."""
+    changes = list(txn.schema_changes)
+    for i, ev in enumerate(txn.events):
+        while changes and changes[0].index <= i:
+            yield None, changes.pop(0)
+        yield ev, None
+    for change in changes:
+        yield None, change
+
+
+def described_by_changes(txn: Any) -> set[tuple[str, str]]:
+    """Tables a schema change of ``txn`` describes: their Relation messages need no drift handling (the
+    change follows them at its position)."""
+    return {(str(r[1]), str(r[2])) for c in txn.schema_changes for r in c.catalog.get("rels", ())}
 
 
 def _record_types(conn: apsw.Connection, table: Table, options: TranslateConfig) -> None:
@@ -606,7 +658,7 @@ def selected(conn: apsw.Connection, table: Table) -> bool:
     return any(fnmatch.fnmatchcase(table.qualified if "." in p else table.name, p) for p in patterns)
 
 
-def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) -> Finding:
+def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int, *, can_recopy: bool = True) -> Finding:
     """CREATE TABLE: follow it (add to the publication and copy, by the re-copier) when the selection
     matches and the table has a usable replica identity; else name it."""
     from pg2edge.pipeline import resync
@@ -618,6 +670,10 @@ def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) ->
         return Finding(Level.WARN, "table-created", qualified,
                        f"{what}: matches the table selection but has no primary key (and not REPLICA IDENTITY "
                        "FULL): not replicated")
+    if not can_recopy:
+        return Finding(Level.WARN, "table-created", qualified,
+                       f"{what}: matches the table selection, but pg2edge cannot copy a new table into a remote "
+                       "target while streaming: not replicated (rebuild the replica to include it)")
     resync.request(conn, qualified, since_lsn=commit_lsn, reason="created on the source", add=True)
     return Finding(Level.INFO, "table-created", qualified,
                    f"{what}: matches the table selection: added to the publication and copied")

@@ -158,14 +158,15 @@ class Applier:
         return len(events)
 
     def _apply_txn(self, txn: Transaction, tables: dict[str, state.TableState], result: ApplyResult) -> None:
-        covered = {(r[1], r[2]) for c in txn.schema_changes for r in c.catalog.get("rels", ())}
+        covered = schema_apply.described_by_changes(txn)
         for rel in txn.relations:
             if (rel.schema, rel.name) not in covered:  # a schema change described it at its position
                 self._relation(rel, txn, tables, result)
-        changes = list(txn.schema_changes)
-        for i, ev in enumerate(txn.events):
-            while changes and changes[0].index <= i:
-                self.schema_change(changes.pop(0), txn, tables, result)
+        for ev, change in schema_apply.interleave(txn):
+            if change is not None:
+                self.schema_change(change, txn, tables, result)
+                continue
+            assert ev is not None
             name = f"{ev.source.schema}.{ev.source.table}"
             if name in self._resyncing:  # re-copy under way: kept for the swap (pipeline/resync.py)
                 resync.buffer_event(self.conn, name, txn.commit_lsn, ev)
@@ -177,8 +178,6 @@ class Applier:
                 continue
             self.route(ev)
             result.rows += 1
-        for change in changes:
-            self.schema_change(change, txn, tables, result)
 
     # -- schema changes (event-trigger messages) ----------------------------------------------
     def schema_change(self, change: SchemaChange, txn: Transaction, tables: dict[str, state.TableState],
@@ -221,32 +220,20 @@ class Applier:
         if ts.paused:
             return
         mapping = self._mapping(rel.schema, rel.name)
-        target = self._target(mapping.target)
-        present = list(target.columns)
-        if mapping.skip:  # not copied by design: never "added" to the replica
-            present += [c.name for c in rel.columns if mapping.skip(c.name)]
-        d = drift.compare(rel, ts.columns, present)
-        if self.describe_source is not None and (d.added or d.pause or d.findings):
+        plan = drift.plan(rel, ts, mapping, self._target(mapping.target).columns, commit_lsn=txn.commit_lsn)
+        if self.describe_source is not None and plan.changed:
             result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
                                                                 commit_lsn=txn.commit_lsn, tables=tables))
             return
-        for f in d.findings:
-            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
-        result.findings.extend(d.findings)
-        if d.pause:
-            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
-            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
-        else:
-            for col in d.added:
-                decl = mapping.column_type(col) if mapping.column_type else ""
-                self.conn.execute(f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
-                                  f"{quote_ident(col.name)} {decl}".rstrip())
-            if d.added:
-                self._targets.pop(mapping.target, None)
-            ts = replace(ts, columns=drift.columns_record(rel))
-        if ts != tables.get(name):
-            state.write_table(self.conn, ts)
-            tables[name] = ts
+        plan.log()
+        result.findings.extend(plan.findings)
+        for sql, params in plan.statements:
+            self.conn.execute(sql, params)
+        if plan.added:
+            self._targets.pop(mapping.target, None)
+        if plan.state != tables.get(name):
+            state.write_table(self.conn, plan.state)
+            tables[name] = plan.state
 
     # -- rows ---------------------------------------------------------------------
     def _mapping(self, schema: str, table: str) -> TableMapping:
