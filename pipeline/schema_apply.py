@@ -175,6 +175,19 @@ def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str
             write_baseline(conn, d.table.qualified, baseline_record(d))
 
 
+def adopt_baselines(conn: apsw.Connection, change: SchemaChange) -> None:
+    """A change from a Kafka topic carries the publisher's baselines of its tables (``catalog["baselines"]``,
+    the attribute numbers before it): the replica, which has no source access, keeps those it lacks
+    (inside the caller's transaction)."""
+    carried = change.catalog.get("baselines")
+    if not isinstance(carried, dict) or not carried:
+        return
+    known = read_baselines(conn)
+    for qualified, record in carried.items():
+        if qualified not in known and isinstance(record, dict):
+            write_baseline(conn, qualified, record)
+
+
 def align_mappings(dsn: str, conn: apsw.Connection,
                    mappings: dict[tuple[str, str], TableMapping]) -> dict[tuple[str, str], TableMapping]:
     """At the start of a run: the mappings under the names and shapes at the replica's position.
@@ -493,9 +506,9 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         write_baseline(conn, new_q, baseline_record(d))
         _record_types(conn, done.table, applier.options)
         if done.resync and not can_recopy:
-            reason = (f"{what}: {'; '.join(done.resync)}: the values must be re-copied, which pg2edge cannot do "
-                      "into a remote target while streaming; table paused (rebuild the replica: pg2edge teardown, "
-                      "then pg2edge sync)")
+            reason = (f"{what}: {'; '.join(done.resync)}: the values must be re-copied, which this replica cannot "
+                      "do while streaming (a remote target, or a Kafka replica without source access); table "
+                      "paused (rebuild the replica)")
             findings.append(Finding(Level.ERROR, "ddl-needs-recopy", new_q, reason))
             _pause(conn, tables, new_key, reason, commit_lsn)
         elif done.resync:
@@ -611,22 +624,44 @@ def follow_relation(applier: Follower, rel: Any, read: Any, *, commit_lsn: int,
 def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]],
                    options: TranslateConfig) -> list[Finding]:
     """Fallback mode: each replica table whose translated source schema differs from the replica now (an
-    index, a default, a constraint: changes no Relation message carries), named."""
+    index, a default, a constraint: changes no Relation message carries), named. A table gone from the
+    source under its name: renamed (its oid, from the baseline, has a new name: followed at its next
+    Relation message), else dropped, or unknown without a baseline: named and paused."""
     from pg2edge import dsn as dsnlib
     from pg2edge.pipeline.ddl_capture import describe_tables
 
+    replica_tables = state.read_tables(conn)
+    translated = {f"{s}.{t}" for s, t in tables if f"{s}.{t}" in replica_tables}  # not followed away since
+    baselines = read_baselines(conn)
     with dsnlib.control(dsn) as pg:
         oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
                                                "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
-                                               ([f"{s}.{t}" for s, t in tables],)).fetchall()]
+                                               (sorted(translated),)).fetchall()]
         cat = describe_tables(pg, oids)
-    translated = {f"{s}.{t}" for s, t in tables}
+        described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
+        gone = sorted(translated - {d.table.qualified for d in described})
+        old_oid = {q: int(baselines[q]["oid"]) for q in gone if "oid" in (baselines.get(q) or {})}
+        now_named = {int(r[0]): f"{r[1]}.{r[2]}" for r in pg.execute(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid = ANY(%s)", (list(old_oid.values()),)).fetchall()}
     out = []
-    described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
-    for gone in sorted(translated - {d.table.qualified for d in described}):
-        out.append(Finding(Level.ERROR, "table-gone-unseen", gone,
-                           "no longer on the source under this name (dropped or renamed): fallback mode cannot "
-                           "follow it; its changes under a new name are parked in the retry queue"))
+    for qualified in gone:
+        renamed = now_named.get(old_oid.get(qualified, -1))
+        if renamed is not None:  # the same table (oid) under a new name
+            out.append(Finding(Level.WARN, "table-renamed-unseen", qualified,
+                               f"renamed to {renamed} on the source (same oid): fallback mode follows the rename "
+                               "at the table's next change, which PostgreSQL describes under its new name"))
+            continue
+        why = ("dropped on the source (its oid is gone)" if qualified in old_oid else
+               "no longer on the source under this name, and no baseline (oid) tells a drop from a rename")
+        reason = (f"{why}: fallback mode (no event triggers) cannot follow it at its position; table paused "
+                  "(drop the replica table, or re-copy it under its new name)")
+        out.append(Finding(Level.ERROR, "table-dropped-unseen" if qualified in old_oid else "table-gone-unseen",
+                           qualified, reason))
+        ts = replica_tables[qualified]
+        if not ts.paused:
+            with conn:
+                state.write_table(conn, paused(ts, reason, ts.paused_at_lsn or 0))
     for d in described:
         create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
         target = sqlite_table_name(d.table.schema, d.table.name)

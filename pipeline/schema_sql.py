@@ -48,6 +48,7 @@ _RELEASE = re.compile(r"^\s*RELEASE\s+(?:SAVEPOINT\s+)?(\w+)\s*$", re.I)
 _SCHEMA = ("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' "
            "ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'")
 _ORDER = {"table": 0, "index": 1, "view": 2, "trigger": 3}
+_IF_NOT_EXISTS = re.compile(r'^\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+"((?:[^"]|"")+)"', re.I)
 
 
 class SchemaRecorder:
@@ -84,9 +85,16 @@ class SchemaRecorder:
             marks = self._marks.get(m.group(1))
             if marks:
                 marks.pop()
-        elif not _READ.match(sql):
+        elif not _READ.match(sql) and not self._exists(sql):
             self.stmts.append((sql, list(params)))
         return self.shadow.execute(sql, tuple(params))
+
+    def _exists(self, sql: str) -> bool:
+        """A ``CREATE ... IF NOT EXISTS`` of an object the target has: a no-op, not sent (pg2edge's own
+        tables are created differently on some targets: tursodb has no WITHOUT ROWID)."""
+        m = _IF_NOT_EXISTS.match(sql)
+        return m is not None and self.shadow.execute("SELECT 1 FROM sqlite_schema WHERE name = ?",
+                                                     (m.group(1).replace('""', '"'),)).fetchone() is not None
 
     def changes(self) -> int:
         return self.shadow.changes()

@@ -76,6 +76,8 @@ class Applier:
         # fallback mode (no event triggers): reads the source catalog of tables a Relation message changed
         self.describe_source: Callable[[tuple[str, str]], dict[str, Any]] | None = None
         self.mapping_for: Callable[[Any], TableMapping] | None = None  # a table created on the source
+        self.can_recopy = True  # False without source access (a Kafka replica): re-copies pause by name
+        self.after_schema_change: Callable[[SchemaChange], None] | None = None  # inside the batch transaction
         self._targets: dict[str, TargetTable] = {}
         self._planner = Planner()
         self.route: Callable[[ChangeEvent], None] = self.apply_event  # the retry queue may stand in between
@@ -187,7 +189,11 @@ class Applier:
         names |= {f"{d.get('schema')}.{d.get('name')}" for d in change.dropped}
         for name in names & set(self._resyncing):
             resync.buffer_schema_change(self.conn, name, txn.commit_lsn, change)
-        found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables)
+        schema_apply.adopt_baselines(self.conn, change)
+        found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables,
+                                    can_recopy=self.can_recopy)
+        if self.after_schema_change is not None:
+            self.after_schema_change(change)
         for f in found:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.INFO, "schema change: %s", f)
         result.findings.extend(found)
@@ -212,6 +218,10 @@ class Applier:
                   result: ApplyResult) -> None:
         name = f"{rel.schema}.{rel.name}"
         if (rel.schema, rel.name) not in self.mappings:
+            if self.describe_source is not None and self._renamed(rel):  # fallback mode: RENAME TO, by oid
+                result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+                                                                    commit_lsn=txn.commit_lsn, tables=tables))
+                return
             # PostgreSQL also describes a partition whose rows it publishes through the root
             # (publish_via_partition_root); only a row event for an unmapped table is an error.
             log.debug("relation %s has no replica table; ignored unless it carries rows", name)
@@ -234,6 +244,15 @@ class Applier:
         if plan.state != tables.get(name):
             state.write_table(self.conn, plan.state)
             tables[name] = plan.state
+
+    def _renamed(self, rel: Relation) -> bool:
+        """A Relation message names a table this replica holds under another name (its oid, the message's
+        relid, is a mapped table's baseline): a RENAME TO, seen at its position."""
+        for qualified, record in schema_apply.read_baselines(self.conn).items():
+            schema, _, table = qualified.partition(".")
+            if int(record.get("oid", -1)) == rel.relid and (schema, table) in self.mappings:
+                return True
+        return False
 
     # -- rows ---------------------------------------------------------------------
     def _mapping(self, schema: str, table: str) -> TableMapping:
