@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,10 +41,17 @@ from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
 from pg2edge.pipeline.events import ChangeEvent, SchemaChange
+from pg2edge.pipeline.schema_model import (
+    BASELINE_SCOPE,
+    Described,
+    baseline_record,
+    describe,
+    read_baselines,
+    write_baseline,
+)
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import plan_table
 from pg2edge.translators.findings import Finding, Level
-from pg2edge.translators.introspect import schema_from_rows
 from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 from pg2edge.translators.schema import Column, Table
@@ -55,23 +62,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_EVENT = "relation"  # a SchemaChange synthesized from a Relation message and a catalog read
-BASELINE_SCOPE = "schema_baseline"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
 REBUILD_PREFIX = "_pg2edge_new_"
 
 _INTS = {20, 21, 23}
 _TEXTS = {25, 1043}  # text, varchar
 _NUMERIC = 1700
-
-
-@dataclass(frozen=True, slots=True)
-class Described:
-    """One table as a schema change describes it."""
-
-    oid: int
-    table: Table
-    attrs: dict[int, tuple[str, bool, str | None]]  # attnum -> (name, has a missing value, its text)
-    relfilenode: int
-    catalog: Mapping[str, Any] = field(default_factory=dict)  # the catalog rows of this table alone
 
 
 @dataclass
@@ -85,143 +80,6 @@ class Followed:
     findings: list[Finding] = field(default_factory=list)
     resync: list[str] = field(default_factory=list)  # why the table must be re-copied
     pause: str | None = None
-
-
-def describe(change: SchemaChange) -> dict[int, Described]:
-    """The tables a change describes, by oid, as schema-model tables."""
-    cat = _typed(change.catalog)
-    if not cat or "tables" not in cat:
-        return {}
-    schema = schema_from_rows(cat.get("types", []), cat.get("tables", []), cat.get("columns", []),
-                              cat.get("constraints", []), cat.get("indexes", []),
-                              schemas=sorted({r[1] for r in cat.get("tables", [])}) or ["public"])
-    by_name = {t.qualified: t for t in schema.tables}
-    attrs: dict[int, dict[int, tuple[str, bool, str | None]]] = {}
-    for rel, num, name, has_missing, missing in cat.get("attrs", []):
-        attrs.setdefault(int(rel), {})[int(num)] = (str(name), bool(has_missing), missing)
-    out = {}
-    for oid, nsp, name, filenode, kind in cat.get("rels", []):
-        table = by_name.get(f"{nsp}.{name}")
-        if table is None or kind not in ("r", "p"):
-            continue
-        own = {k: [r for r in v if int(r[0]) == int(oid)] if k != "types" else v for k, v in cat.items()
-               if isinstance(v, list)}
-        out[int(oid)] = Described(int(oid), table, attrs.get(int(oid), {}), int(filenode or 0), own)
-    return out
-
-
-_OID_FIELDS = {"types": (0, 4, 5), "tables": (0,), "columns": (0, 3), "constraints": (0,), "indexes": (0,),
-               "attrs": (0,), "rels": (0, 3)}
-
-
-def _typed(catalog: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON carries oids as text: make them ints again, as psycopg gives them to introspect()."""
-    out: dict[str, Any] = dict(catalog)
-    for name, fields in _OID_FIELDS.items():
-        rows = []
-        for row in catalog.get(name) or ():
-            row = list(row)
-            for i in fields:
-                if row[i] is not None:
-                    row[i] = int(row[i])
-            rows.append(row)
-        out[name] = rows
-    return out
-
-
-# -- the baseline (attribute numbers) --------------------------------------------------------------------
-def baseline_record(d: Described) -> dict[str, Any]:
-    """What the replica keeps of a source table's shape: oid, attribute numbers, the catalog rows."""
-    cols = {c.name: c for c in d.table.columns}
-    return {"oid": d.oid, "attnums": {str(n): [a[0], cols[a[0]].type_oid, cols[a[0]].typmod]
-                                      for n, a in d.attrs.items() if a[0] in cols}, "catalog": dict(d.catalog)}
-
-
-def baseline_model(conn: apsw.Connection, qualified: str) -> Table | None:
-    """The source table's shape as last followed (from its baseline), or None."""
-    record = state.read_record(conn, BASELINE_SCOPE, qualified)
-    if not record or not record.get("catalog"):
-        return None
-    for d in describe(SchemaChange(lsn=0, tag="baseline", statement="", catalog=record["catalog"])).values():
-        return d.table
-    return None
-
-
-def write_baseline(conn: apsw.Connection, qualified: str, record: Mapping[str, Any]) -> None:
-    state.write_record(conn, BASELINE_SCOPE, qualified, dict(record))
-
-
-def read_baselines(conn: apsw.Connection) -> dict[str, dict[str, Any]]:
-    return state.read_scope(conn, BASELINE_SCOPE)
-
-
-def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]]) -> None:
-    """Record the attribute numbers of ``tables`` not yet recorded (read from the source now)."""
-    from pg2edge import dsn as dsnlib
-    from pg2edge.pipeline.ddl_capture import describe_tables
-
-    known = read_baselines(conn)
-    todo = [f"{s}.{t}" for s, t in tables if f"{s}.{t}" not in known]
-    if not todo:
-        return
-    with dsnlib.control(dsn) as pg:
-        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
-                                               (todo,)).fetchall()]
-        cat = describe_tables(pg, oids)
-    change = SchemaChange(lsn=0, tag="baseline", statement="", catalog=cat)
-    with conn:
-        for d in describe(change).values():
-            write_baseline(conn, d.table.qualified, baseline_record(d))
-
-
-def adopt_baselines(conn: apsw.Connection, change: SchemaChange) -> None:
-    """A change from a Kafka topic carries the publisher's baselines of its tables (``catalog["baselines"]``,
-    the attribute numbers before it): the replica, which has no source access, keeps those it lacks
-    (inside the caller's transaction)."""
-    carried = change.catalog.get("baselines")
-    if not isinstance(carried, dict) or not carried:
-        return
-    known = read_baselines(conn)
-    for qualified, record in carried.items():
-        if qualified not in known and isinstance(record, dict):
-            write_baseline(conn, qualified, record)
-
-
-def align_mappings(dsn: str, conn: apsw.Connection,
-                   mappings: dict[tuple[str, str], TableMapping]) -> dict[tuple[str, str], TableMapping]:
-    """At the start of a run: the mappings under the names and shapes at the replica's position.
-
-    The publication lists the source's current names; a table renamed on the source while the sync was
-    down is still under its old name on the replica (the RENAME reaches it later, in the stream). Tables
-    are matched by oid through the baselines; the baselines of tables met for the first time are recorded."""
-    from pg2edge import dsn as dsnlib
-
-    with dsnlib.control(dsn) as pg:
-        oid_of = {(str(r[1]), str(r[2])): int(r[0]) for r in pg.execute(
-            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname || '.' || c.relname = ANY(%s)", ([f"{s}.{t}" for s, t in mappings],)).fetchall()}
-    known = {int(rec.get("oid", -1)): qualified for qualified, rec in read_baselines(conn).items()}
-    out: dict[tuple[str, str], TableMapping] = {}
-    for key, mapping in mappings.items():
-        was = known.get(oid_of.get(key, -2))
-        if was is not None and was != f"{key[0]}.{key[1]}":
-            schema, _, name = was.partition(".")
-            out[(schema, name)] = replace(mapping, target=sqlite_table_name(schema, name))
-        else:
-            out[key] = mapping
-    record_baselines(dsn, conn, [k for k in out if oid_of.get(k, -2) not in known])
-    use_baselines(conn, out)
-    return out
-
-
-def use_baselines(conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
-    """Give each mapping the source shape its baseline records (the shape at the replica's position: after a
-    restart the source may already be several schema changes further)."""
-    for (schema, name), mapping in mappings.items():
-        model = baseline_model(conn, f"{schema}.{name}")
-        if model is not None and mapping.reshape is not None:
-            mapping.reshape(model)
 
 
 # -- type compatibility under the codec -------------------------------------------------------------------
@@ -595,87 +453,6 @@ def _pause(conn: apsw.Connection, tables: dict[str, state.TableState], key: tupl
     ts = paused(tables.get(qualified) or state.TableState(table=qualified), reason, lsn)
     state.write_table(conn, ts)
     tables[qualified] = ts
-
-
-def follow_relation(applier: Follower, rel: Any, read: Any, *, commit_lsn: int,
-                    tables: dict[str, state.TableState]) -> list[Finding]:
-    """Fallback mode: a Relation message shows a changed table; read its catalog now and follow that, when
-    the catalog still has the columns the Relation message names (else the source moved on: named, paused)."""
-    qualified = f"{rel.schema}.{rel.name}"
-    try:
-        catalog = read((rel.schema, rel.name))
-    except Exception as exc:  # the source unreachable: named, paused; the operator resyncs
-        catalog = {"error": f"{type(exc).__name__}: {exc}"}
-    change = SchemaChange(lsn=commit_lsn, tag="Relation message (fallback mode)", statement="",
-                          event=FALLBACK_EVENT, catalog=catalog, error=catalog.get("error"),
-                          commands=({"identity": qualified},))
-    now = next((d for d in describe(change).values() if d.table.qualified == qualified), None)
-    if now is not None:
-        sent = [(c.name, c.type_oid) for c in rel.columns]
-        has = [(c.name, c.type_oid) for c in now.table.columns if c.generated is None]
-        if sent != has:
-            reason = (f"fallback mode: the source changed {qualified} again since this position "
-                      f"(stream {sent}, catalog now {has}); not followed: pg2edge resync --tables {qualified}")
-            _pause(applier.conn, tables, (rel.schema, rel.name), reason, commit_lsn)
-            return [Finding(Level.ERROR, "ddl-not-followed", qualified, reason)]
-    return follow(applier, change, commit_lsn=commit_lsn, tables=tables)
-
-
-def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]],
-                   options: TranslateConfig) -> list[Finding]:
-    """Fallback mode: each replica table whose translated source schema differs from the replica now (an
-    index, a default, a constraint: changes no Relation message carries), named. A table gone from the
-    source under its name: renamed (its oid, from the baseline, has a new name: followed at its next
-    Relation message), else dropped, or unknown without a baseline: named and paused."""
-    from pg2edge import dsn as dsnlib
-    from pg2edge.pipeline.ddl_capture import describe_tables
-
-    replica_tables = state.read_tables(conn)
-    translated = {f"{s}.{t}" for s, t in tables if f"{s}.{t}" in replica_tables}  # not followed away since
-    baselines = read_baselines(conn)
-    with dsnlib.control(dsn) as pg:
-        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
-                                               (sorted(translated),)).fetchall()]
-        cat = describe_tables(pg, oids)
-        described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
-        gone = sorted(translated - {d.table.qualified for d in described})
-        old_oid = {q: int(baselines[q]["oid"]) for q in gone if "oid" in (baselines.get(q) or {})}
-        now_named = {int(r[0]): f"{r[1]}.{r[2]}" for r in pg.execute(
-            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.oid = ANY(%s)", (list(old_oid.values()),)).fetchall()}
-    out = []
-    for qualified in gone:
-        renamed = now_named.get(old_oid.get(qualified, -1))
-        if renamed is not None:  # the same table (oid) under a new name
-            out.append(Finding(Level.WARN, "table-renamed-unseen", qualified,
-                               f"renamed to {renamed} on the source (same oid): fallback mode follows the rename "
-                               "at the table's next change, which PostgreSQL describes under its new name"))
-            continue
-        why = ("dropped on the source (its oid is gone)" if qualified in old_oid else
-               "no longer on the source under this name, and no baseline (oid) tells a drop from a rename")
-        reason = (f"{why}: fallback mode (no event triggers) cannot follow it at its position; table paused "
-                  "(drop the replica table, or re-copy it under its new name)")
-        out.append(Finding(Level.ERROR, "table-dropped-unseen" if qualified in old_oid else "table-gone-unseen",
-                           qualified, reason))
-        ts = replica_tables[qualified]
-        if not ts.paused:
-            with conn:
-                state.write_table(conn, paused(ts, reason, ts.paused_at_lsn or 0))
-    for d in described:
-        create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
-        target = sqlite_table_name(d.table.schema, d.table.name)
-        what = []
-        if _table_sql(conn, target) != create:
-            what.append("columns, defaults or constraints")
-        if set(_indexes(conn, target).values()) != set(index_sql):
-            what.append("indexes")
-        if what:
-            out.append(Finding(Level.WARN, "schema-change-unseen", d.table.qualified,
-                               f"the source's {' and '.join(what)} differ from the replica's; fallback mode (no "
-                               "event triggers) follows them at the table's next Relation message, or run "
-                               f"pg2edge resync --tables {d.table.qualified}"))
-    return out
 
 
 def selected(conn: apsw.Connection, table: Table) -> bool:

@@ -38,7 +38,7 @@ from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import resolve_tables
 from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
-from pg2edge.pipeline.schema_apply import align_mappings
+from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
 from pg2edge.pipeline.sinks.libsql import staging_path

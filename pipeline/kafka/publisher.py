@@ -41,7 +41,7 @@ from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import setup_publication, slot_change
-from pg2edge.pipeline.schema_apply import record_baselines
+from pg2edge.pipeline.schema_model import record_baselines
 from pg2edge.pipeline.sinks.kafka import KafkaSink
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.cdc import stream_slot

@@ -31,7 +31,7 @@ import apsw
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import engine, schema_apply, state
+from pg2edge.pipeline import engine, schema_model, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import Control, SchemaChange, SchemaRecord, Unreadable
 from pg2edge.pipeline.kafka import records, schema
@@ -80,7 +80,7 @@ class _MirroredSink(SqliteSink):
         mapped = {f"{s}.{t}" for s, t in self.applier.mappings}
         tables = {f"{t['schema']}.{t['name']}": t for t in stored["model"]["tables"]}
         tables = {q: t for q, t in tables.items() if q in mapped}
-        for d in schema_apply.describe(change).values():
+        for d in schema_model.describe(change).values():
             if d.table.qualified in mapped:
                 tables[d.table.qualified] = table_to_json(d.table)
         selection = [q for q in stored.get("selection", []) if q in mapped]

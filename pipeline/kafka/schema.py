@@ -129,20 +129,20 @@ class SchemaTracker:
         (stored with :meth:`remember_baselines` once the records are flushed)."""
         if not txn.schema_changes:
             return txn
-        from pg2edge.pipeline import schema_apply
+        from pg2edge.pipeline import schema_model
 
-        known = {**schema_apply.read_baselines(self.db), **self._baselines}
+        known = {**schema_model.read_baselines(self.db), **self._baselines}
         by_oid = {int(r["oid"]): (q, r) for q, r in known.items() if r is not None}
         out = []
         for change in txn.schema_changes:
             before: dict[str, Any] = {}
-            for oid, d in schema_apply.describe(change).items():
+            for oid, d in schema_model.describe(change).items():
                 if oid in by_oid:
                     old, record = by_oid[oid]
                     before[old] = record
                     if old != d.table.qualified:
                         self._baselines[old] = None
-                record = schema_apply.baseline_record(d)
+                record = schema_model.baseline_record(d)
                 self._baselines[d.table.qualified] = record
                 by_oid[oid] = (d.table.qualified, record)
             for dropped in change.dropped:
@@ -153,14 +153,14 @@ class SchemaTracker:
 
     def remember_baselines(self) -> None:
         """After the records were flushed: store the baselines of the published DDL (caller's transaction)."""
-        from pg2edge.pipeline import schema_apply
+        from pg2edge.pipeline import schema_model
 
         for qualified, record in self._baselines.items():
             if record is None:
                 self.db.execute(f"DELETE FROM {quote_ident(state.STATE_TABLE)} WHERE scope = ? AND name = ?",
-                                (schema_apply.BASELINE_SCOPE, qualified))
+                                (schema_model.BASELINE_SCOPE, qualified))
             else:
-                schema_apply.write_baseline(self.db, qualified, record)
+                schema_model.write_baseline(self.db, qualified, record)
         self._baselines = {}
 
     def remember(self, doc: Mapping[str, Any]) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, schema_apply, state
+from pg2edge.pipeline import drift, schema_apply, schema_model, state
 from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
 from pg2edge.pipeline.d1.errors import D1LimitError, D1Refused
 from pg2edge.pipeline.d1.guards import changed_guard, is_guard_failure, position_guard, schema_statements
@@ -191,7 +191,7 @@ class D1Sink:
     def _restore_mappings(self, saved: dict[tuple[str, str], TableMapping]) -> None:
         """Back to the names and shapes D1's (unchanged) baselines record."""
         self.mappings = dict(saved)
-        schema_apply.use_baselines(self._state, self.mappings)
+        schema_model.use_baselines(self._state, self.mappings)
 
     def _send_batch(self, txns: list[Transaction], result: ApplyResult,
                     saved: dict[tuple[str, str], TableMapping] | None) -> int:

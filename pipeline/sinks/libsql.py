@@ -42,7 +42,7 @@ from typing import Any
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, schema_apply, state
+from pg2edge.pipeline import drift, schema_apply, schema_model, state
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import ChangeEvent, Control, Op, SchemaChange, Transaction, Watermark
@@ -53,7 +53,7 @@ from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
 from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert, upload_replica
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
-from pg2edge.pipeline.schema_apply import align_mappings
+from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.schema_sql import RecordingFollower, SchemaRecorder
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
@@ -255,7 +255,7 @@ class LibsqlSink:
     def _restore_mappings(self, saved: dict[tuple[str, str], TableMapping]) -> None:
         """Back to the names and shapes the target's (unchanged) baselines record."""
         self.mappings = saved
-        schema_apply.use_baselines(self.conn, self.mappings)
+        schema_model.use_baselines(self.conn, self.mappings)
 
     def _resolve_conflict(self, txns: Sequence[Transaction], result: ApplyResult) -> bool:
         """The guard failed: True when the batch is in fact applied (an answer was lost), else reload and retry."""

@@ -26,7 +26,7 @@ import apsw
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, resync, schema_apply, state, targetfile
+from pg2edge.pipeline import drift, resync, schema_apply, schema_fallback, schema_model, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import (
     ChangeEvent,
@@ -132,7 +132,7 @@ class Applier:
             self._targets.clear()  # an ALTER TABLE may have been rolled back
             if any(t.schema_changes for t in todo):  # back to the shapes the rolled-back state records
                 self.mappings = saved
-                schema_apply.use_baselines(self.conn, self.mappings)
+                schema_model.use_baselines(self.conn, self.mappings)
                 self._resyncing = resync.pending(self.conn)
             raise
         result.applied = len(todo)
@@ -189,7 +189,7 @@ class Applier:
         names |= {f"{d.get('schema')}.{d.get('name')}" for d in change.dropped}
         for name in names & set(self._resyncing):
             resync.buffer_schema_change(self.conn, name, txn.commit_lsn, change)
-        schema_apply.adopt_baselines(self.conn, change)
+        schema_model.adopt_baselines(self.conn, change)
         found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables,
                                     can_recopy=self.can_recopy)
         if self.after_schema_change is not None:
@@ -205,7 +205,7 @@ class Applier:
         for name in set(self._resyncing) - set(now):
             schema, _, table = name.partition(".")
             mapping = self.mappings.get((schema, table))
-            model = schema_apply.baseline_model(self.conn, name)
+            model = schema_model.baseline_model(self.conn, name)
             if mapping is not None and mapping.reshape is not None and model is not None:
                 mapping.reshape(model)
             elif mapping is None and model is not None and self.mapping_for is not None:  # a table created
@@ -219,7 +219,7 @@ class Applier:
         name = f"{rel.schema}.{rel.name}"
         if (rel.schema, rel.name) not in self.mappings:
             if self.describe_source is not None and self._renamed(rel):  # fallback mode: RENAME TO, by oid
-                result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+                result.findings.extend(schema_fallback.follow_relation(self, rel, self.describe_source,
                                                                     commit_lsn=txn.commit_lsn, tables=tables))
                 return
             # PostgreSQL also describes a partition whose rows it publishes through the root
@@ -232,7 +232,7 @@ class Applier:
         mapping = self._mapping(rel.schema, rel.name)
         plan = drift.plan(rel, ts, mapping, self._target(mapping.target).columns, commit_lsn=txn.commit_lsn)
         if self.describe_source is not None and plan.changed:
-            result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+            result.findings.extend(schema_fallback.follow_relation(self, rel, self.describe_source,
                                                                 commit_lsn=txn.commit_lsn, tables=tables))
             return
         plan.log()
@@ -248,7 +248,7 @@ class Applier:
     def _renamed(self, rel: Relation) -> bool:
         """A Relation message names a table this replica holds under another name (its oid, the message's
         relid, is a mapped table's baseline): a RENAME TO, seen at its position."""
-        for qualified, record in schema_apply.read_baselines(self.conn).items():
+        for qualified, record in schema_model.read_baselines(self.conn).items():
             schema, _, table = qualified.partition(".")
             if int(record.get("oid", -1)) == rel.relid and (schema, table) in self.mappings:
                 return True
