@@ -18,6 +18,7 @@ every transaction; controls and heartbeats go to every partition).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import apsw
@@ -108,6 +109,9 @@ class KafkaSink:
         pending: list[Transaction] = []
         for txn in batch:
             rels = txn.relations
+            if self.parting is not None and txn.schema_changes:  # tenant partitions: not carried yet (the
+                txn = replace(txn, schema_changes=())  # changes' places refer to the whole transaction); the
+                # Relation messages send schema records, as before DDL capture
             if txn.schema_changes and self.schema is not None:  # source DDL travels in its transaction
                 covered = schema_apply.described_by_changes(txn)  # (the replica follows it at its position)
                 rels = tuple(r for r in rels if (r.schema, r.name) not in covered)
