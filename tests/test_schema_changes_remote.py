@@ -148,3 +148,32 @@ def test_ddl_the_remote_refuses_pauses_that_table_by_name(pg_dsn: str, sqld: Sql
         assert "UNIQUE" not in db.execute("SELECT sql FROM sqlite_schema WHERE name = 'a'").fetchone()[0]
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("target", ["d1"], indirect=True)
+def test_ddl_d1_refuses_pauses_that_table_by_name(pg_dsn: str, target: Target) -> None:
+    """The same as above through D1's batch (its statements are re-numbered when rows are merged)."""
+    from pg2edge.pipeline.d1.client import D1Client
+
+    run_sql(pg_dsn, "CREATE TABLE a (id int PRIMARY KEY, x int)", "CREATE TABLE b (id int PRIMARY KEY, y text)",
+            "INSERT INTO a VALUES (1, 1), (2, 2)", "INSERT INTO b VALUES (1, 'one')")
+    target.sync(pg_dsn)
+    client = D1Client(parse_target(target.url))
+    try:
+        client.batch([("INSERT INTO a VALUES (3, 1)", [])])  # D1 drifted: a row the source lacks
+    finally:
+        client.close()
+    run_sql(pg_dsn, "INSERT INTO b SELECT g, 'v' || g FROM generate_series(2, 40) g",
+            "BEGIN; INSERT INTO b VALUES (41, 'same txn'); ALTER TABLE a ADD CONSTRAINT a_x_key UNIQUE (x); "
+            "INSERT INTO a VALUES (4, 4); COMMIT", "INSERT INTO b VALUES (42, 'after')")
+    report = target.sync(pg_dsn)
+    assert any("ddl-not-followed" in f and "public.a" in f and "refused" in f for f in report.findings), \
+        report.findings
+    db = target.reader()
+    try:
+        tables = state.read_tables(db)
+        assert tables["public.a"].paused and not tables["public.b"].paused
+        assert db.execute("SELECT count(*) FROM a WHERE id = 4").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM b").fetchone()[0] == 42
+    finally:
+        db.close()
