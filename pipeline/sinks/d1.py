@@ -225,9 +225,7 @@ class D1Sink:
                                 "it has", self.label, last)
                     kept = [t for t in txns if t.commit_lsn > last]
                     result.skipped += len(txns) - len(kept)
-                    if not kept:
-                        if saved is not None:
-                            self._restore_mappings(saved)
+                    if not kept:  # all of it is in D1: the mappings as this plan left them are D1's
                         self._targets.clear()
                         return consumed
                     txns = kept

@@ -207,6 +207,7 @@ class LibsqlSink:
                                      f"({len(planned.events)} changes) do not fit one request: {exc}") from None
             except RemoteSQLError as exc:
                 self._targets = targets
+                planned_mappings = self.mappings
                 if ddl:
                     self._restore_mappings(saved)
                 step = exc.step
@@ -216,6 +217,9 @@ class LibsqlSink:
                     continue
                 if step == 0:  # the guard: the stored position moved since we read it
                     if self._resolve_conflict(txns, result):
+                        self.mappings = planned_mappings  # the batch is there: its schema changes too
+                        if ddl:
+                            schema_model.use_baselines(self.conn, self.mappings)
                         return
                     continue
                 if any(w in str(exc).lower() for w in _TRANSIENT_WORDS):
