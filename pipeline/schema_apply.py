@@ -1,4 +1,10 @@
-"""Follow one source schema change on a SQLite replica, at its position, through the schema translator.
+"""Follow one source schema change on a replica, at its position, through the schema translator.
+
+Every sink runs :func:`follow`: the SQLite file sink on its batch transaction;
+the libSQL and D1 sinks on an in-memory shadow of their schema whose writes go
+into their batch (:mod:`pg2edge.pipeline.schema_sql`). What a change describes
+and the replica's baselines: :mod:`pg2edge.pipeline.schema_model`; fallback
+mode (Relation messages, catalog checks): :mod:`pg2edge.pipeline.schema_fallback`.
 
 A :class:`~pg2edge.pipeline.events.SchemaChange` describes each affected table
 *after* the change (the translator's own catalog rows). The replica table is
