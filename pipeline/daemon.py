@@ -31,7 +31,7 @@ from pg2edge.pipeline.mappings import build_mappings, mapping_for
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.remote import RemoteTarget, is_remote, parse_target
 from pg2edge.pipeline.resync import AutoResync
-from pg2edge.pipeline.schema_apply import align_mappings
+from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.libsql import run_remote_sync
 from pg2edge.pipeline.sinks.retry import RetryPolicy

@@ -229,7 +229,7 @@ def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, 
     from psycopg import sql
 
     from pg2edge.pipeline.ddl_capture import describe_tables
-    from pg2edge.pipeline.schema_apply import describe
+    from pg2edge.pipeline.schema_model import describe
     from pg2edge.pipeline.sources.copier import snapshot_connection
     from pg2edge.translators.codec import row_codec
     from pg2edge.translators.ddl import plan_table
@@ -296,7 +296,8 @@ def _copy(dsn: str, db: apsw.Connection, snapshot: str, chosen: list[tuple[str, 
 def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: dict[tuple[str, str], Any],
           options: TranslateConfig, report: ResyncReport, say: Callable[[str], None]) -> None:
     from pg2edge.pipeline.mappings import TableEncoder
-    from pg2edge.pipeline.schema_apply import baseline_record, relation_columns, write_baseline
+    from pg2edge.pipeline.schema_apply import relation_columns
+    from pg2edge.pipeline.schema_model import baseline_record, write_baseline
     from pg2edge.pipeline.sinks.sqlite import Applier
     from pg2edge.pipeline.sinks.statements import TableMapping
     from pg2edge.translators.ddl import plan_table
@@ -413,7 +414,7 @@ class AutoResync:
         self._proc.start()
 
     def _check_unseen(self) -> None:
-        from pg2edge.pipeline.schema_apply import unseen_changes
+        from pg2edge.pipeline.schema_fallback import unseen_changes
 
         try:
             found = unseen_changes(self.dsn, self.db, self.watch, self.options or TranslateConfig())

@@ -1,4 +1,10 @@
-"""Follow one source schema change on a SQLite replica, at its position, through the schema translator.
+"""Follow one source schema change on a replica, at its position, through the schema translator.
+
+Every sink runs :func:`follow`: the SQLite file sink on its batch transaction;
+the libSQL and D1 sinks on an in-memory shadow of their schema whose writes go
+into their batch (:mod:`pg2edge.pipeline.schema_sql`). What a change describes
+and the replica's baselines: :mod:`pg2edge.pipeline.schema_model`; fallback
+mode (Relation messages, catalog checks): :mod:`pg2edge.pipeline.schema_fallback`.
 
 A :class:`~pg2edge.pipeline.events.SchemaChange` describes each affected table
 *after* the change (the translator's own catalog rows). The replica table is
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,11 +46,18 @@ import apsw
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
-from pg2edge.pipeline.events import SchemaChange
+from pg2edge.pipeline.events import ChangeEvent, SchemaChange
+from pg2edge.pipeline.schema_model import (
+    BASELINE_SCOPE,
+    Described,
+    baseline_record,
+    describe,
+    read_baselines,
+    write_baseline,
+)
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import plan_table
 from pg2edge.translators.findings import Finding, Level
-from pg2edge.translators.introspect import schema_from_rows
 from pg2edge.translators.naming import sqlite_index_name, sqlite_table_name
 from pg2edge.translators.quoting import quote_ident
 from pg2edge.translators.schema import Column, Table
@@ -55,23 +68,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_EVENT = "relation"  # a SchemaChange synthesized from a Relation message and a catalog read
-BASELINE_SCOPE = "schema_baseline"  # per source table: {"oid", "attnums": {num: [name, type_oid, typmod]}}
 REBUILD_PREFIX = "_pg2edge_new_"
 
 _INTS = {20, 21, 23}
 _TEXTS = {25, 1043}  # text, varchar
 _NUMERIC = 1700
-
-
-@dataclass(frozen=True, slots=True)
-class Described:
-    """One table as a schema change describes it."""
-
-    oid: int
-    table: Table
-    attrs: dict[int, tuple[str, bool, str | None]]  # attnum -> (name, has a missing value, its text)
-    relfilenode: int
-    catalog: Mapping[str, Any] = field(default_factory=dict)  # the catalog rows of this table alone
 
 
 @dataclass
@@ -85,130 +86,6 @@ class Followed:
     findings: list[Finding] = field(default_factory=list)
     resync: list[str] = field(default_factory=list)  # why the table must be re-copied
     pause: str | None = None
-
-
-def describe(change: SchemaChange) -> dict[int, Described]:
-    """The tables a change describes, by oid, as schema-model tables."""
-    cat = _typed(change.catalog)
-    if not cat or "tables" not in cat:
-        return {}
-    schema = schema_from_rows(cat.get("types", []), cat.get("tables", []), cat.get("columns", []),
-                              cat.get("constraints", []), cat.get("indexes", []),
-                              schemas=sorted({r[1] for r in cat.get("tables", [])}) or ["public"])
-    by_name = {t.qualified: t for t in schema.tables}
-    attrs: dict[int, dict[int, tuple[str, bool, str | None]]] = {}
-    for rel, num, name, has_missing, missing in cat.get("attrs", []):
-        attrs.setdefault(int(rel), {})[int(num)] = (str(name), bool(has_missing), missing)
-    out = {}
-    for oid, nsp, name, filenode, kind in cat.get("rels", []):
-        table = by_name.get(f"{nsp}.{name}")
-        if table is None or kind not in ("r", "p"):
-            continue
-        own = {k: [r for r in v if int(r[0]) == int(oid)] if k != "types" else v for k, v in cat.items()
-               if isinstance(v, list)}
-        out[int(oid)] = Described(int(oid), table, attrs.get(int(oid), {}), int(filenode or 0), own)
-    return out
-
-
-_OID_FIELDS = {"types": (0, 4, 5), "tables": (0,), "columns": (0, 3), "constraints": (0,), "indexes": (0,),
-               "attrs": (0,), "rels": (0, 3)}
-
-
-def _typed(catalog: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON carries oids as text: make them ints again, as psycopg gives them to introspect()."""
-    out: dict[str, Any] = dict(catalog)
-    for name, fields in _OID_FIELDS.items():
-        rows = []
-        for row in catalog.get(name) or ():
-            row = list(row)
-            for i in fields:
-                if row[i] is not None:
-                    row[i] = int(row[i])
-            rows.append(row)
-        out[name] = rows
-    return out
-
-
-# -- the baseline (attribute numbers) --------------------------------------------------------------------
-def baseline_record(d: Described) -> dict[str, Any]:
-    """What the replica keeps of a source table's shape: oid, attribute numbers, the catalog rows."""
-    cols = {c.name: c for c in d.table.columns}
-    return {"oid": d.oid, "attnums": {str(n): [a[0], cols[a[0]].type_oid, cols[a[0]].typmod]
-                                      for n, a in d.attrs.items() if a[0] in cols}, "catalog": dict(d.catalog)}
-
-
-def baseline_model(conn: apsw.Connection, qualified: str) -> Table | None:
-    """The source table's shape as last followed (from its baseline), or None."""
-    record = state.read_record(conn, BASELINE_SCOPE, qualified)
-    if not record or not record.get("catalog"):
-        return None
-    for d in describe(SchemaChange(lsn=0, tag="baseline", statement="", catalog=record["catalog"])).values():
-        return d.table
-    return None
-
-
-def write_baseline(conn: apsw.Connection, qualified: str, record: Mapping[str, Any]) -> None:
-    state.write_record(conn, BASELINE_SCOPE, qualified, dict(record))
-
-
-def read_baselines(conn: apsw.Connection) -> dict[str, dict[str, Any]]:
-    return state.read_scope(conn, BASELINE_SCOPE)
-
-
-def record_baselines(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]]) -> None:
-    """Record the attribute numbers of ``tables`` not yet recorded (read from the source now)."""
-    from pg2edge import dsn as dsnlib
-    from pg2edge.pipeline.ddl_capture import describe_tables
-
-    known = read_baselines(conn)
-    todo = [f"{s}.{t}" for s, t in tables if f"{s}.{t}" not in known]
-    if not todo:
-        return
-    with dsnlib.control(dsn) as pg:
-        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
-                                               (todo,)).fetchall()]
-        cat = describe_tables(pg, oids)
-    change = SchemaChange(lsn=0, tag="baseline", statement="", catalog=cat)
-    with conn:
-        for d in describe(change).values():
-            write_baseline(conn, d.table.qualified, baseline_record(d))
-
-
-def align_mappings(dsn: str, conn: apsw.Connection,
-                   mappings: dict[tuple[str, str], TableMapping]) -> dict[tuple[str, str], TableMapping]:
-    """At the start of a run: the mappings under the names and shapes at the replica's position.
-
-    The publication lists the source's current names; a table renamed on the source while the sync was
-    down is still under its old name on the replica (the RENAME reaches it later, in the stream). Tables
-    are matched by oid through the baselines; the baselines of tables met for the first time are recorded."""
-    from pg2edge import dsn as dsnlib
-
-    with dsnlib.control(dsn) as pg:
-        oid_of = {(str(r[1]), str(r[2])): int(r[0]) for r in pg.execute(
-            "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname || '.' || c.relname = ANY(%s)", ([f"{s}.{t}" for s, t in mappings],)).fetchall()}
-    known = {int(rec.get("oid", -1)): qualified for qualified, rec in read_baselines(conn).items()}
-    out: dict[tuple[str, str], TableMapping] = {}
-    for key, mapping in mappings.items():
-        was = known.get(oid_of.get(key, -2))
-        if was is not None and was != f"{key[0]}.{key[1]}":
-            schema, _, name = was.partition(".")
-            out[(schema, name)] = replace(mapping, target=sqlite_table_name(schema, name))
-        else:
-            out[key] = mapping
-    record_baselines(dsn, conn, [k for k in out if oid_of.get(k, -2) not in known])
-    use_baselines(conn, out)
-    return out
-
-
-def use_baselines(conn: apsw.Connection, mappings: Mapping[tuple[str, str], TableMapping]) -> None:
-    """Give each mapping the source shape its baseline records (the shape at the replica's position: after a
-    restart the source may already be several schema changes further)."""
-    for (schema, name), mapping in mappings.items():
-        model = baseline_model(conn, f"{schema}.{name}")
-        if model is not None and mapping.reshape is not None:
-            mapping.reshape(model)
 
 
 # -- type compatibility under the codec -------------------------------------------------------------------
@@ -414,11 +291,13 @@ class Follower(Protocol):
 
 
 def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
-           tables: dict[str, state.TableState]) -> list[Finding]:
+           tables: dict[str, state.TableState], can_recopy: bool = True) -> list[Finding]:
     """Apply ``change`` to the replica inside the applier's open transaction; returns the findings.
 
     Each affected table is followed inside a SAVEPOINT: when SQLite refuses, or the change cannot be
-    followed exactly, that table is paused with a named finding and the stream goes on."""
+    followed exactly, that table is paused with a named finding and the stream goes on. ``can_recopy``
+    False (a remote target: libSQL, D1, which pipeline.resync cannot copy into): a change that needs its
+    table re-copied is followed in structure and the table paused by name instead."""
     from pg2edge.pipeline import resync
 
     conn = applier.conn
@@ -451,7 +330,7 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         key = mapping_key(applier.mappings, baselines, d)
         if key is None:
             if change.tag == "CREATE TABLE":
-                findings.append(_created(conn, d, what, commit_lsn))
+                findings.append(_created(conn, d, what, commit_lsn, can_recopy=can_recopy))
             continue
         qualified = f"{key[0]}.{key[1]}"
         ts = tables.get(qualified) or state.TableState(table=qualified)
@@ -490,12 +369,62 @@ def follow(applier: Follower, change: SchemaChange, *, commit_lsn: int,
         tables[new_q] = ts
         write_baseline(conn, new_q, baseline_record(d))
         _record_types(conn, done.table, applier.options)
-        if done.resync:
+        if done.resync and not can_recopy:
+            reason = (f"{what}: {'; '.join(done.resync)}: the values must be re-copied, which this replica cannot "
+                      "do while streaming (a remote target, or a Kafka replica without source access); table "
+                      "paused (rebuild the replica)")
+            findings.append(Finding(Level.ERROR, "ddl-needs-recopy", new_q, reason))
+            _pause(conn, tables, new_key, reason, commit_lsn)
+        elif done.resync:
             reason = "; ".join(done.resync)
             findings.append(Finding(Level.WARN, "table-recopy", new_q,
                                     f"{what}: {reason}: re-copying from a fresh snapshot (pg2edge resync)"))
             resync.request(conn, new_q, since_lsn=commit_lsn, reason=reason)
     return findings
+
+
+def refuse(applier: Follower, change: SchemaChange, reason: str, *, commit_lsn: int,
+           tables: dict[str, state.TableState]) -> list[Finding]:
+    """The target refused ``change`` (a remote batch failed at one of its statements): pause each mapped
+    table it is about, named, inside the applier's transaction; nothing of it is applied."""
+    keys: set[tuple[str, str]] = set()
+    baselines = read_baselines(applier.conn)
+    for d in describe(change).values():
+        key = mapping_key(applier.mappings, baselines, d)
+        if key is not None:
+            keys.add(key)
+    for dropped in change.dropped:
+        if dropped.get("type") == "table" and (str(dropped.get("schema")), str(dropped.get("name"))) in applier.mappings:
+            keys.add((str(dropped.get("schema")), str(dropped.get("name"))))
+    for command in change.commands:
+        key = _key_of(str(command.get("identity")), applier.mappings)
+        if key is not None:
+            keys.add(key)
+    what = f"{change.tag} ({_short(change.statement)})"
+    findings = []
+    for key in sorted(keys):
+        text = f"{what} not followed: the target refused it: {reason}; re-copy the table or rebuild the replica"
+        findings.append(Finding(Level.ERROR, "ddl-not-followed", f"{key[0]}.{key[1]}", text))
+        _pause(applier.conn, tables, key, text, commit_lsn)
+    return findings
+
+
+def interleave(txn: Any) -> Iterator[tuple[ChangeEvent | None, SchemaChange | None]]:
+    """A transaction's row events and schema changes in source order: ``(event, None)`` or ``(None, change)``
+    (a change's ``index`` is the number of row events before it)."""
+    changes = list(txn.schema_changes)
+    for i, ev in enumerate(txn.events):
+        while changes and changes[0].index <= i:
+            yield None, changes.pop(0)
+        yield ev, None
+    for change in changes:
+        yield None, change
+
+
+def described_by_changes(txn: Any) -> set[tuple[str, str]]:
+    """Tables a schema change of ``txn`` describes: their Relation messages need no drift handling (the
+    change follows them at its position)."""
+    return {(str(r[1]), str(r[2])) for c in txn.schema_changes for r in c.catalog.get("rels", ())}
 
 
 def _record_types(conn: apsw.Connection, table: Table, options: TranslateConfig) -> None:
@@ -532,65 +461,6 @@ def _pause(conn: apsw.Connection, tables: dict[str, state.TableState], key: tupl
     tables[qualified] = ts
 
 
-def follow_relation(applier: Follower, rel: Any, read: Any, *, commit_lsn: int,
-                    tables: dict[str, state.TableState]) -> list[Finding]:
-    """Fallback mode: a Relation message shows a changed table; read its catalog now and follow that, when
-    the catalog still has the columns the Relation message names (else the source moved on: named, paused)."""
-    qualified = f"{rel.schema}.{rel.name}"
-    try:
-        catalog = read((rel.schema, rel.name))
-    except Exception as exc:  # the source unreachable: named, paused; the operator resyncs
-        catalog = {"error": f"{type(exc).__name__}: {exc}"}
-    change = SchemaChange(lsn=commit_lsn, tag="Relation message (fallback mode)", statement="",
-                          event=FALLBACK_EVENT, catalog=catalog, error=catalog.get("error"),
-                          commands=({"identity": qualified},))
-    now = next((d for d in describe(change).values() if d.table.qualified == qualified), None)
-    if now is not None:
-        sent = [(c.name, c.type_oid) for c in rel.columns]
-        has = [(c.name, c.type_oid) for c in now.table.columns if c.generated is None]
-        if sent != has:
-            reason = (f"fallback mode: the source changed {qualified} again since this position "
-                      f"(stream {sent}, catalog now {has}); not followed: pg2edge resync --tables {qualified}")
-            _pause(applier.conn, tables, (rel.schema, rel.name), reason, commit_lsn)
-            return [Finding(Level.ERROR, "ddl-not-followed", qualified, reason)]
-    return follow(applier, change, commit_lsn=commit_lsn, tables=tables)
-
-
-def unseen_changes(dsn: str, conn: apsw.Connection, tables: Sequence[tuple[str, str]],
-                   options: TranslateConfig) -> list[Finding]:
-    """Fallback mode: each replica table whose translated source schema differs from the replica now (an
-    index, a default, a constraint: changes no Relation message carries), named."""
-    from pg2edge import dsn as dsnlib
-    from pg2edge.pipeline.ddl_capture import describe_tables
-
-    with dsnlib.control(dsn) as pg:
-        oids = [int(r[0]) for r in pg.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                               "c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
-                                               ([f"{s}.{t}" for s, t in tables],)).fetchall()]
-        cat = describe_tables(pg, oids)
-    translated = {f"{s}.{t}" for s, t in tables}
-    out = []
-    described = describe(SchemaChange(lsn=0, tag="check", statement="", catalog=cat)).values()
-    for gone in sorted(translated - {d.table.qualified for d in described}):
-        out.append(Finding(Level.ERROR, "table-gone-unseen", gone,
-                           "no longer on the source under this name (dropped or renamed): fallback mode cannot "
-                           "follow it; its changes under a new name are parked in the retry queue"))
-    for d in described:
-        create, index_sql, _ = plan_table(d.table, options=options, translated=translated)
-        target = sqlite_table_name(d.table.schema, d.table.name)
-        what = []
-        if _table_sql(conn, target) != create:
-            what.append("columns, defaults or constraints")
-        if set(_indexes(conn, target).values()) != set(index_sql):
-            what.append("indexes")
-        if what:
-            out.append(Finding(Level.WARN, "schema-change-unseen", d.table.qualified,
-                               f"the source's {' and '.join(what)} differ from the replica's; fallback mode (no "
-                               "event triggers) follows them at the table's next Relation message, or run "
-                               f"pg2edge resync --tables {d.table.qualified}"))
-    return out
-
-
 def selected(conn: apsw.Connection, table: Table) -> bool:
     """Whether the replica's table selection (``--tables`` globs at the snapshot) matches ``table``."""
     import fnmatch
@@ -606,7 +476,7 @@ def selected(conn: apsw.Connection, table: Table) -> bool:
     return any(fnmatch.fnmatchcase(table.qualified if "." in p else table.name, p) for p in patterns)
 
 
-def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) -> Finding:
+def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int, *, can_recopy: bool = True) -> Finding:
     """CREATE TABLE: follow it (add to the publication and copy, by the re-copier) when the selection
     matches and the table has a usable replica identity; else name it."""
     from pg2edge.pipeline import resync
@@ -618,6 +488,10 @@ def _created(conn: apsw.Connection, d: Described, what: str, commit_lsn: int) ->
         return Finding(Level.WARN, "table-created", qualified,
                        f"{what}: matches the table selection but has no primary key (and not REPLICA IDENTITY "
                        "FULL): not replicated")
+    if not can_recopy:
+        return Finding(Level.WARN, "table-created", qualified,
+                       f"{what}: matches the table selection, but pg2edge cannot copy a new table into a remote "
+                       "target while streaming: not replicated (rebuild the replica to include it)")
     resync.request(conn, qualified, since_lsn=commit_lsn, reason="created on the source", add=True)
     return Finding(Level.INFO, "table-created", qualified,
                    f"{what}: matches the table selection: added to the publication and copied")

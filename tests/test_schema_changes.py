@@ -330,10 +330,21 @@ def test_non_superuser_source_runs_in_fallback_mode_and_names_what_it_cannot_see
         # an index reaches no Relation message: named
         assert any("schema-change-unseen" in m and "public.film" in m and "indexes" in m for m in said), said
         assert not any(ts.paused for ts in state.read_tables(db).values())
-        run_sql(app, "ALTER TABLE film RENAME TO films")
+        # RENAME TO: the Relation message of the table's next change carries its oid: followed there
+        run_sql(app, "ALTER TABLE film RENAME TO films", "INSERT INTO films VALUES (2, 'g')")
         said.clear()
+        findings = catch_up(app, target)
+        assert any("table-renamed" in f and "public.films" in f for f in findings), findings
+        assert sqlite_rows(db, "films", ["id", "title"]) == [(1, "f"), (2, "g")]
+        assert one(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'film'") == 0
+        assert db.execute("SELECT count(*) FROM _pg2edge_queue").fetchone() == (0,)
+        # DROP TABLE reaches no Relation message: named (its oid is gone) and the table paused
+        run_sql(app, "DROP TABLE category", "INSERT INTO actor (id, name) VALUES (202, 'after drop')")
         run_sync(dsn=app, target=target, until_caught_up=True, heartbeat_interval=0.2, say=said.append)
-        assert any("table-gone-unseen" in m and "public.film" in m for m in said), said
+        assert any("table-dropped-unseen" in m and "public.category" in m for m in said), said
+        tables = state.read_tables(db)
+        assert tables["public.category"].paused and not tables["public.actor"].paused
+        assert one(db, "SELECT count(*) FROM actor WHERE id = 202") == 1
         db.close()
     finally:
         from pg2edge.pipeline.teardown import teardown_replica

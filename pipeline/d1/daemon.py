@@ -38,6 +38,7 @@ from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import resolve_tables
 from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
+from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
 from pg2edge.pipeline.sinks.libsql import staging_path
@@ -155,7 +156,10 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         shapes = apsw.Connection(":memory:")  # the translated tables, to build the codec mappings with
         mappings = build_mappings(dsn, shapes, names.publication, options)
         shapes.close()
-        sink = D1Sink(client, mappings, policy=policy, limits=limits)
+        # names and shapes at the replica's position; the baselines' attribute numbers tell a RENAME from a
+        # DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
+        mappings = align_mappings(dsn, for_state(conn), mappings)
+        sink = D1Sink(client, mappings, policy=policy, limits=limits, options=options)
         return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                            heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                            retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,

@@ -31,6 +31,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import preflight, state
+from pg2edge.pipeline.ddl_capture import install_capture
 from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
@@ -40,6 +41,7 @@ from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import setup_publication, slot_change
+from pg2edge.pipeline.schema_model import record_baselines
 from pg2edge.pipeline.sinks.kafka import KafkaSink
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.cdc import stream_slot
@@ -165,6 +167,10 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
             with db:
                 state.write_source(db, ident)
                 state.write_stream(db, names)
+            # before the slot exists: no DDL after its consistent point goes unseen (schema changes travel
+            # in the topic, inside their transactions)
+            install_capture(dsn, slot=names.slot, replica=db, say=say)
+            record_baselines(dsn, db, published_tables(dsn, names.publication))
         parting = _partitioning(db, dsn, names.publication, column=tenant_column, partitions=partitions)
         ensure_topic(bootstrap, topic, partitions=parting.partitions if parting else 1)
         if producer is None:

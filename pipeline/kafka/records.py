@@ -7,7 +7,10 @@ Two envelopes (``pg2edge publish --envelope``), both read by every replica:
   ``MAX_EVENTS`` changes or ``MAX_BYTES`` of JSON spans several records, as numbered fragments); the producer
   compresses the record batches. Header ``pg2edge.kind``: ``txns`` (value
   ``{"v": 1, "txns": [[xid, commit_lsn, end_lsn, commit_ts_ms, first_index, count,
-  relations | null, [event, ...]], ...]}``) or ``rows`` (snapshot rows: ``{"v": 1,
+  relations | null, [event, ...], schema_changes | null], ...]}``; ``schema_changes``, on a
+  transaction's first fragment only, are its source DDL statements as
+  ``SchemaChange.to_dict()``, each placed by its ``index`` among the events; absent in topics written
+  before schema changes travelled) or ``rows`` (snapshot rows: ``{"v": 1,
   "rows": [event, ...]}``); an event is the list ``[op, lsn, commit_lsn, txId,
   ts_ms, schema, table, snapshot, before, after, key]`` of the envelope below.
 * ``row`` (Debezium-style, for other consumers): every record's value is one
@@ -16,7 +19,9 @@ Two envelopes (``pg2edge publish --envelope``), both read by every replica:
   ``pg2edge.txn`` on changes: ``commit_lsn:end_lsn:xid:commit_ts_ms:index:count``
   (a consumer applies a transaction only once all ``count`` events are there);
   ``pg2edge.relations`` on a transaction's first event when PostgreSQL sent table
-  descriptions (schema drift detection on the replica).
+  descriptions (schema drift detection on the replica), and ``pg2edge.ddl`` (a JSON list of
+  ``SchemaChange.to_dict()``) when the transaction holds source DDL. A transaction with DDL but no row
+  change travels as one ``txns`` record (the batch envelope) even here.
 
 Control records (``pg2edge.kind: control``, both envelopes; the key is the type):
 ``snapshot-schema`` / ``schema`` (:mod:`pipeline.kafka.schema`: the tables,
@@ -42,6 +47,7 @@ from pg2edge.pipeline.events import (
     UNCHANGED_TOAST,
     ChangeEvent,
     Op,
+    SchemaChange,
     SourceInfo,
     Transaction,
     _row_from_json,
@@ -50,7 +56,7 @@ from pg2edge.pipeline.events import (
 from pg2edge.pipeline.kafka.client import Headers, Record
 from pg2edge.pipeline.sources.pgoutput import Column, Relation, ReplicaIdentity
 
-KIND, TXN, RELATIONS = "pg2edge.kind", "pg2edge.txn", "pg2edge.relations"
+KIND, TXN, RELATIONS, DDL = "pg2edge.kind", "pg2edge.txn", "pg2edge.relations", "pg2edge.ddl"
 CHANGE, SNAPSHOT, CONTROL, TXNS, ROWS = b"change", b"snapshot", b"control", b"txns", b"rows"
 VERSION = 1  # of the batch envelope and of control records
 ENVELOPES = ("batch", "row")
@@ -79,16 +85,32 @@ def _relation_from(data: dict[str, Any]) -> Relation:
 
 
 # -- the row envelope ------------------------------------------------------------------------
-def transaction_records(txn: Transaction) -> Iterator[tuple[bytes, bytes, Headers]]:
+def transaction_records(txn: Transaction) -> Iterator[tuple[bytes | None, bytes, Headers]]:
     """(key, value, headers) of each event of ``txn``, in order (the row envelope)."""
     n = len(txn.events)
+    if n == 0 and txn.schema_changes:  # DDL without row changes: one batch-envelope record keeps it in order
+        yield from batch_records([txn])
+        return
     for i, ev in enumerate(txn.events):
         headers: list[tuple[str, bytes]] = [
             (KIND, CHANGE),
             (TXN, f"{txn.commit_lsn}:{txn.end_lsn}:{txn.xid}:{txn.commit_ts}:{i}:{n}".encode())]
         if i == 0 and txn.relations:
             headers.append((RELATIONS, json.dumps([_relation_json(r) for r in txn.relations]).encode()))
+        if i == 0 and txn.schema_changes:
+            headers.append((DDL, _changes_text(txn).encode()))
         yield key_bytes(ev), ev.to_json().encode(), headers
+
+
+def _changes_text(txn: Transaction) -> str:
+    """A transaction's schema changes as JSON (``null`` when it has none)."""
+    if not txn.schema_changes:
+        return "null"
+    return json.dumps([c.to_dict() for c in txn.schema_changes], separators=(",", ":"), ensure_ascii=False)
+
+
+def _changes_from(data: Any) -> tuple[SchemaChange, ...]:
+    return tuple(SchemaChange.from_dict(c) for c in data) if data else ()
 
 
 def snapshot_record(event: ChangeEvent) -> tuple[bytes, bytes, Headers]:
@@ -187,19 +209,21 @@ def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS,
         texts = [_text(_event_list(e)) for e in txn.events]
         n = len(texts)
         rels = _text([_relation_json(r) for r in txn.relations]) if txn.relations else "null"
+        ddl = _changes_text(txn)
         if not pack.fits(n, sum(map(len, texts)) + n):
             yield from pack.emit()  # a transaction is cut only when it alone is larger than a record
         start = 0
         while True:
             end = pack.take(texts, start) if n else 0
             if n == 0:  # no row change (a transaction PostgreSQL sent only descriptions for): kept, in order
-                pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},0,0,{rels},[]]")
+                pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},0,0,{rels},[],{ddl}]")
                 break
             if end == start:  # nothing fits in what is left of this record
                 yield from pack.emit()
                 continue
             pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},{start},{n},"
-                              f"{rels if start == 0 else 'null'},[{','.join(texts[start:end])}]]")
+                              f"{rels if start == 0 else 'null'},[{','.join(texts[start:end])}],"
+                              f"{ddl if start == 0 else 'null'}]")
             start = end
             if start >= n:
                 break
@@ -271,12 +295,13 @@ class Regrouper:
     _events: list[ChangeEvent] = field(default_factory=list)
     _meta: tuple[int, int, int, int, int] | None = None  # commit, end, xid, ts, count
     _relations: tuple[Relation, ...] = ()
+    _changes: tuple[SchemaChange, ...] = ()
     dropped_fragments: int = 0
 
     def _reset(self) -> None:
         if self._events:
             self.dropped_fragments += 1
-        self._events, self._meta, self._relations = [], None, ()
+        self._events, self._meta, self._relations, self._changes = [], None, (), ()
 
     def feed(self, record: Record) -> list[Item]:
         """The items ``record`` completes (none while a transaction is still incomplete)."""
@@ -313,16 +338,20 @@ class Regrouper:
         commit, end, xid, ts, index, count = (int(x) if x != "None" else 0
                                               for x in record.headers[TXN].decode().split(":"))
         rel = record.headers.get(RELATIONS)
+        ddl = record.headers.get(DDL)
         done = self._fragment(commit, end, xid, ts, index, count,
-                              tuple(_relation_from(r) for r in json.loads(rel)) if rel else (), [event])
+                              tuple(_relation_from(r) for r in json.loads(rel)) if rel else (), [event],
+                              _changes_from(json.loads(ddl)) if ddl else ())
         return [TxnItem(done, record.offset)] if done is not None else []
 
     def _fragment(self, commit: int, end: int, xid: int, ts: int, index: int, count: int,
-                  relations: tuple[Relation, ...], events: list[ChangeEvent]) -> Transaction | None:
+                  relations: tuple[Relation, ...], events: list[ChangeEvent],
+                  changes: tuple[SchemaChange, ...] = ()) -> Transaction | None:
         if index == 0:
             self._reset()
             self._meta = (commit, end, xid, ts, count)
             self._relations = relations
+            self._changes = changes
         elif self._meta is None or self._meta[0] != commit or index != len(self._events):
             self._reset()
             return None
@@ -331,17 +360,17 @@ class Regrouper:
             return None
         c, e, x, t, _ = self._meta
         txn = Transaction(xid=x, commit_lsn=c, end_lsn=e, commit_ts=t, events=tuple(self._events),
-                          relations=self._relations)
-        self._events, self._meta, self._relations = [], None, ()
+                          relations=self._relations, schema_changes=self._changes)
+        self._events, self._meta, self._relations, self._changes = [], None, (), ()
         return txn
 
     def _txns(self, record: Record) -> list[Item]:
         doc = _version(json.loads(record.value or b""))
         done: list[Transaction] = []
-        for xid, commit, end, ts, index, count, rels, events in doc["txns"]:
+        for xid, commit, end, ts, index, count, rels, events, *rest in doc["txns"]:
             txn = self._fragment(int(commit), int(end), int(xid or 0), int(ts), int(index), int(count),
                                  tuple(_relation_from(r) for r in rels) if rels else (),
-                                 [_event_from(e) for e in events])
+                                 [_event_from(e) for e in events], _changes_from(rest[0]) if rest else ())
             if txn is not None:
                 done.append(txn)
         # A transaction stored with this record's offset would make a restart skip the rest of the record:

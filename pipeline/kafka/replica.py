@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,9 +31,9 @@ import apsw
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import engine, state
+from pg2edge.pipeline import engine, schema_model, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
-from pg2edge.pipeline.events import Control, SchemaRecord, Unreadable
+from pg2edge.pipeline.events import Control, SchemaChange, SchemaRecord, Unreadable
 from pg2edge.pipeline.kafka import records, schema
 from pg2edge.pipeline.kafka.bootstrap import seed_replica
 from pg2edge.pipeline.kafka.client import Consumer, make_consumer, wait_for_topic
@@ -41,11 +41,12 @@ from pg2edge.pipeline.kafka.queue_topics import QueueMirror
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, RetryPolicy
-from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
+from pg2edge.pipeline.sinks.sqlite import Applier, SqliteSink, open_replica
 from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.kafka import KafkaSource
 from pg2edge.pipeline.sources.replication import identify_system
+from pg2edge.translators.modeljson import table_to_json
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,29 @@ class _MirroredSink(SqliteSink):
 
     mirror: QueueMirror | None = None
     topic_schema: schema.TopicSchema
+
+    def _use(self, mappings: Mapping[tuple[str, str], TableMapping]) -> Applier:
+        applier = super()._use(mappings)
+        applier.can_recopy = False  # no source access: a change that needs a re-copy pauses its table by name
+        applier.after_schema_change = self._followed
+        return applier
+
+    def _followed(self, change: SchemaChange) -> None:
+        """The stored schema (the topic's schema records, merged) follows a schema change applied at its
+        position, in the same transaction: renamed and dropped tables leave it, changed ones get their shape."""
+        stored = state.read_record(self.conn, schema.SCOPE, schema.NAME)
+        if stored is None or self.applier is None:
+            return
+        mapped = {f"{s}.{t}" for s, t in self.applier.mappings}
+        tables = {f"{t['schema']}.{t['name']}": t for t in stored["model"]["tables"]}
+        tables = {q: t for q, t in tables.items() if q in mapped}
+        for d in schema_model.describe(change).values():
+            if d.table.qualified in mapped:
+                tables[d.table.qualified] = table_to_json(d.table)
+        selection = [q for q in stored.get("selection", []) if q in mapped]
+        selection += sorted(q for q in tables if q not in selection)
+        state.write_record(self.conn, schema.SCOPE, schema.NAME,
+                           {**stored, "selection": selection, "model": {**stored["model"], "tables": list(tables.values())}})
 
     def control(self, item: Control) -> None:
         if isinstance(item, SchemaRecord):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import apsw
@@ -31,6 +32,7 @@ from pg2edge import dsn as dsnlib
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import Pg2EdgeError
 from pg2edge.pipeline import state
+from pg2edge.pipeline.events import Transaction
 from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.pgoutput import Column as RelColumn
 from pg2edge.pipeline.sources.pgoutput import Relation
@@ -39,6 +41,7 @@ from pg2edge.translators.ddl import plan_ddl
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.modeljson import model_from_json, model_to_json, table_from_json
 from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.translators.quoting import quote_ident
 from pg2edge.translators.schema import Domain, Enum, Schema, Table
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ class SchemaTracker:
 
     def __init__(self, db: apsw.Connection, dsn: str, publication: str, options: TranslateConfig) -> None:
         self.db, self.dsn, self.publication, self.options = db, dsn, publication, options
+        self._baselines: dict[str, dict[str, Any] | None] = {}  # followed by published DDL, stored once flushed
         stored = state.read_record(db, SCOPE, NAME) or {}
         self.shapes: dict[str, list[list[Any]]] = stored.get("shapes", {})
         self.selection: list[Key] = [_key(q) for q in stored.get("selection", [])]
@@ -117,6 +121,47 @@ class SchemaTracker:
         model = introspect_tables(self.dsn, new)
         return document(model, publication=self.publication, selection=self.selection, options=self.options,
                         reason="relation")
+
+    def annotate(self, txn: Transaction) -> Transaction:
+        """``txn`` with each schema change carrying the baselines (attribute numbers before it) of the
+        tables it is about, under ``catalog["baselines"]``: a replica without source access tells a RENAME
+        from a DROP + ADD with them (pipeline.schema_apply). The publisher's own baselines follow the change
+        (stored with :meth:`remember_baselines` once the records are flushed)."""
+        if not txn.schema_changes:
+            return txn
+        from pg2edge.pipeline import schema_model
+
+        known = {**schema_model.read_baselines(self.db), **self._baselines}
+        by_oid = {int(r["oid"]): (q, r) for q, r in known.items() if r is not None}
+        out = []
+        for change in txn.schema_changes:
+            before: dict[str, Any] = {}
+            for oid, d in schema_model.describe(change).items():
+                if oid in by_oid:
+                    old, record = by_oid[oid]
+                    before[old] = record
+                    if old != d.table.qualified:
+                        self._baselines[old] = None
+                record = schema_model.baseline_record(d)
+                self._baselines[d.table.qualified] = record
+                by_oid[oid] = (d.table.qualified, record)
+            for dropped in change.dropped:
+                if dropped.get("type") == "table":
+                    self._baselines[f"{dropped.get('schema')}.{dropped.get('name')}"] = None
+            out.append(replace(change, catalog={**change.catalog, "baselines": before}))
+        return replace(txn, schema_changes=tuple(out))
+
+    def remember_baselines(self) -> None:
+        """After the records were flushed: store the baselines of the published DDL (caller's transaction)."""
+        from pg2edge.pipeline import schema_model
+
+        for qualified, record in self._baselines.items():
+            if record is None:
+                self.db.execute(f"DELETE FROM {quote_ident(state.STATE_TABLE)} WHERE scope = ? AND name = ?",
+                                (schema_model.BASELINE_SCOPE, qualified))
+            else:
+                schema_model.write_baseline(self.db, qualified, record)
+        self._baselines = {}
 
     def remember(self, doc: Mapping[str, Any]) -> None:
         """After the record was flushed: store the shapes it published (inside the caller's transaction)."""
@@ -213,6 +258,6 @@ class TopicSchema:
             else:
                 enc.update(table)
             self.mappings[key] = TableMapping(target=sqlite_table_name(table.schema, table.name), encode=enc.encode,
-                                              column_type=enc.column_type,
+                                              column_type=enc.column_type, reshape=enc.update,  # schema changes
                                               skip=enc.skip if enc.codec.skipped else None)  # None: no filtering
         return self.mappings

@@ -32,8 +32,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, state
+from pg2edge.pipeline import drift, schema_apply, schema_model, state
 from pg2edge.pipeline.d1.client import D1Client, D1Connection, for_state
 from pg2edge.pipeline.d1.errors import D1LimitError, D1Refused
 from pg2edge.pipeline.d1.guards import changed_guard, is_guard_failure, position_guard, schema_statements
@@ -51,12 +52,14 @@ from pg2edge.pipeline.events import (
     ChangeEvent,
     Control,
     Op,
+    SchemaChange,
     SnapshotBegin,
     SnapshotEnd,
     SnapshotRows,
     Transaction,
     Watermark,
 )
+from pg2edge.pipeline.schema_sql import RecordingFollower, SchemaRecorder
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueStatus, RetryPolicy, event_keys, list_queue
 from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
@@ -91,6 +94,8 @@ class _Plan:
     blocked: set[str] = field(default_factory=set)
     shapes: dict[str, TargetTable] = field(default_factory=dict)  # tables this batch alters (ADD COLUMN)
     merged: set[int] = field(default_factory=set)  # statements that carry several changes (multi-row upserts)
+    ddl: dict[int, tuple[int, int]] = field(default_factory=dict)  # statement index -> the schema change it follows
+    altered: list[Stmt] = field(default_factory=list)  # drift's ADD COLUMNs so far (a later shadow replays them)
     mark: int = 0  # where the statements of the change being planned start
 
     @property
@@ -103,8 +108,10 @@ class D1Sink:
 
     def __init__(self, client: D1Client, mappings: Mapping[tuple[str, str], TableMapping], *,
                  policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
-                 batch_changes: int = 10_000) -> None:
+                 batch_changes: int = 10_000, options: TranslateConfig | None = None) -> None:
         self.client = client
+        self.options = options or TranslateConfig()  # the type rules schema changes are translated with
+        self._recorder: SchemaRecorder | None = None  # while a batch with a schema change is planned
         self.batch_changes = batch_changes  # row changes planned into one request (then cut to fit)
         self.conn = D1Connection(client)
         self._state = for_state(self.conn)  # pipeline.state and the queue readers take it as a connection
@@ -176,11 +183,32 @@ class D1Sink:
         """Send one batch of (a prefix of) ``txns``: fewer transactions while they do not fit one request;
         park a change D1 refuses and send again; after a stale guard, skip what D1 has. Returns how many
         of ``txns`` were dealt with."""
+        saved = dict(self.mappings)  # a schema change rekeys and reshapes them: back to these before a re-plan
+        ddl = any(t.schema_changes for t in txns)
+        try:
+            return self._send_batch(txns, result, saved if ddl else None)
+        except BaseException:
+            if ddl:
+                self._restore_mappings(saved)
+            raise
+
+    def _restore_mappings(self, saved: dict[tuple[str, str], TableMapping]) -> None:
+        """Back to the names and shapes D1's (unchanged) baselines record."""
+        self.mappings = dict(saved)
+        schema_model.use_baselines(self._state, self.mappings)
+
+    def _send_batch(self, txns: list[Transaction], result: ApplyResult,
+                    saved: dict[tuple[str, str], TableMapping] | None) -> int:
         failed: dict[int, tuple[str, bool]] = {}  # id(change) -> (error, straight to the DLQ)
+        refused: dict[tuple[int, int], str] = {}  # schema change (commit LSN, LSN) -> D1's refusal
         coalesce = True
         consumed = len(txns)
+        first = True
         while True:
-            plan = self._plan(txns, failed, coalesce=coalesce)
+            if saved is not None and not first:
+                self._restore_mappings(saved)
+            first = False
+            plan = self._plan(txns, failed, coalesce=coalesce, refused=refused)
             if len(txns) > 1 and (not self._fits(plan) or plan.size > self.limits.transaction_bytes):
                 txns = txns[:len(txns) // 2]
                 consumed = len(txns)
@@ -201,9 +229,14 @@ class D1Sink:
                                 "it has", self.label, last)
                     kept = [t for t in txns if t.commit_lsn > last]
                     result.skipped += len(txns) - len(kept)
-                    if not kept:
+                    if not kept:  # all of it is in D1: the mappings as this plan left them are D1's
+                        self._targets.clear()
                         return consumed
                     txns = kept
+                    continue
+                if index is not None and index in plan.ddl:  # D1 refused a schema change's statement
+                    log.warning("target %s refused a schema change (%s); pausing its tables", self.label, exc)
+                    refused[plan.ddl[index]] = str(exc)
                     continue
                 if index in plan.merged:  # several changes in that statement: send them one by one to find it
                     coalesce = False
@@ -219,6 +252,8 @@ class D1Sink:
         self._pos = self._new_position(txns[-1], self._pos)
         queue_changed = bool(plan.parked) or plan.blocked != self._blocked  # parked, or a TRUNCATE dropped some
         self._tables, self._blocked = plan.tables, plan.blocked
+        if plan.ddl:
+            self._targets.clear()  # renamed or dropped tables: the batch's shapes are the ones to keep
         self._targets.update(plan.shapes)
         if answer.bookmark:
             self.client.bookmark = answer.bookmark
@@ -240,7 +275,8 @@ class D1Sink:
             commit_ts_ms=final.commit_ts,
             watermark_lsn=max(final.end_lsn, (pos.watermark_lsn or 0) if pos else 0))
 
-    def _plan(self, txns: list[Transaction], failed: dict[int, tuple[str, bool]], *, coalesce: bool = True) -> _Plan:
+    def _plan(self, txns: list[Transaction], failed: dict[int, tuple[str, bool]], *, coalesce: bool = True,
+              refused: Mapping[tuple[int, int], str] | None = None) -> _Plan:
         """The statements of one D1 batch: the guard, the changes (or their parking), the position."""
         plan = _Plan(tables=dict(self._tables), blocked=set(self._blocked))
         conn = self.conn
@@ -249,9 +285,15 @@ class D1Sink:
             conn.execute(*position_guard(self._pos.commit_lsn if self._pos else None))
             conn.pending.append(DEFER_FOREIGN_KEYS)  # checked at the end of the batch, as PostgreSQL did at commit
             for txn in txns:
+                covered = schema_apply.described_by_changes(txn)
                 for rel in txn.relations:
-                    self._relation(rel, txn, plan)
-                for ev in txn.events:
+                    if (rel.schema, rel.name) not in covered:  # a schema change describes it at its position
+                        self._relation(rel, txn, plan)
+                for ev, change in schema_apply.interleave(txn):
+                    if change is not None:
+                        self._schema_change(plan, change, txn, refused or {})
+                        continue
+                    assert ev is not None
                     self._owned(plan, None)
                     ts = plan.tables.get(f"{ev.source.schema}.{ev.source.table}")
                     if ts is not None and ts.paused:
@@ -263,6 +305,9 @@ class D1Sink:
             plan.stmts = list(conn.pending)
         finally:
             conn.execute("ROLLBACK")
+            if self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
         self._owned(plan, None, upto=len(plan.stmts))
         if coalesce:
             self._coalesce(plan)
@@ -278,6 +323,7 @@ class D1Sink:
         owners: list[ChangeEvent | None] = []
         musts: dict[int, str] = {}
         merged: set[int] = set()
+        ddl: dict[int, tuple[int, int]] = {}
         i, n = 0, len(plan.stmts)
         while i < n:
             sql, params = plan.stmts[i]
@@ -301,6 +347,8 @@ class D1Sink:
                     j += 1
             if i in plan.musts:
                 musts[len(stmts)] = plan.musts[i]
+            if i in plan.ddl:  # never merged (no owner): its refusal still names the schema change
+                ddl[len(stmts)] = plan.ddl[i]
             if one is not None and j - i > 1:
                 merged.add(len(stmts))
                 values = [v for _, p in plan.stmts[i:j] for v in p]
@@ -310,7 +358,7 @@ class D1Sink:
                 stmts.append((sql, params))
             owners.append(plan.owners[i])
             i = j
-        plan.stmts, plan.owners, plan.musts, plan.merged = stmts, owners, musts, merged
+        plan.stmts, plan.owners, plan.musts, plan.merged, plan.ddl = stmts, owners, musts, merged, ddl
 
     def _owned(self, plan: _Plan, owner: ChangeEvent | None, *, upto: int | None = None) -> None:
         n = len(self.conn.pending) if upto is None else upto
@@ -401,7 +449,8 @@ class D1Sink:
         return tgt
 
     def _relation(self, rel: Relation, txn: Transaction, plan: _Plan) -> None:
-        """Schema drift: a new source column is added in D1 (in this batch); a dropped or retyped one pauses."""
+        """Schema drift (the shared rule, pipeline.drift.plan): a new source column is added in D1 (in this
+        batch); a dropped or retyped one pauses."""
         name = f"{rel.schema}.{rel.name}"
         mapping = self.mappings.get((rel.schema, rel.name))
         if mapping is None:
@@ -410,28 +459,52 @@ class D1Sink:
         if ts.paused:
             return
         tgt = plan.shapes.get(mapping.target) or self._target(mapping.target)
-        present = list(tgt.columns)
-        if mapping.skip:
-            present += [c.name for c in rel.columns if mapping.skip(c.name)]
-        d = drift.compare(rel, ts.columns, present)
-        for f in d.findings:
-            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
-        plan.findings.extend(d.findings)
-        if d.pause:
-            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
-            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
+        drifted = drift.plan(rel, ts, mapping, tgt.columns, commit_lsn=txn.commit_lsn)
+        drifted.log()
+        plan.findings.extend(drifted.findings)
+        for sql, params in drifted.statements:
+            self.conn.execute(sql, list(params))
+            plan.altered.append((sql, list(params)))
+            if self._recorder is not None:  # the rest of the batch is planned on the shadow's shapes
+                self._recorder.shadow.execute(sql, params)
+        if drifted.added:  # the batch adds them; plan the rest of it with them
+            check_columns(name, len(tgt.columns) + len(drifted.added), limits=self.limits)
+            plan.shapes[mapping.target] = replace(tgt, columns=(*tgt.columns, *drifted.added))
+        if drifted.state != plan.tables.get(name):
+            state.write_table(self._state, drifted.state)
+            plan.tables[name] = drifted.state
+
+    def _schema_change(self, plan: _Plan, change: SchemaChange, txn: Transaction,
+                       refused: Mapping[tuple[int, int], str]) -> None:
+        """Follow one source DDL statement at its position: the statements of schema_apply.follow (run on
+        an in-memory shadow of D1's schema, recorded) go into this batch, with the rows and the position.
+        Re-copy into D1 is not possible: such a change pauses its table by name."""
+        if self._recorder is None:
+            self._recorder = SchemaRecorder(lambda sql, args: self.client.query(sql, list(args)).rows)
+            for sql, args in plan.altered:  # what this batch already changed before its first schema change
+                self._recorder.shadow.execute(sql, tuple(args))
+        follower = RecordingFollower(self._recorder, self.mappings, self.options, forget=plan.shapes.clear)
+        key = (txn.commit_lsn, change.lsn)
+        if key in refused:
+            found = schema_apply.refuse(follower, change, refused[key], commit_lsn=txn.commit_lsn, tables=plan.tables)
         else:
-            for col in d.added:
-                decl = mapping.column_type(col) if mapping.column_type else ""
-                self.conn.execute(f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
-                                  f"{quote_ident(col.name)} {decl}".rstrip())
-            if d.added:  # the batch adds them; plan the rest of it with them
-                check_columns(name, len(tgt.columns) + len(d.added), limits=self.limits)
-                plan.shapes[mapping.target] = replace(tgt, columns=(*tgt.columns, *(c.name for c in d.added)))
-            ts = replace(ts, columns=drift.columns_record(rel))
-        if ts != plan.tables.get(name):
-            state.write_table(self._state, ts)
-            plan.tables[name] = ts
+            found = schema_apply.follow(follower, change, commit_lsn=txn.commit_lsn, tables=plan.tables,
+                                        can_recopy=False)
+        self._owned(plan, None)
+        pending = self.conn.pending
+        for stmt in self._recorder.take():
+            pending.append(stmt)
+            plan.ddl[len(pending) - 1] = key
+        self._owned(plan, None)
+        plan.shapes.clear()  # every table's shape as the batch leaves it, from the shadow
+        for mapping in self.mappings.values():
+            info = self._recorder.table_info(mapping.target)
+            if info:
+                plan.shapes[mapping.target] = target_from_table_info(mapping.target, info)
+                check_columns(mapping.target, len(info), limits=self.limits)
+        for f in found:
+            log.log(logging.ERROR if f.level >= Level.ERROR else logging.INFO, "schema change: %s", f)
+        plan.findings.extend(found)
 
     def _too_large(self, txns: list[Transaction], size: int) -> TransactionTooLarge:
         counts: dict[str, int] = {}

@@ -18,11 +18,12 @@ every transaction; controls and heartbeats go to every partition).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import apsw
 
-from pg2edge.pipeline import state
+from pg2edge.pipeline import schema_apply, state
 from pg2edge.pipeline.events import (
     ChangeEvent,
     Control,
@@ -56,6 +57,7 @@ class KafkaSink:
         self._unflushed = 0
         self._schema_docs: list[dict[str, Any]] = []  # published, remembered once flushed
         self.sync = WalSync(state_db)  # the position row commits without waiting for its own fsync
+        self._ddl = False  # schema changes published: the tracker's baselines are stored once flushed
 
     def _send(self, record: tuple[bytes | None, bytes, Headers], partition: int) -> None:
         k, v, h = record
@@ -69,11 +71,14 @@ class KafkaSink:
 
     def _flush(self) -> None:
         self.producer.flush()
-        if self._schema_docs and self.schema is not None:
+        if (self._schema_docs or self._ddl) and self.schema is not None:
             with self.db:
                 for doc in self._schema_docs:
                     self.schema.remember(doc)
+                if self._ddl:
+                    self.schema.remember_baselines()
         self._schema_docs = []
+        self._ddl = False
 
     def _schema(self, doc: dict[str, Any]) -> None:
         self._everywhere(records.schema_record(doc))
@@ -110,7 +115,16 @@ class KafkaSink:
     def apply(self, batch: Sequence[Transaction]) -> ApplyResult:
         pending: list[Transaction] = []
         for txn in batch:
-            doc = self.schema.changed(txn.relations) if self.schema is not None and txn.relations else None
+            rels = txn.relations
+            if self.parting is not None and txn.schema_changes:  # tenant partitions: not carried yet (the
+                txn = replace(txn, schema_changes=())  # changes' places refer to the whole transaction); the
+                # Relation messages send schema records, as before DDL capture
+            if txn.schema_changes and self.schema is not None:  # source DDL travels in its transaction
+                covered = schema_apply.described_by_changes(txn)  # (the replica follows it at its position)
+                rels = tuple(r for r in rels if (r.schema, r.name) not in covered)
+                txn = self.schema.annotate(txn)
+                self._ddl = True
+            doc = self.schema.changed(rels) if self.schema is not None and rels else None
             if doc is not None:  # the new shape goes before the first transaction that uses it
                 self._send_txns(pending)
                 pending = []

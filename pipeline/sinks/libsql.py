@@ -42,10 +42,10 @@ from typing import Any
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, state
+from pg2edge.pipeline import drift, schema_apply, schema_model, state
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.errors import ApplyError, StateError
-from pg2edge.pipeline.events import ChangeEvent, Control, Op, Transaction, Watermark
+from pg2edge.pipeline.events import ChangeEvent, Control, Op, SchemaChange, Transaction, Watermark
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.remote.connection import RemoteConnection, require_replica
@@ -53,6 +53,8 @@ from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
 from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert, upload_replica
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
+from pg2edge.pipeline.schema_model import align_mappings
+from pg2edge.pipeline.schema_sql import RecordingFollower, SchemaRecorder
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueError, QueueStatus, RetryPolicy, event_keys
@@ -91,14 +93,19 @@ class _Planned:
     last_sql: str | None = None  # the single-row SQL the last statement was planned from (mergeable)
     merged: dict[int, list[Any]] = field(default_factory=dict)  # statement index -> [head, marks, tail, rows]
     findings: list[Any] = field(default_factory=list)  # schema drift found while planning (kept on success)
+    ddl: dict[int, tuple[int, int]] = field(default_factory=dict)  # statement index -> the schema change it follows
+    altered: list[Stmt] = field(default_factory=list)  # drift's ADD COLUMNs so far (a later shadow replays them)
 
 
 class LibsqlSink:
     """Applies batches of source transactions to a remote libSQL database (see the module docstring)."""
 
     def __init__(self, client: HranaClient, mappings: Mapping[tuple[str, str], TableMapping], *,
-                 label: str | None = None, policy: RetryPolicy | None = None) -> None:
+                 label: str | None = None, policy: RetryPolicy | None = None,
+                 options: TranslateConfig | None = None) -> None:
         self.client = client
+        self.options = options or TranslateConfig()  # the type rules schema changes are translated with
+        self._recorder: SchemaRecorder | None = None  # while a batch with a schema change is planned
         self.label = label or client.label
         self.mappings = dict(mappings)
         self.policy = policy or RetryPolicy()
@@ -136,7 +143,8 @@ class LibsqlSink:
     def _target(self, table: str) -> TargetTable:
         tgt = self._targets.get(table)
         if tgt is None:
-            info = self.client.execute(f"PRAGMA table_info({quote_ident(table)})").rows
+            info = (self._recorder.table_info(table) if self._recorder is not None  # the shape the batch leaves
+                    else self.client.execute(f"PRAGMA table_info({quote_ident(table)})").rows)
             tgt = self._targets[table] = target_from_table_info(table, info)
         return tgt
 
@@ -177,28 +185,45 @@ class LibsqlSink:
 
     def _apply_part(self, txns: Sequence[Transaction], result: ApplyResult) -> None:
         parked: dict[int, str] = {}  # event index -> error: parked in the retry queue on the next attempt
+        refused: dict[tuple[int, int], str] = {}  # schema change (commit LSN, LSN) -> the target's refusal
         merge = True
         delay = self.policy.transient_delay
+        ddl = any(t.schema_changes for t in txns)
         while True:
             expected = self._position
             tables = dict(self._tables)
             targets = dict(self._targets)
+            saved = dict(self.mappings)  # a schema change rekeys and reshapes them
             try:
-                planned, position = self._plan(txns, expected, tables, parked, result, merge=merge)
+                planned, position = self._plan(txns, expected, tables, parked, result, merge=merge, refused=refused)
             except BaseException:
                 self._targets = targets
+                if ddl:
+                    self._restore_mappings(saved)
                 raise
             try:
                 self.client.batch(planned.stmts)
             except RemoteTooLarge as exc:
                 self._targets = targets
+                if ddl:
+                    self._restore_mappings(saved)
                 raise RemoteTooLarge(f"target {self.label}: transaction(s) xid {txns[0].xid}..{txns[-1].xid} "
                                      f"({len(planned.events)} changes) do not fit one request: {exc}") from None
             except RemoteSQLError as exc:
                 self._targets = targets
+                planned_mappings = self.mappings
+                if ddl:
+                    self._restore_mappings(saved)
                 step = exc.step
+                if step is not None and step in planned.ddl:  # the target refused a schema change's statement
+                    log.warning("target %s refused a schema change (%s); pausing its tables", self.label, exc)
+                    refused[planned.ddl[step]] = str(exc)
+                    continue
                 if step == 0:  # the guard: the stored position moved since we read it
                     if self._resolve_conflict(txns, result):
+                        self.mappings = planned_mappings  # the batch is there: its schema changes too
+                        if ddl:
+                            schema_model.use_baselines(self.conn, self.mappings)
                         return
                     continue
                 if any(w in str(exc).lower() for w in _TRANSIENT_WORDS):
@@ -235,6 +260,11 @@ class LibsqlSink:
                 self._reload()
             return
 
+    def _restore_mappings(self, saved: dict[tuple[str, str], TableMapping]) -> None:
+        """Back to the names and shapes the target's (unchanged) baselines record."""
+        self.mappings = saved
+        schema_model.use_baselines(self.conn, self.mappings)
+
     def _resolve_conflict(self, txns: Sequence[Transaction], result: ApplyResult) -> bool:
         """The guard failed: True when the batch is in fact applied (an answer was lost), else reload and retry."""
         stored = self._read_position()
@@ -258,15 +288,32 @@ class LibsqlSink:
     # -- planning ------------------------------------------------------------------------------
     def _plan(self, txns: Sequence[Transaction], expected: state.Position | None,
               tables: dict[str, state.TableState], parked: Mapping[int, str],
-              result: ApplyResult, *, merge: bool = True) -> tuple[_Planned, state.Position]:
+              result: ApplyResult, *, merge: bool = True,
+              refused: Mapping[tuple[int, int], str] | None = None) -> tuple[_Planned, state.Position]:
+        try:
+            return self._plan_batch(txns, expected, tables, parked, result, merge=merge, refused=refused or {})
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
+
+    def _plan_batch(self, txns: Sequence[Transaction], expected: state.Position | None,
+                    tables: dict[str, state.TableState], parked: Mapping[int, str], result: ApplyResult, *,
+                    merge: bool, refused: Mapping[tuple[int, int], str]) -> tuple[_Planned, state.Position]:
         p = _Planned(stmts=[], owners=[], must={}, events=[], merge=merge)
         self._add(p, _guard(expected), None)
         blocked = set(self._blocked)
         now = time.time()
         for txn in txns:
+            covered = schema_apply.described_by_changes(txn)
             for rel in txn.relations:
-                self._relation(rel, txn, tables, p, result)
-            for ev in txn.events:
+                if (rel.schema, rel.name) not in covered:  # a schema change describes it at its position
+                    self._relation(rel, txn, tables, p, result)
+            for ev, change in schema_apply.interleave(txn):
+                if change is not None:
+                    self._schema_change(p, change, txn, tables, refused)
+                    continue
+                assert ev is not None
                 index = len(p.events)
                 p.events.append(ev)
                 name = f"{ev.source.schema}.{ev.source.table}"
@@ -374,28 +421,43 @@ class LibsqlSink:
         if ts.paused:
             return
         target = self._target(mapping.target)
-        present = list(target.columns)
-        if mapping.skip:
-            present += [c.name for c in rel.columns if mapping.skip(c.name)]
-        d = drift.compare(rel, ts.columns, present)
-        for f in d.findings:
-            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
-        p.findings.extend(d.findings)
-        if d.pause:
-            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
-            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
+        plan = drift.plan(rel, ts, mapping, target.columns, commit_lsn=txn.commit_lsn)
+        plan.log()
+        p.findings.extend(plan.findings)
+        for stmt in plan.statements:
+            self._add(p, stmt, None)
+            p.altered.append(stmt)
+            if self._recorder is not None:  # the rest of the batch is planned on the shadow's shapes
+                self._recorder.shadow.execute(*stmt)
+        if plan.added:
+            self._targets[mapping.target] = replace(target, columns=(*target.columns, *plan.added))
+        if plan.state != tables.get(name):
+            self._add(p, state_upsert("table", name, asdict(plan.state)), None)
+            tables[name] = plan.state
+
+    def _schema_change(self, p: _Planned, change: SchemaChange, txn: Transaction,
+                       tables: dict[str, state.TableState], refused: Mapping[tuple[int, int], str]) -> None:
+        """Follow one source DDL statement at its position: the statements of schema_apply.follow (run on
+        an in-memory shadow of the target's schema, recorded) go into this batch, with the rows and the
+        position. Re-copy into a remote is not possible: such a change pauses its table by name."""
+        if self._recorder is None:
+            self._recorder = SchemaRecorder(lambda sql, args: self.client.execute(sql, args).rows)
+            for sql, args in p.altered:  # what this batch already changed before its first schema change
+                self._recorder.shadow.execute(sql, tuple(args))
+        follower = RecordingFollower(self._recorder, self.mappings, self.options, forget=self._targets.clear)
+        key = (txn.commit_lsn, change.lsn)
+        if key in refused:
+            found = schema_apply.refuse(follower, change, refused[key], commit_lsn=txn.commit_lsn, tables=tables)
         else:
-            for col in d.added:
-                decl = mapping.column_type(col) if mapping.column_type else ""
-                self._add(p, (f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
-                              f"{quote_ident(col.name)} {decl}".rstrip(), ()), None)
-            if d.added:
-                self._targets[mapping.target] = replace(
-                    target, columns=(*target.columns, *(c.name for c in d.added)))
-            ts = replace(ts, columns=drift.columns_record(rel))
-        if ts != tables.get(name):
-            self._add(p, state_upsert("table", name, asdict(ts)), None)
-            tables[name] = ts
+            found = schema_apply.follow(follower, change, commit_lsn=txn.commit_lsn, tables=tables,
+                                        can_recopy=False)
+        for stmt in self._recorder.take():
+            self._add(p, stmt, None)
+            p.ddl[len(p.stmts) - 1] = key
+        self._targets.clear()
+        for f in found:
+            log.log(logging.ERROR if f.level >= Level.ERROR else logging.INFO, "schema change: %s", f)
+        p.findings.extend(found)
 
     def apply_repairs(self, events: Sequence[ChangeEvent]) -> int:
         """Apply validator repairs (snapshot reads and deletes) in one atomic batch, position untouched.
@@ -618,8 +680,10 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
             raise StateError(f"target {target.label} holds no complete pg2edge replica (no stream or position)")
         _record_pid(db, running=True)  # type: ignore[arg-type]
         try:
-            sink = LibsqlSink(client, build_mappings(dsn, db, names.publication, options),  # type: ignore[arg-type]
-                              label=target.label, policy=policy)
+            # names and shapes at the replica's position; the baselines' attribute numbers tell a RENAME
+            # from a DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
+            mappings = align_mappings(dsn, db, build_mappings(dsn, db, names.publication, options))  # type: ignore[arg-type]
+            sink = LibsqlSink(client, mappings, label=target.label, policy=policy, options=options)
             return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                                heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                                retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES,

@@ -26,7 +26,7 @@ import apsw
 
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
-from pg2edge.pipeline import drift, resync, schema_apply, state, targetfile
+from pg2edge.pipeline import drift, resync, schema_apply, schema_fallback, schema_model, state, targetfile
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import (
     ChangeEvent,
@@ -95,6 +95,8 @@ class Applier:
         # fallback mode (no event triggers): reads the source catalog of tables a Relation message changed
         self.describe_source: Callable[[tuple[str, str]], dict[str, Any]] | None = None
         self.mapping_for: Callable[[Any], TableMapping] | None = None  # a table created on the source
+        self.can_recopy = True  # False without source access (a Kafka replica): re-copies pause by name
+        self.after_schema_change: Callable[[SchemaChange], None] | None = None  # inside the batch transaction
         self._targets: dict[str, TargetTable] = {}
         self._planner = Planner()
         self.route: Callable[[ChangeEvent], None] = self.apply_event  # the retry queue may stand in between
@@ -149,7 +151,7 @@ class Applier:
             self._targets.clear()  # an ALTER TABLE may have been rolled back
             if any(t.schema_changes for t in todo):  # back to the shapes the rolled-back state records
                 self.mappings = saved
-                schema_apply.use_baselines(self.conn, self.mappings)
+                schema_model.use_baselines(self.conn, self.mappings)
                 self._resyncing = resync.pending(self.conn)
             raise
         result.applied = len(todo)
@@ -177,14 +179,15 @@ class Applier:
         return len(events)
 
     def _apply_txn(self, txn: Transaction, tables: dict[str, state.TableState], result: ApplyResult) -> None:
-        covered = {(r[1], r[2]) for c in txn.schema_changes for r in c.catalog.get("rels", ())}
+        covered = schema_apply.described_by_changes(txn)
         for rel in txn.relations:
             if (rel.schema, rel.name) not in covered:  # a schema change described it at its position
                 self._relation(rel, txn, tables, result)
-        changes = list(txn.schema_changes)
-        for i, ev in enumerate(txn.events):
-            while changes and changes[0].index <= i:
-                self.schema_change(changes.pop(0), txn, tables, result)
+        for ev, change in schema_apply.interleave(txn):
+            if change is not None:
+                self.schema_change(change, txn, tables, result)
+                continue
+            assert ev is not None
             name = f"{ev.source.schema}.{ev.source.table}"
             if name in self._resyncing:  # re-copy under way: kept for the swap (pipeline/resync.py)
                 resync.buffer_event(self.conn, name, txn.commit_lsn, ev)
@@ -196,8 +199,6 @@ class Applier:
                 continue
             self.route(ev)
             result.rows += 1
-        for change in changes:
-            self.schema_change(change, txn, tables, result)
 
     # -- schema changes (event-trigger messages) ----------------------------------------------
     def schema_change(self, change: SchemaChange, txn: Transaction, tables: dict[str, state.TableState],
@@ -207,7 +208,11 @@ class Applier:
         names |= {f"{d.get('schema')}.{d.get('name')}" for d in change.dropped}
         for name in names & set(self._resyncing):
             resync.buffer_schema_change(self.conn, name, txn.commit_lsn, change)
-        found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables)
+        schema_model.adopt_baselines(self.conn, change)
+        found = schema_apply.follow(self, change, commit_lsn=txn.commit_lsn, tables=tables,
+                                    can_recopy=self.can_recopy)
+        if self.after_schema_change is not None:
+            self.after_schema_change(change)
         for f in found:
             log.log(logging.ERROR if f.level >= Level.ERROR else logging.INFO, "schema change: %s", f)
         result.findings.extend(found)
@@ -219,7 +224,7 @@ class Applier:
         for name in set(self._resyncing) - set(now):
             schema, _, table = name.partition(".")
             mapping = self.mappings.get((schema, table))
-            model = schema_apply.baseline_model(self.conn, name)
+            model = schema_model.baseline_model(self.conn, name)
             if mapping is not None and mapping.reshape is not None and model is not None:
                 mapping.reshape(model)
             elif mapping is None and model is not None and self.mapping_for is not None:  # a table created
@@ -232,6 +237,10 @@ class Applier:
                   result: ApplyResult) -> None:
         name = f"{rel.schema}.{rel.name}"
         if (rel.schema, rel.name) not in self.mappings:
+            if self.describe_source is not None and self._renamed(rel):  # fallback mode: RENAME TO, by oid
+                result.findings.extend(schema_fallback.follow_relation(self, rel, self.describe_source,
+                                                                    commit_lsn=txn.commit_lsn, tables=tables))
+                return
             # PostgreSQL also describes a partition whose rows it publishes through the root
             # (publish_via_partition_root); only a row event for an unmapped table is an error.
             log.debug("relation %s has no replica table; ignored unless it carries rows", name)
@@ -240,32 +249,29 @@ class Applier:
         if ts.paused:
             return
         mapping = self._mapping(rel.schema, rel.name)
-        target = self._target(mapping.target)
-        present = list(target.columns)
-        if mapping.skip:  # not copied by design: never "added" to the replica
-            present += [c.name for c in rel.columns if mapping.skip(c.name)]
-        d = drift.compare(rel, ts.columns, present)
-        if self.describe_source is not None and (d.added or d.pause or d.findings):
-            result.findings.extend(schema_apply.follow_relation(self, rel, self.describe_source,
+        plan = drift.plan(rel, ts, mapping, self._target(mapping.target).columns, commit_lsn=txn.commit_lsn)
+        if self.describe_source is not None and plan.changed:
+            result.findings.extend(schema_fallback.follow_relation(self, rel, self.describe_source,
                                                                 commit_lsn=txn.commit_lsn, tables=tables))
             return
-        for f in d.findings:
-            log.log(logging.ERROR if f.level >= Level.ERROR else logging.WARNING, "schema drift: %s", f)
-        result.findings.extend(d.findings)
-        if d.pause:
-            reason = "; ".join(str(f) for f in d.findings if f.level >= Level.ERROR)
-            ts = replace(ts, paused=True, pause_reason=reason, paused_at_lsn=txn.commit_lsn)
-        else:
-            for col in d.added:
-                decl = mapping.column_type(col) if mapping.column_type else ""
-                self.conn.execute(f"ALTER TABLE {quote_ident(mapping.target)} ADD COLUMN "
-                                  f"{quote_ident(col.name)} {decl}".rstrip())
-            if d.added:
-                self._targets.pop(mapping.target, None)
-            ts = replace(ts, columns=drift.columns_record(rel))
-        if ts != tables.get(name):
-            state.write_table(self.conn, ts)
-            tables[name] = ts
+        plan.log()
+        result.findings.extend(plan.findings)
+        for sql, params in plan.statements:
+            self.conn.execute(sql, params)
+        if plan.added:
+            self._targets.pop(mapping.target, None)
+        if plan.state != tables.get(name):
+            state.write_table(self.conn, plan.state)
+            tables[name] = plan.state
+
+    def _renamed(self, rel: Relation) -> bool:
+        """A Relation message names a table this replica holds under another name (its oid, the message's
+        relid, is a mapped table's baseline): a RENAME TO, seen at its position."""
+        for qualified, record in schema_model.read_baselines(self.conn).items():
+            schema, _, table = qualified.partition(".")
+            if int(record.get("oid", -1)) == rel.relid and (schema, table) in self.mappings:
+                return True
+        return False
 
     # -- rows ---------------------------------------------------------------------
     def _mapping(self, schema: str, table: str) -> TableMapping:

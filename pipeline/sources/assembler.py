@@ -108,8 +108,15 @@ class Assembler:
             data = {"tag": "?", "statement": "", "error": f"unreadable schema-change message: {exc}"}
         if self.capture is not None and data.get("capture") not in (None, self.capture):
             return
-        self._open.schema_changes.append(SchemaChange.from_dict(
-            {**data, "lsn": msg.lsn, "index": len(self._open.events)}))
+        # PostgreSQL queues a transactional message at the END of its WAL record, which is where the next
+        # record starts; the trigger emits it inside a subtransaction (its EXCEPTION block), and the merge of
+        # a transaction's subtransactions at decoding may then deliver that next row change first (equal
+        # LSNs). A row change at exactly the message's LSN comes after it in the WAL: place the change before.
+        events = self._open.events
+        index = len(events)
+        while index > 0 and events[index - 1].source.lsn == msg.lsn:
+            index -= 1
+        self._open.schema_changes.append(SchemaChange.from_dict({**data, "lsn": msg.lsn, "index": index}))
 
     def _source(self, rel: pg.Relation, lsn: int) -> SourceInfo:
         assert self._open is not None
