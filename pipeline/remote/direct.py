@@ -20,14 +20,17 @@ that encode rows with the one codec), with the remote as the replica:
 * the position is written last, with the run marked done: until then the
   remote holds no position, so ``sync`` knows the snapshot is not complete.
 
-The copy workers read and encode while this process sends, so reading and
-sending overlap (the queue between them holds a few batches per worker).
+The copy workers read, encode each row with the codec and turn it into Hrana
+JSON arguments (:func:`hrana_row_encoder`) while this process only assembles
+requests and sends them, so reading and sending overlap (the queue between
+them holds a few batches per worker).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -44,6 +47,7 @@ from pg2edge.pipeline.remote.upload import (
     state_upsert,
 )
 from pg2edge.pipeline.sources.copier import CopySpec
+from pg2edge.translators.codec import row_codec
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,17 @@ _T = quote_ident(state.STATE_TABLE)
 _GUARD = (f"INSERT INTO {_T} (scope, name, value, updated_at) SELECT 'guard', ?, NULL, '' WHERE "
           f"(SELECT json_extract(value, '$.rows_copied') FROM {_T} WHERE scope = 'table' AND name = ?) IS NOT ?")
 REQUEST_BYTES = 1 << 20  # big enough that per-request costs vanish, small enough to be re-sent quickly
+
+
+def hrana_row_encoder(table: Any, options: Any) -> Callable[[Sequence[str | None]], str]:
+    """The copy workers' encoder for a remote target (``CopySpec.encoder_factory``, built in the worker): a
+    PostgreSQL text row -> the table codec's values -> their Hrana JSON arguments, comma-joined."""
+    encode = row_codec(table, options=options).encode_row_text
+
+    def hrana(row: Sequence[str | None]) -> str:
+        return ",".join([value_text(v) for v in encode(row)])
+
+    return hrana
 
 
 def open_direct(client: HranaClient) -> RemoteConnection:
@@ -112,17 +127,17 @@ class RemoteWriter:
     def start(self) -> None:
         pass
 
-    def rows(self, spec: CopySpec, rows: list[tuple[Any, ...]]) -> None:
+    def rows(self, spec: CopySpec, rows: list[str]) -> None:
+        """``rows``: each row's Hrana JSON arguments, comma-joined (:func:`hrana_row_encoder`)."""
         t = self._table(spec)
         for row in rows:
-            encoded = [value_text(v) for v in row]
-            est = sum(map(len, encoded)) + len(encoded) + 4
+            est = len(row) + 4
             if est + t.head > self.budget:
                 raise RemoteTooLarge(f"target {self.client.label}: a row of {spec.label} is {est} bytes as Hrana "
                                      f"JSON, over the {self.client.max_request_bytes}-byte request limit")
             if t.size + est + t.head > self.budget:
                 self._flush(t, done=False)
-            t.add(encoded, est)
+            t.add(row, est)
 
     def table_done(self, spec: CopySpec, rows: int) -> None:
         self._flush(self._table(spec), done=True)
@@ -175,8 +190,8 @@ class _Table:
         self.size = 0
         self.sent = 0
 
-    def add(self, encoded: list[str], est: int) -> None:
-        self.args.extend(encoded)
+    def add(self, row: str, est: int) -> None:
+        self.args.append(row)  # one row's arguments, already comma-joined: stmt_text joins rows with ","
         self.nrows += 1
         self.pending_rows += 1
         self.size += est + len(self.marks) + 2
@@ -195,4 +210,4 @@ class _Table:
         return stmts
 
 
-__all__ = ["RemoteWriter", "direct_in_progress", "open_direct"]
+__all__ = ["RemoteWriter", "direct_in_progress", "hrana_row_encoder", "open_direct"]

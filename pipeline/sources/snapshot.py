@@ -242,6 +242,11 @@ def run_snapshot(*, dsn: str, target: str | Path | RemoteTarget, tables: str | S
         done = {name for name, ts in state.read_tables(db).items() if ts.snapshot is state.SnapshotStatus.DONE}
         estimates = _estimated_rows(dsn, published)
         specs: list[CopySpec] = []
+        encoder: Callable[[Any, TranslateConfig], Any] = _make_encoder
+        if remote:  # the workers also turn the values into Hrana JSON (pipeline.remote.direct)
+            from pg2edge.pipeline.remote.direct import hrana_row_encoder
+
+            encoder = hrana_row_encoder
         with db:
             for q, table in model.items():
                 if q in done:
@@ -255,7 +260,7 @@ def run_snapshot(*, dsn: str, target: str | Path | RemoteTarget, tables: str | S
                     specs.append(CopySpec(
                         source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
                         target_table=target_of[q], target_columns=tuple(codec.columns),
-                        encoder_factory=functools.partial(_make_encoder, table, options),
+                        encoder_factory=functools.partial(encoder, table, options),
                         estimated_rows=estimates.get(q, 0), partitioned=bool(getattr(table, "partitioned", False)),
                         key=key, low=low, high=high))
 
