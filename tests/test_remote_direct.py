@@ -158,3 +158,13 @@ def psycopg_conn(dsn: str):  # type: ignore[no-untyped-def]
     import psycopg
 
     return psycopg.connect(dsn, autocommit=True)
+
+
+def test_a_bad_snapshot_path_is_one_line_and_exit_2(run_cli, sqld: SqldServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "pg2edge.toml").write_text(f'[target]\npath = "{sqld.url}"\nsnapshot_path = "sideways"\n')
+    result = run_cli("sync", "--config", "pg2edge.toml", "--source", "postgresql://app@127.0.0.1:1/shop")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "snapshot_path" in lines[0] and "sideways" in lines[0], result.stderr
+    with HranaClient(parse_target(sqld.url, env={})) as client:  # nothing written to the target
+        assert client.execute("SELECT count(*) FROM sqlite_schema").rows == [(0,)]
