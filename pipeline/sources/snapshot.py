@@ -18,6 +18,7 @@ slot, empties the tables and starts a clean new snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -149,6 +150,10 @@ def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, st
         say(f"schema finding: {finding}")
     existing = {r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     if not any(name for name in existing if not name.startswith(("_pg2edge", "sqlite_", "libsql_"))):
+        if not isinstance(db, apsw.Connection):  # a remote replica: a request re-sent after a lost answer
+            from pg2edge.pipeline.remote.upload import if_not_exists  # must not fail on what the first made
+
+            plan = dataclasses.replace(plan, statements=[if_not_exists(s) for s in plan.statements])
         apply_ddl(db, plan)
     return model
 
