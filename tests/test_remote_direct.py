@@ -168,3 +168,37 @@ def test_a_bad_snapshot_path_is_one_line_and_exit_2(run_cli, sqld: SqldServer, t
     assert len(lines) == 1 and "snapshot_path" in lines[0] and "sideways" in lines[0], result.stderr
     with HranaClient(parse_target(sqld.url, env={})) as client:  # nothing written to the target
         assert client.execute("SELECT count(*) FROM sqlite_schema").rows == [(0,)]
+
+
+def test_sigterm_mid_table_holds_the_snapshot_for_a_later_rerun(pg_dsn: str, sqld: SqldServer,
+                                                                tmp_path: Path) -> None:
+    url = sqld.url
+    run_sql(pg_dsn, "CREATE TABLE big (id bigint PRIMARY KEY, v text)",
+            "INSERT INTO big SELECT g, repeat('y', 60) || g FROM generate_series(1, 150000) g")
+    proc = _start_sync(pg_dsn, url, tmp_path)
+    client = HranaClient(parse_target(url, env={}))
+    try:
+        deadline = time.monotonic() + 120
+        while int(_progress(client).get("public.big", {}).get("rows_copied") or 0) == 0:  # type: ignore[call-overload]
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the snapshot never got part-way"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # a stop in order: the run is marked held on the remote
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "a rerun resumes it" in out, out
+        run = RemoteConnection(parse_target(url, env={}))
+        try:
+            held = state.read_run(run)  # type: ignore[arg-type]
+        finally:
+            run.close()
+        assert held is not None and held.held and held.status is state.RunStatus.COPYING
+        time.sleep(5)  # past the keeper's 3 s crash grace: only the held mark keeps the snapshot
+        rerun = _start_sync(pg_dsn, url, tmp_path)
+        out, _ = rerun.communicate(timeout=300)
+        assert rerun.returncode == 0 and "resuming snapshot" in out, out
+        assert client.execute('SELECT count(*) FROM "big"').rows == [(150000,)]
+        _assert_equal(pg_dsn, url)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
