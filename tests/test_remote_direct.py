@@ -69,8 +69,10 @@ def test_direct_snapshot_of_the_sample_shop_then_changes(pg_dsn: str, edge_serve
     _assert_equal(pg_dsn, url)
 
 
-def _start_sync(dsn: str, url: str, cwd: Path) -> subprocess.Popen[str]:
+def _start_sync(dsn: str, url: str, cwd: Path, grace: float | None = None) -> subprocess.Popen[str]:
     env = _cli_env({"PG2EDGE_STAGING_DIR": str(cwd / "staging")})
+    if grace is not None:  # how long the keeper waits for a rerun after a SIGKILL (3 s by default)
+        env["PG2EDGE_KEEPER_CRASH_GRACE"] = str(grace)
     return subprocess.Popen([sys.executable, "-m", "pg2edge", "sync", "--source", dsn, "--target", url,
                              "--snapshot-path", "direct", "--jobs", "1", "--until-caught-up", "--heartbeat", "0.2"],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -92,7 +94,7 @@ def test_sigkill_mid_table_resumes_and_streams_exactly_once(pg_dsn: str, edge_se
             "INSERT INTO small SELECT g, 'v' || g FROM generate_series(1, 500) g",
             "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric(12,2))",
             "INSERT INTO big SELECT g, repeat('x', 40) || g, g / 7.0 FROM generate_series(1, 150000) g")
-    proc = _start_sync(pg_dsn, url, tmp_path)
+    proc = _start_sync(pg_dsn, url, tmp_path, grace=60)  # a loaded test machine may start the rerun slowly
     client = HranaClient(parse_target(url, env={}))
     try:
         deadline = time.monotonic() + 120

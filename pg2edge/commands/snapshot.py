@@ -82,6 +82,11 @@ def _run_remote(args: argparse.Namespace, config: Any, target: Any) -> int:
                                       allow_replica_identity_full=args.allow_replica_identity_full)
     if report.already_complete:
         print(f"{target}: snapshot already complete; run `pg2edge sync` to stream changes")
+        return 0
+    for table, reason in report.not_replicated:
+        print(f"not replicated: {table}: {reason}")
+    print(f"snapshot of {len(report.tables)} tables, {report.rows} rows into {target}; slot {report.slot}, "
+          f"publication {report.publication}")
     return 0
 
 

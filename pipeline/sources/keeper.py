@@ -46,6 +46,7 @@ __all__ = ["RUN_NAME", "RUN_SCOPE", "KeptSnapshot", "KeeperError", "adopt", "hol
            "stop_keeper"]
 
 CRASH_GRACE = 3.0  # seconds a keeper whose coordinator died unannounced waits for a rerun to adopt it
+CRASH_GRACE_ENV = "PG2EDGE_KEEPER_CRASH_GRACE"  # overrides it (a supervisor that restarts more slowly)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def start_keeper(*, dsn: str, slot: str, replica: str, timeout: float = 60.0,
                  token: str | None = None) -> KeptSnapshot:
     """Start a detached keeper; returns once the slot and snapshot exist. ``replica`` is a file, or a
     remote target's URL (its run record read over Hrana; ``token`` goes through stdin, never argv)."""
+    if os.environ.get(CRASH_GRACE_ENV):
+        crash_grace = float(os.environ[CRASH_GRACE_ENV])
     proc = subprocess.Popen(
         [sys.executable, "-m", "pg2edge.pipeline.sources.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, start_new_session=True, text=True)
