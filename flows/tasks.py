@@ -77,7 +77,8 @@ def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
                                         tables=",".join(tables), options=config.translate)
         with HranaClient(remote) as client:
             return snapshot_into_remote(dsn=config.require_source(), target=remote, client=client, say=_say,
-                                        tables=",".join(tables), options=config.translate)
+                                        tables=",".join(tables), options=config.translate,
+                                        path=config.target.snapshot_path)
     return run_snapshot(dsn=config.require_source(), target=target, tables=",".join(tables),
                         options=config.translate, say=_say)
 

@@ -54,6 +54,9 @@ class TargetConfig(_Section):
 
     path: str | None = None
     auth_token: SecretStr | None = None
+    # how a libSQL/Turso URL target takes its snapshot: "direct" (rows over Hrana as read) or "staged"
+    # (a local staging file, then uploaded); None: the default (pipeline.sinks.libsql.DEFAULT_SNAPSHOT_PATH)
+    snapshot_path: Literal["direct", "staged"] | None = None
 
     def token(self) -> str | None:
         return self.auth_token.get_secret_value() if self.auth_token is not None else None

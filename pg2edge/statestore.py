@@ -26,6 +26,10 @@ DDL = (f"CREATE TABLE IF NOT EXISTS {_T} (scope TEXT NOT NULL, name TEXT NOT NUL
 
 
 def ensure_state_table(conn: apsw.Connection) -> None:
+    # present already: nothing to run (a remote replica's state table is a rowid table, and tursodb refuses
+    # even to parse WITHOUT ROWID, IF NOT EXISTS or not)
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (STATE_TABLE,)).fetchone():
+        return
     conn.execute(DDL)
 
 

@@ -74,9 +74,11 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
              allow_replica_identity_full: bool = False, stop: threading.Event | None = None,
              say: Callable[[str], None] = print, max_wait: float = 0.2,
              on_batch: Callable[[ApplyResult], None] | None = None, metrics: Metrics | None = None,
-             policy: RetryPolicy | None = None) -> SyncReport:
+             policy: RetryPolicy | None = None, snapshot_path: str | None = None,
+             on_progress: Callable[[Any, int], None] | None = None) -> SyncReport:
     """Snapshot if needed, then stream until stopped (or caught up with ``until_caught_up``):
-    the engine pairing a :class:`CdcSource` with a :class:`SqliteSink` (a remote URL: the libSQL sink)."""
+    the engine pairing a :class:`CdcSource` with a :class:`SqliteSink` (a remote URL: the libSQL sink,
+    whose snapshot takes ``snapshot_path``: direct or staged, see ``pipeline.sinks.libsql``)."""
 
     if is_remote(target):
         remote = target if isinstance(target, RemoteTarget) else parse_target(str(target))
@@ -92,7 +94,7 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
             dsn=dsn, target=remote, tables=tables, jobs=jobs, options=options, until_caught_up=until_caught_up,
             heartbeat_interval=heartbeat_interval, retained_wal_warn_bytes=retained_wal_warn_bytes,
             allow_replica_identity_full=allow_replica_identity_full, stop=stop, say=say, max_wait=max_wait,
-            on_batch=on_batch, metrics=metrics, policy=policy)
+            on_batch=on_batch, metrics=metrics, policy=policy, snapshot_path=snapshot_path, on_progress=on_progress)
     options = options or TranslateConfig()
     report = SyncReport()
     flag = StopFlag(stop)
@@ -100,7 +102,8 @@ def run_sync(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None
     flag.interrupt_now = True
     try:
         report.snapshot = run_snapshot(dsn=dsn, target=target, tables=tables, jobs=jobs, options=options,
-                                       allow_replica_identity_full=allow_replica_identity_full, say=say)
+                                       allow_replica_identity_full=allow_replica_identity_full, say=say,
+                                       on_progress=on_progress)
     except SnapshotInterrupted as exc:
         restore()
         report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"

@@ -176,6 +176,22 @@ def check_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] 
     return Preflight(target=info, facts=facts, identity=identity, tables=tuple(selected))
 
 
+def check_snapshot_remote(*, dsn: str, db: Any, tables: str | Sequence[str] | None = None,
+                          allow_replica_identity_full: bool = False) -> state.SourceIdentity:
+    """``check_snapshot`` for a remote replica (``db``: its RemoteConnection): the source checks, and the
+    remote's recorded source is this one. Returns the source's identity."""
+    from pg2edge.pipeline.sources.replication import identify_system
+
+    new = state.read_stream(db) is None
+    check_source(dsn, new_slot=new, new_publication=new)
+    ident = identify_system(dsn)
+    identity = state.SourceIdentity(system_identifier=ident.system_identifier, database=ident.database)
+    state.check_source(db, identity)
+    if new:
+        check_tables(dsn, tables=tables, allow_replica_identity_full=allow_replica_identity_full)
+    return identity
+
+
 def _warn_if_short_of_space(dsn: str, path: Path, tables: Sequence[tuple[str, str]]) -> None:
     """A warning (not a refusal: SQLite often needs less) when the source tables outsize the free space."""
     import os

@@ -63,7 +63,7 @@ def test_snapshot_command_into_a_remote(pg_dsn: str, tursodb: object, run_cli: C
     env = {"PG2EDGE_STAGING_DIR": str(tmp_path / "staging")}
     res = run_cli("snapshot", "--source", pg_dsn, "--target", url, env=env)
     assert res.returncode == 0, res.stderr
-    assert "uploaded 300 rows in 1 tables" in res.stdout
+    assert "snapshot of 1 tables, 300 rows into" in res.stdout and "direct" in res.stdout, res.stdout
     again = run_cli("snapshot", "--source", pg_dsn, "--target", url, env=env)
     assert again.returncode == 0 and "already complete" in again.stdout
     res = run_cli("sync", "--source", pg_dsn, "--target", url, "--until-caught-up", env=env)

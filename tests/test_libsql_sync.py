@@ -1,4 +1,4 @@
-"""pg2edge sync into real sqld and tursodb: snapshot (staged, uploaded), every kind of change, exactly once."""
+"""pg2edge sync into real sqld and tursodb: snapshot (direct by default, or staged), every kind of change, exactly once."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def test_sync_cli_into_sqld_and_status(pg_dsn: str, sqld: SqldServer, run_cli: C
     env = {"PG2EDGE_STAGING_DIR": str(tmp_path / "st")}
     res = run_cli("sync", "--source", pg_dsn, "--target", sqld.url, "--until-caught-up", env=env)
     assert res.returncode == 0, res.stderr
-    assert "uploaded 500 rows" in res.stdout and "replica at" in res.stdout
+    assert "direct" in res.stdout and "snapshot: 500 rows" in res.stdout and "replica at" in res.stdout
+    assert not list((tmp_path / "st").glob("*.db"))  # the default path writes no staging file
     run_sql(pg_dsn, "UPDATE items SET name = 'changed' WHERE id <= 10")
     res = run_cli("sync", "--source", pg_dsn, "--target", sqld.url, "--until-caught-up", env=env)
     assert res.returncode == 0, res.stderr
@@ -99,7 +100,9 @@ class _LostAnswers(HranaClient):
         return super().pipeline(requests, baton=baton, close=close)
 
 
-def test_a_request_sent_twice_is_applied_once(pg_dsn: str, sqld: SqldServer, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("snapshot_path", ["direct", "staged"])
+def test_a_request_sent_twice_is_applied_once(pg_dsn: str, sqld: SqldServer, monkeypatch: pytest.MonkeyPatch,
+                                              snapshot_path: str) -> None:
     import pg2edge.pipeline.sinks.libsql as libsql
 
     monkeypatch.setattr(libsql, "HranaClient", _LostAnswers)
@@ -108,7 +111,7 @@ def test_a_request_sent_twice_is_applied_once(pg_dsn: str, sqld: SqldServer, mon
             "ALTER TABLE nokey REPLICA IDENTITY FULL",
             "INSERT INTO ledger (amount) SELECT 1 FROM generate_series(1, 3000)",
             "INSERT INTO nokey SELECT 'snap' FROM generate_series(1, 50)")
-    run_sync(dsn=pg_dsn, target=sqld.url, until_caught_up=True, say=_quiet)
+    run_sync(dsn=pg_dsn, target=sqld.url, until_caught_up=True, say=_quiet, snapshot_path=snapshot_path)
     for _ in range(5):
         run_sql(pg_dsn, "INSERT INTO ledger (amount) VALUES (1), (1)", "INSERT INTO nokey VALUES ('cdc')")
     run_sync(dsn=pg_dsn, target=sqld.url, until_caught_up=True, say=_quiet)

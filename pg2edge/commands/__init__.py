@@ -48,6 +48,14 @@ def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -
                              "in pg2edge.toml)")
 
 
+def add_snapshot_path_option(parser: argparse.ArgumentParser) -> None:
+    """--snapshot-path for a libSQL/Turso URL target (snapshot and sync)."""
+    parser.add_argument("--snapshot-path", choices=("direct", "staged"), default=None,
+                        help="libSQL/Turso URL targets: 'direct' sends the rows straight from PostgreSQL over Hrana; "
+                             "'staged' builds a local staging file first, then uploads it (default: [target] "
+                             "snapshot_path in pg2edge.toml, else direct)")
+
+
 def add_table_options(parser: argparse.ArgumentParser) -> None:
     """--tables, --jobs and the replica-identity flag shared by snapshot and sync."""
     parser.add_argument("--tables", metavar="LIST",

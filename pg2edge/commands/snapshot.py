@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option, add_tenant_options
+from pg2edge.commands import (
+    add_command,
+    add_snapshot_path_option,
+    add_source_options,
+    add_table_options,
+    add_target_option,
+    add_tenant_options,
+)
 
 
 def register(sub: Any) -> None:
@@ -20,6 +27,7 @@ def register(sub: Any) -> None:
     add_source_options(parser)
     add_target_option(parser)
     add_table_options(parser)
+    add_snapshot_path_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_tenant_options(parser)
 
@@ -29,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.sources.snapshot import run_snapshot
     from pg2edge.progress import table_progress
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
+    config = load_config(args.config, overrides={"source": {"dsn": args.source},
+                                                 "target": {"path": args.target, "snapshot_path": args.snapshot_path},
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
     if args.tenant_pattern:
@@ -55,21 +64,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_remote(args: argparse.Namespace, config: Any, target: Any) -> int:
-    """The snapshot of a libSQL/Turso URL: staged in a local file, then uploaded (resumable)."""
+    """The snapshot of a libSQL/Turso URL: direct (rows over Hrana as they are read) or staged in a local
+    file, then uploaded; both resumable (--snapshot-path)."""
     from pg2edge.pipeline.remote import HranaClient
     from pg2edge.pipeline.sinks.libsql import snapshot_into_remote
+    from pg2edge.progress import table_progress
 
     def progress(table: str, sent: int, total: int) -> None:
         if not args.no_progress:
             print(f"  upload {table}: {sent}/{total} rows", file=sys.stderr)
 
-    with HranaClient(target) as client:
+    with HranaClient(target) as client, \
+            table_progress(enabled=not args.no_progress and sys.stderr.isatty()) as advance:
         report = snapshot_into_remote(dsn=config.require_source(), target=target, client=client, say=print,
-                                      on_upload=progress, tables=args.tables, jobs=args.jobs,
-                                      options=config.translate,
+                                      on_upload=progress, on_progress=advance, tables=args.tables, jobs=args.jobs,
+                                      options=config.translate, path=config.target.snapshot_path,
                                       allow_replica_identity_full=args.allow_replica_identity_full)
     if report.already_complete:
         print(f"{target}: snapshot already complete; run `pg2edge sync` to stream changes")
+        return 0
+    for table, reason in report.not_replicated:
+        print(f"not replicated: {table}: {reason}")
+    print(f"snapshot of {len(report.tables)} tables, {report.rows} rows into {target}; slot {report.slot}, "
+          f"publication {report.publication}")
     return 0
 
 

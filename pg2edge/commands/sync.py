@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pg2edge.commands import add_command, add_source_options, add_table_options, add_target_option, add_tenant_options
+from pg2edge.commands import (
+    add_command,
+    add_snapshot_path_option,
+    add_source_options,
+    add_table_options,
+    add_target_option,
+    add_tenant_options,
+)
 
 
 def register(sub: Any) -> None:
@@ -20,6 +27,7 @@ def register(sub: Any) -> None:
     add_source_options(parser)
     add_target_option(parser)
     add_table_options(parser)
+    add_snapshot_path_option(parser)
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit 0 once the replica has applied the source's WAL position taken at start")
     parser.add_argument("--heartbeat", default="1s", metavar="DURATION",
@@ -55,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.lsn import format_lsn
     from pg2edge.pipeline.sinks.retry import RetryPolicy
 
-    config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target},
+    config = load_config(args.config, overrides={"source": {"dsn": args.source},
+                                                 "target": {"path": args.target, "snapshot_path": args.snapshot_path},
                                                  "tenants": {"pattern": args.tenant_pattern,
                                                              "column": args.tenant_column}})
     metrics = None
@@ -85,13 +94,20 @@ def _run(args: argparse.Namespace) -> int:
         from pg2edge.errors import ConfigError
 
         raise ConfigError("--seed-from copies a Kafka replica: use it with --from-kafka")
+    import sys
+
+    from pg2edge.progress import table_progress
+
     target = resolve(config.require_target(), config_token=config.target.token())
-    report = run_sync(metrics=metrics, dsn=config.require_source(), target=target,  # type: ignore[arg-type]
-                      tables=args.tables, jobs=args.jobs, options=config.translate, until_caught_up=args.until_caught_up,
-                      heartbeat_interval=parse_duration(args.heartbeat),
-                      retained_wal_warn_bytes=args.warn_retained_wal,
-                      allow_replica_identity_full=args.allow_replica_identity_full,
-                      policy=RetryPolicy(max_attempts=args.max_attempts, base_delay=parse_duration(args.retry_delay)))
+    with table_progress(enabled=is_remote(target) and sys.stderr.isatty()) as advance:  # bars: the remote snapshot
+        report = run_sync(metrics=metrics, dsn=config.require_source(), target=target,  # type: ignore[arg-type]
+                          tables=args.tables, jobs=args.jobs, options=config.translate,
+                          until_caught_up=args.until_caught_up, heartbeat_interval=parse_duration(args.heartbeat),
+                          retained_wal_warn_bytes=args.warn_retained_wal,
+                          allow_replica_identity_full=args.allow_replica_identity_full,
+                          policy=RetryPolicy(max_attempts=args.max_attempts,
+                                             base_delay=parse_duration(args.retry_delay)),
+                          snapshot_path=config.target.snapshot_path, on_progress=advance)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row changes "
           f"applied; replica at {at}")

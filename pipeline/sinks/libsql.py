@@ -619,26 +619,54 @@ def remote_snapshot_done(client: HranaClient) -> bool:
     return "position" in scopes and "upload" not in scopes
 
 
+SNAPSHOT_PATHS = ("direct", "staged")
+DEFAULT_SNAPSHOT_PATH = "direct"  # the faster in bench/libsql.py (BENCHMARKS.md); both are kept
+
+
+def check_snapshot_path(path: str | None) -> str:
+    """``direct`` or ``staged`` (None: the default); anything else is a ConfigError naming the value."""
+    if path is None:
+        return DEFAULT_SNAPSHOT_PATH
+    if path not in SNAPSHOT_PATHS:
+        raise ConfigError(f"snapshot path {path!r}: use one of {', '.join(SNAPSHOT_PATHS)}")
+    return path
+
+
 def snapshot_into_remote(*, dsn: str, target: RemoteTarget, client: HranaClient, say: Callable[[str], None],
                          staging: Path | None = None, on_upload: Callable[[str, int, int], None] | None = None,
-                         **snapshot_options: Any) -> Any:
-    """The snapshot of a remote target: the file snapshot into a staging file, then :func:`upload_replica`.
+                         path: str | None = None, on_progress: Any = None, **snapshot_options: Any) -> Any:
+    """The snapshot of a remote target, by one of two paths (both resume after a crash):
 
-    Both halves resume: the staging snapshot by its exported snapshot, the upload per table. The
-    staging file is removed once the remote holds everything (its position last)."""
+    * ``direct``: ``run_snapshot`` straight into the remote (``pipeline.remote.direct``): rows read from
+      the exported snapshot, encoded by the codec and sent over Hrana as they come, per-table progress
+      recorded on the remote with each batch; ``on_progress(spec, rows)`` as for a file snapshot;
+    * ``staged``: the file snapshot into a staging file, then :func:`upload_replica` (``on_upload(table,
+      sent, total)``); the staging file is removed once the remote holds everything (its position last).
+    """
+    from pg2edge.pipeline.remote.direct import direct_in_progress
 
+    chosen = check_snapshot_path(path)
     if remote_snapshot_done(client):
         return SnapshotReport(slot="", publication="", consistent_lsn=0, already_complete=True)
-    path = staging or staging_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    say(f"snapshot of {target.label}: staged in {path}, then uploaded")
-    report = run_snapshot(dsn=dsn, target=path, say=say, **snapshot_options)
+    if chosen == "direct":
+        say(f"snapshot of {target.label}: direct (rows sent as they are read)")
+        report = run_snapshot(dsn=dsn, target=target, client=client, say=say, on_progress=on_progress,
+                              **snapshot_options)
+        report.already_complete = False
+        return report
+    if direct_in_progress(client):
+        raise ConfigError(f"target {target.label}: a direct snapshot is in progress; finish it with "
+                          "`--snapshot-path direct` (or empty the database)")
+    file = staging or staging_path(target)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    say(f"snapshot of {target.label}: staged in {file}, then uploaded")
+    report = run_snapshot(dsn=dsn, target=file, say=say, on_progress=on_progress, **snapshot_options)
     started = time.monotonic()
-    up = upload_replica(path, client, on_progress=on_upload, say=say)
+    up = upload_replica(file, client, on_progress=on_upload, say=say)
     say(f"uploaded {up.rows} rows in {len(up.tables)} tables to {target.label} "
         f"({time.monotonic() - started:.1f} s, {up.requests} requests)")
     for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+        Path(str(file) + suffix).unlink(missing_ok=True)
     report.already_complete = False
     return report
 
@@ -648,7 +676,8 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
                     retained_wal_warn_bytes: int | None = None, allow_replica_identity_full: bool = False,
                     stop: Any = None, say: Callable[[str], None] = print, max_wait: float = 0.2,
                     on_batch: Any = None, metrics: Any = None, policy: RetryPolicy | None = None,
-                    staging: Path | None = None, max_request_bytes: int | None = None) -> Any:
+                    staging: Path | None = None, max_request_bytes: int | None = None,
+                    snapshot_path: str | None = None, on_progress: Any = None) -> Any:
     """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
     from pg2edge.pipeline.daemon import SyncReport, _record_pid  # inside: daemon dispatches URLs here (cycle)
 
@@ -664,7 +693,8 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
         try:
             report.snapshot = snapshot_into_remote(
                 dsn=dsn, target=target, client=client, say=say, staging=staging, tables=tables, jobs=jobs,
-                options=options, allow_replica_identity_full=allow_replica_identity_full)
+                options=options, allow_replica_identity_full=allow_replica_identity_full, path=snapshot_path,
+                on_progress=on_progress)
         except SnapshotInterrupted as exc:
             report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
             return report

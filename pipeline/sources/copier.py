@@ -18,7 +18,7 @@ import queue
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 import psycopg
@@ -35,7 +35,7 @@ BATCH_ROWS = 5_000
 COMMIT_ROWS = 100_000
 QUEUE_BATCHES_PER_JOB = 4
 
-RowEncoder = Callable[[Sequence[str | None]], tuple[Any, ...]]
+RowEncoder = Callable[[Sequence[str | None]], Any]  # a tuple of SQLite values (a file), or what a writer takes
 
 
 @dataclass(frozen=True)
@@ -155,21 +155,79 @@ def insert_sql(spec: CopySpec) -> str:
     return f"INSERT INTO {quote_ident(spec.target_table)} ({cols}) VALUES ({marks})"
 
 
+class ApswWriter:
+    """The file writer: rows inserted with apsw in large transactions; a table is marked done (the
+    caller's ``on_table_done``) in the same transaction as its last rows."""
+
+    def __init__(self, db: apsw.Connection, on_table_done: Callable[[apsw.Connection, CopySpec, int], None] | None
+                 ) -> None:
+        self.db = db
+        self.on_table_done = on_table_done
+        self.in_txn = 0
+        self._sql: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.db.execute("BEGIN")
+
+    def rows(self, spec: CopySpec, rows: list[tuple[Any, ...]]) -> None:
+        stmt = self._sql.get(spec.label)
+        if stmt is None:
+            stmt = self._sql[spec.label] = insert_sql(spec)
+        self.db.executemany(stmt, rows)
+        self.in_txn += len(rows)
+        if self.in_txn >= COMMIT_ROWS:
+            self.db.execute("COMMIT")
+            self.db.execute("BEGIN")
+            self.in_txn = 0
+
+    def table_done(self, spec: CopySpec, rows: int) -> None:
+        if self.on_table_done:
+            self.on_table_done(self.db, spec, rows)
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+        self.in_txn = 0
+
+    def finish(self) -> None:
+        self.db.execute("COMMIT")
+
+    def abort(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+class RowWriter(Protocol):
+    """Where the copied rows go: :class:`ApswWriter` (a file), or a remote writer
+    (``pipeline.remote.direct``). ``table_done`` makes the table's last rows and its done mark durable
+    together; ``abort`` drops whatever is not yet durable."""
+
+    def start(self) -> None: ...
+    def rows(self, spec: CopySpec, rows: list[Any]) -> None: ...
+    def table_done(self, spec: CopySpec, rows: int) -> None: ...
+    def finish(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 def copy_tables(
     *,
     dsn: str,
     snapshot: str | None,
     specs: Sequence[CopySpec],
-    db: apsw.Connection,
+    db: apsw.Connection | None = None,
     jobs: int = 2,
     on_table_done: Callable[[apsw.Connection, CopySpec, int], None] | None = None,
     on_progress: Callable[[CopySpec, int], None] | None = None,
+    writer: RowWriter | None = None,
 ) -> CopyResult:
-    """Copy every spec into ``db``; returns rows per table. Raises CopyWorkerError naming the table."""
+    """Copy every spec into ``db`` (or through ``writer``); returns rows per table. Raises CopyWorkerError
+    naming the table. Reading (worker processes) overlaps writing (this process): the queue between them
+    holds a few batches per worker."""
     started = time.monotonic()
     result = CopyResult()
     if not specs:
         return result
+    if writer is None:
+        assert db is not None, "copy_tables needs db or writer"
+        writer = ApswWriter(db, on_table_done)
     ctx = mp.get_context("spawn")  # not fork: callers (Prefect tasks, tests) run threads
     jobs = max(1, min(jobs, len(specs)))
     tasks = ctx.Queue()
@@ -183,13 +241,11 @@ def copy_tables(
     for proc in procs:
         proc.start()
     by_label = {s.label: s for s in specs}
-    sql_by_label = {s.label: insert_sql(s) for s in specs}
     pending = {s.label for s in specs}
     slices_left = {label: sum(1 for s in specs if s.label == label) for label in pending}
     done_rows: dict[str, int] = {}
-    in_txn = 0
     try:
-        db.execute("BEGIN")
+        writer.start()
         while pending:
             try:
                 kind, label, payload = out.get(timeout=1.0)
@@ -203,31 +259,21 @@ def copy_tables(
                 raise CopyWorkerError(f"copying {label} failed: {payload}")
             spec = by_label[label]
             if kind == "rows":
-                db.executemany(sql_by_label[label], payload)
-                in_txn += len(payload)
+                writer.rows(spec, payload)
                 result.rows[label] = result.rows.get(label, 0) + len(payload)
                 if on_progress:
                     on_progress(spec, len(payload))
-                if in_txn >= COMMIT_ROWS:
-                    db.execute("COMMIT")
-                    db.execute("BEGIN")
-                    in_txn = 0
             elif kind == "done":
                 result.rows.setdefault(label, 0)
                 done_rows[label] = done_rows.get(label, 0) + int(payload)
                 slices_left[label] -= 1
                 if slices_left[label] > 0:
                     continue
-                if on_table_done:
-                    on_table_done(db, spec, done_rows[label])
-                db.execute("COMMIT")
-                db.execute("BEGIN")
-                in_txn = 0
+                writer.table_done(spec, done_rows[label])
                 pending.discard(label)
-        db.execute("COMMIT")
+        writer.finish()
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        writer.abort()
         for proc in procs:
             proc.kill()
         raise

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 
 import apsw
 
-from pg2edge.errors import SourceError
+from pg2edge.errors import Pg2EdgeError, SourceError
 from pg2edge.pipeline.lifeline import process_alive
 from pg2edge.pipeline.state import RUN_NAME, RUN_SCOPE, RunStatus, SnapshotRun, read_run, write_run
 
@@ -46,6 +46,7 @@ __all__ = ["RUN_NAME", "RUN_SCOPE", "KeptSnapshot", "KeeperError", "adopt", "hol
            "stop_keeper"]
 
 CRASH_GRACE = 3.0  # seconds a keeper whose coordinator died unannounced waits for a rerun to adopt it
+CRASH_GRACE_ENV = "PG2EDGE_KEEPER_CRASH_GRACE"  # overrides it (a supervisor that restarts more slowly)
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,19 @@ class KeeperError(SourceError):
 
 
 def start_keeper(*, dsn: str, slot: str, replica: str, timeout: float = 60.0,
-                 hold_seconds: float = 3600.0, crash_grace: float = CRASH_GRACE) -> KeptSnapshot:
-    """Start a detached keeper; returns once the slot and snapshot exist."""
+                 hold_seconds: float = 3600.0, crash_grace: float = CRASH_GRACE,
+                 token: str | None = None) -> KeptSnapshot:
+    """Start a detached keeper; returns once the slot and snapshot exist. ``replica`` is a file, or a
+    remote target's URL (its run record read over Hrana; ``token`` goes through stdin, never argv)."""
+    if os.environ.get(CRASH_GRACE_ENV):
+        crash_grace = float(os.environ[CRASH_GRACE_ENV])
     proc = subprocess.Popen(
         [sys.executable, "-m", "pg2edge.pipeline.sources.keeper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, start_new_session=True, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps({"dsn": dsn, "slot": slot, "replica": replica, "timeout": timeout,
                                  "hold_seconds": hold_seconds, "coordinator": os.getpid(),
-                                 "crash_grace": crash_grace}) + "\n")
+                                 "crash_grace": crash_grace, "token": token}) + "\n")
     proc.stdin.close()
     line = proc.stdout.readline()
     if not line:
@@ -96,7 +101,7 @@ def hold_for_resume(db: apsw.Connection) -> None:
             run = read_run(db)
             if run is not None and run.status is RunStatus.COPYING:
                 write_run(db, replace(run, held=True))
-    except apsw.Error:
+    except (apsw.Error, Pg2EdgeError):  # a remote replica's errors too
         pass
 
 
@@ -116,7 +121,18 @@ def stop_keeper(pid: int | None) -> None:
         pass
 
 
-def _run_record(replica: str) -> SnapshotRun | None:
+def _run_record(replica: str, token: str | None = None) -> SnapshotRun | None:
+    if _remote(replica):
+        from pg2edge.pipeline.remote.connection import RemoteConnection
+        from pg2edge.pipeline.remote.url import parse_target
+
+        remote = _REMOTES.get(replica)
+        if remote is None:  # one keep-alive session for the keeper's whole life
+            remote = _REMOTES[replica] = RemoteConnection(parse_target(replica, token=token))
+        try:
+            return read_run(remote)  # type: ignore[arg-type]
+        except Exception:  # unreachable for now: not a reason to give the snapshot up
+            return None
     try:
         conn = apsw.Connection(replica, flags=apsw.SQLITE_OPEN_READONLY)
     except apsw.Error:
@@ -125,6 +141,13 @@ def _run_record(replica: str) -> SnapshotRun | None:
         return read_run(conn)
     finally:
         conn.close()
+
+
+_REMOTES: dict[str, object] = {}
+
+
+def _remote(replica: str) -> bool:
+    return "://" in replica
 
 
 def _released(run: SnapshotRun | None, snapshot: str, *, adopted_by_now: bool) -> bool:
@@ -186,10 +209,11 @@ def main() -> int:
     while not stop and time.monotonic() < deadline:
         time.sleep(0.25)
         adopted = time.monotonic() - started > 30.0  # the parent records the run well before this
-        run = _run_record(cfg["replica"])
+        run = _run_record(cfg["replica"], cfg.get("token"))
         if _released(run, kept.snapshot_name, adopted_by_now=adopted):
             break
-        if not os.path.exists(cfg["replica"]) or not _connection_alive(kept.conn):
+        gone = not _remote(cfg["replica"]) and not os.path.exists(cfg["replica"])
+        if gone or not _connection_alive(kept.conn):
             break  # the replica was removed, or the server ended the session: the snapshot is gone
         ours = run is not None and run.snapshot == kept.snapshot_name
         if ours and run is not None and run.coordinator_pid:

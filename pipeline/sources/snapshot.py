@@ -18,6 +18,7 @@ slot, empties the tables and starts a clean new snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ from pg2edge.config import TranslateConfig
 from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.events import ChangeEvent, Item, Op, SnapshotBegin, SnapshotEnd, SnapshotRows, SourceInfo
 from pg2edge.pipeline.publication import setup_publication, slot_change
+from pg2edge.pipeline.remote.url import RemoteTarget
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources import keeper
 from pg2edge.pipeline.sources.copier import CopySpec, copy_tables, snapshot_connection
@@ -147,25 +149,43 @@ def prepare_tables(dsn: str, db: apsw.Connection, tables: Sequence[tuple[str, st
     for finding in plan.findings:
         say(f"schema finding: {finding}")
     existing = {r[0] for r in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    if not any(name for name in existing if not name.startswith(("_pg2edge", "sqlite_"))):
+    if not any(name for name in existing if not name.startswith(("_pg2edge", "sqlite_", "libsql_"))):
+        if not isinstance(db, apsw.Connection):  # a remote replica: a request re-sent after a lost answer
+            from pg2edge.pipeline.remote.upload import if_not_exists  # must not fail on what the first made
+
+            plan = dataclasses.replace(plan, statements=[if_not_exists(s) for s in plan.statements])
         apply_ddl(db, plan)
     return model
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
-def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | None = None,
+def run_snapshot(*, dsn: str, target: str | Path | RemoteTarget, tables: str | Sequence[str] | None = None,
                  jobs: int = 2, options: TranslateConfig | None = None, slot: str | None = None,
                  publication: str | None = None, allow_replica_identity_full: bool = False,
                  say: Say = print, on_progress: Callable[[CopySpec, int], None] | None = None,
-                 slot_timeout: float = 60.0, capture: bool = True) -> SnapshotReport:
-    """Take (or resume) the initial snapshot of ``dsn`` into the replica file ``target``."""
+                 slot_timeout: float = 60.0, capture: bool = True, client: Any = None) -> SnapshotReport:
+    """Take (or resume) the initial snapshot of ``dsn`` into the replica file ``target``, or straight into a
+    remote libSQL target (a RemoteTarget, through ``client``, a HranaClient: ``pipeline.remote.direct``)."""
     started = time.monotonic()
     options = options or TranslateConfig()
-    target = str(target)
-    # target, wal_level, privileges, identity, --tables: all before a file or a source change is made
-    identity = preflight.check_snapshot(dsn=dsn, target=target, tables=tables,
-                                        allow_replica_identity_full=allow_replica_identity_full).identity
-    db = open_replica(target)
+    remote = isinstance(target, RemoteTarget)
+    writer: Any = None
+    if isinstance(target, RemoteTarget):
+        from pg2edge.pipeline.remote.direct import open_direct
+
+        if client is None:
+            raise ValueError("run_snapshot into a remote target needs its HranaClient")
+        db: Any = open_direct(client)
+        replica = target.label
+        # wal_level, privileges, identity, --tables: all before a source change is made
+        identity = preflight.check_snapshot_remote(dsn=dsn, db=db, tables=tables,
+                                                   allow_replica_identity_full=allow_replica_identity_full)
+    else:
+        replica = str(target)
+        # target, wal_level, privileges, identity, --tables: all before a file or a source change is made
+        identity = preflight.check_snapshot(dsn=dsn, target=replica, tables=tables,
+                                            allow_replica_identity_full=allow_replica_identity_full).identity
+        db = open_replica(replica)
     try:
         state.check_source(db, identity)
         names = stream_names(db, slot=slot, publication=publication)
@@ -213,7 +233,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         else:
             if not report.restarted:  # a run killed before it recorded its keeper may have left the slot
                 drop_slot(dsn, names.slot, missing_ok=True, terminate_holder=True)
-            kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=target, timeout=slot_timeout)
+            kept = keeper.start_keeper(dsn=dsn, slot=names.slot, replica=replica, timeout=slot_timeout,
+                                       token=target.token if isinstance(target, RemoteTarget) else None)
             with dsnlib.control(dsn) as conn:
                 change = slot_change(conn, names.slot)
             say(f"source change: {change.description} (undo: {change.undo_sql})")
@@ -226,6 +247,11 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         done = {name for name, ts in state.read_tables(db).items() if ts.snapshot is state.SnapshotStatus.DONE}
         estimates = _estimated_rows(dsn, published)
         specs: list[CopySpec] = []
+        encoder: Callable[[Any, TranslateConfig], Any] = _make_encoder
+        if remote:  # the workers also turn the values into Hrana JSON (pipeline.remote.direct)
+            from pg2edge.pipeline.remote.direct import hrana_row_encoder
+
+            encoder = hrana_row_encoder
         with db:
             for q, table in model.items():
                 if q in done:
@@ -239,7 +265,7 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
                     specs.append(CopySpec(
                         source_schema=table.schema, source_table=table.name, source_columns=tuple(codec.columns),
                         target_table=target_of[q], target_columns=tuple(codec.columns),
-                        encoder_factory=functools.partial(_make_encoder, table, options),
+                        encoder_factory=functools.partial(encoder, table, options),
                         estimated_rows=estimates.get(q, 0), partitioned=bool(getattr(table, "partitioned", False)),
                         key=key, low=low, high=high))
 
@@ -247,9 +273,13 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
             state.write_table(conn, state.TableState(table=spec.label, snapshot=state.SnapshotStatus.DONE,
                                                      snapshot_lsn=kept.consistent_lsn, rows_copied=rows))
 
+        if remote:
+            from pg2edge.pipeline.remote.direct import RemoteWriter
+
+            writer = RemoteWriter(client, snapshot_lsn=kept.consistent_lsn)
         try:
-            copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=db, jobs=jobs,
-                                 on_table_done=table_done, on_progress=on_progress)
+            copied = copy_tables(dsn=dsn, snapshot=kept.snapshot, specs=specs, db=None if remote else db, jobs=jobs,
+                                 on_table_done=table_done, on_progress=on_progress, writer=writer)
         except BaseException:
             keeper.hold_for_resume(db)  # stopping in order: the keeper keeps the snapshot for a rerun
             raise
@@ -262,7 +292,8 @@ def run_snapshot(*, dsn: str, target: str | Path, tables: str | Sequence[str] | 
         report.seconds = time.monotonic() - started
         return report
     finally:
-        db.close()
+        if not remote:  # a remote replica's connection is the caller's client
+            db.close()
 
 
 # -- the snapshot as a stream of items (for sinks that take rows: the Kafka publisher) ----------
