@@ -209,7 +209,7 @@ def test_validate_reads_d1_through_the_worker_and_finds_a_tampered_row(pg_dsn: s
     assert [(m.key, m.kind) for m in table.mismatches] == [({"id": 7}, "changed")]
 
 
-def test_cutover_check_freeze_drain_on_d1_and_promote_refused_by_name(pg_dsn: str, d1: LocalD1, run_cli) -> None:
+def test_cutover_check_freeze_drain_unfreeze_on_d1(pg_dsn: str, d1: LocalD1, run_cli) -> None:
     run_sql(pg_dsn, "CREATE TABLE items (id serial PRIMARY KEY, name text)", "INSERT INTO items (name) VALUES ('a')")
     env = {"PG2EDGE_TARGET_AUTH_TOKEN": d1.token}
     assert run_cli("sync", "--source", pg_dsn, "--target", d1.url, "--until-caught-up", env=env,
@@ -222,6 +222,4 @@ def test_cutover_check_freeze_drain_on_d1_and_promote_refused_by_name(pg_dsn: st
     assert run_cli("cutover", "freeze", "--source", pg_dsn, "--target", d1.url, env=env).returncode == 0
     drain = run_cli("cutover", "drain", "--source", pg_dsn, "--target", d1.url, "--timeout", "30", env=env)
     assert drain.returncode == 0, drain.stderr
-    promote = run_cli("cutover", "promote", "--source", pg_dsn, "--target", d1.url, env=env)
-    assert promote.returncode == 2 and "not supported" in promote.stderr and d1.url in promote.stderr
     assert run_cli("cutover", "unfreeze", "--source", pg_dsn, "--target", d1.url, env=env).returncode == 0

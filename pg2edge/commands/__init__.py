@@ -48,6 +48,17 @@ def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -
                              "in pg2edge.toml)")
 
 
+def resolve_target(args: argparse.Namespace) -> Any:
+    """The command's target, resolved the one way every command uses: ``--target``, else ``[target] path``;
+    a URL becomes a RemoteTarget whose token is $PG2EDGE_TARGET_AUTH_TOKEN, else $TURSO_AUTH_TOKEN, else
+    ``[target] auth_token`` of the config file (never a flag). A file path is returned unchanged."""
+    from pg2edge.config import load_config
+    from pg2edge.pipeline.remote import resolve
+
+    config = load_config(getattr(args, "config", None), overrides={"target": {"path": getattr(args, "target", None)}})
+    return resolve(config.require_target(), config_token=config.target.token())
+
+
 def add_table_options(parser: argparse.ArgumentParser) -> None:
     """--tables, --jobs and the replica-identity flag shared by snapshot and sync."""
     parser.add_argument("--tables", metavar="LIST",

@@ -58,6 +58,30 @@ def encode_param(value: Any) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} to D1")
 
 
+_EXACT = "\x01pg2edge:"  # marks a value read as text because D1's JSON results would change it
+
+
+def exact_column(expr: str) -> str:
+    """A select expression that reads ``expr`` exactly through the Worker: an integer beyond 2^53 (a JSON
+    number would round it) and an infinite REAL (D1 returns it as null) travel as marked text, which
+    :func:`exact_value` turns back."""
+    return (f"CASE WHEN typeof({expr}) = 'integer' AND ({expr} > 9007199254740991 OR {expr} < -9007199254740991) "
+            f"THEN char(1) || 'pg2edge:int:' || {expr} "
+            f"WHEN typeof({expr}) = 'real' AND {expr} IN (9e999, -9e999) "
+            f"THEN char(1) || 'pg2edge:real:' || CASE WHEN {expr} > 0 THEN 'inf' ELSE '-inf' END ELSE {expr} END")
+
+
+def exact_value(value: Any) -> Any:
+    """The value :func:`exact_column` marked, restored (other values unchanged)."""
+    if isinstance(value, str) and value.startswith(_EXACT):
+        kind, _, text = value[len(_EXACT):].partition(":")
+        if kind == "int":
+            return int(text)
+        if kind == "real":
+            return float(text)
+    return value
+
+
 def decode_value(value: Any) -> Any:
     if isinstance(value, dict):
         if "blob" in value:

@@ -30,7 +30,7 @@ from pg2edge.pipeline.d1.errors import D1Error
 from pg2edge.pipeline.d1.guards import schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, check_columns
 from pg2edge.pipeline.d1.upload import upload_snapshot
-from pg2edge.pipeline.daemon import SyncReport
+from pg2edge.pipeline.daemon import SyncReport, _record_pid
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
@@ -156,10 +156,14 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         mappings = build_mappings(dsn, shapes, names.publication, options)
         shapes.close()
         sink = D1Sink(client, mappings, policy=policy, limits=limits)
-        return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                           retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
-                           say=say, on_batch=on_batch)
+        _record_pid(for_state(conn), running=True)  # `pg2edge cutover promote` stops this daemon by its pid
+        try:
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
+                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                               retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait,
+                               metrics=metrics, say=say, on_batch=on_batch)
+        finally:
+            _record_pid(for_state(conn), running=False)
     finally:
         restore()
         client.close()
