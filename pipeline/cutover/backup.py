@@ -114,7 +114,25 @@ def restore_hint(target: object, backup: Path) -> str:
 
 # -- a remote replica -------------------------------------------------------------------
 def _backup_remote(target: Any, out: Path) -> Path:
-    from pg2edge.pipeline.status import open_readonly, open_writable
+    from pg2edge.pipeline.status import open_writable
+
+    position, rows = copy_remote(target, out)
+    record = {"path": str(out.resolve()), "time": datetime.now(UTC).isoformat(timespec="seconds"),
+              "position": None if position is None else asdict(position)}
+    db = open_writable(target)
+    try:
+        with db:
+            state.write_record(db, CUTOVER_SCOPE, BACKUP_RECORD, record)
+    finally:
+        db.close()
+    log.info("remote replica %s backed up to %s (%d rows)", getattr(target, "label", target), out, rows)
+    return out
+
+
+def copy_remote(target: Any, out: Path) -> tuple[state.Position | None, int]:
+    """Copy the remote replica ``target`` into the new local file ``out`` (see the module docstring);
+    returns the position the copy holds and the rows copied. Nothing is recorded on the remote."""
+    from pg2edge.pipeline.status import open_readonly
 
     label = getattr(target, "label", target)
     exact = getattr(target, "kind", None) == "d1"
@@ -150,16 +168,7 @@ def _backup_remote(target: Any, out: Path) -> Path:
     finally:
         src.close()
     partial.rename(out)
-    record = {"path": str(out.resolve()), "time": datetime.now(UTC).isoformat(timespec="seconds"),
-              "position": None if position is None else asdict(position)}
-    db = open_writable(target)
-    try:
-        with db:
-            state.write_record(db, CUTOVER_SCOPE, BACKUP_RECORD, record)
-    finally:
-        db.close()
-    log.info("remote replica %s backed up to %s (%d rows)", label, out, rows)
-    return out
+    return position, rows
 
 
 def _fingerprint(conn: object) -> tuple[object, ...]:
