@@ -44,8 +44,8 @@ def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -
     parser.add_argument("--target", metavar="FILE.db|URL",
                         help="the SQLite replica file, or a libSQL/Turso URL (libsql://HOST, https://HOST, "
                              "http://HOST:PORT), or the pg2edge D1 Worker (d1+https://HOST); token from "
-                             "$PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a flag (default: [target] path "
-                             "in pg2edge.toml)")
+                             "$PG2EDGE_TARGET_AUTH_TOKEN, $TURSO_AUTH_TOKEN or [target] auth_token, never a flag "
+                             "(default: [target] path in pg2edge.toml)")
 
 
 def resolve_target(args: argparse.Namespace) -> Any:

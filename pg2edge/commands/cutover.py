@@ -176,7 +176,7 @@ def _drain(args: argparse.Namespace) -> int:
 # -- promote --------------------------------------------------------------------------
 def _add_promote(actions: Any) -> None:
     parser = add_command(
-        actions, "promote", help="back up, stop the sync, capture replica writes, record the cutover",
+        actions, "promote", help="stop the sync, back up, capture replica writes, record the cutover",
         example="pg2edge cutover promote --source postgresql://app@db/shop --target shop.db",
         handler=_promote)
     _source_and_target(parser)
