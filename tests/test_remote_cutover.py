@@ -8,7 +8,7 @@ file read back with apsw.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -17,22 +17,11 @@ import psycopg
 import pytest
 
 from pg2edge.pipeline.remote import connect, parse_target
-from tests.support.d1 import LocalD1, wrangler_binary
+from tests.support.d1 import LocalD1
 from tests.support.edge import JwtKey, SqldServer
 from tests.support.rows import pg_rows, run_sql
 
 Cli = Callable[..., CompletedProcess[str]]
-
-
-@pytest.fixture
-def d1(tmp_path: Path) -> Iterator[LocalD1]:
-    if wrangler_binary() is None:
-        pytest.skip("wrangler is not installed: cd tests/node && npm ci")
-    local = LocalD1(tmp_path / "d1").start()
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def _app_writes(url: str, token: str | None) -> None:
