@@ -1,4 +1,5 @@
-"""Cutover backup, promote and rollback on remote targets: real sqld (libSQL over Hrana) and real D1 (workerd).
+"""Cutover backup, promote and rollback on remote targets: real sqld and tursodb (libSQL over Hrana) and real
+D1 (workerd).
 
 The application's writes after promote are made on the remote database itself (a Hrana client on
 sqld, the Worker on D1); rollback must carry them back to PostgreSQL. The backup is a local SQLite
@@ -18,7 +19,7 @@ import pytest
 
 from pg2edge.pipeline.remote import connect, parse_target
 from tests.support.d1 import LocalD1
-from tests.support.edge import JwtKey, SqldServer
+from tests.support.edge import JwtKey, SqldServer, TursoServer
 from tests.support.rows import pg_rows, run_sql
 
 Cli = Callable[..., CompletedProcess[str]]
@@ -105,9 +106,10 @@ def _full_cycle(pg_dsn: str, url: str, run_cli: Cli, tmp_path: Path, env: dict[s
     assert pg_rows(pg_dsn, "SELECT count(*) FROM products") == [(1200 + 1 - 1 + 1,)]
 
 
-def test_backup_promote_rollback_on_sqld(pg_dsn: str, sqld: SqldServer, run_cli: Cli, tmp_path: Path) -> None:
+def test_backup_promote_rollback_on_sqld_and_tursodb(pg_dsn: str, edge_server: SqldServer | TursoServer,
+                                                    run_cli: Cli, tmp_path: Path) -> None:
     env = {"PG2EDGE_STAGING_DIR": str(tmp_path / "staging")}
-    _full_cycle(pg_dsn, sqld.url, run_cli, tmp_path, env, None)
+    _full_cycle(pg_dsn, edge_server.url, run_cli, tmp_path, env, None)
 
 
 @pytest.mark.slow
