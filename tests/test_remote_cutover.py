@@ -142,3 +142,54 @@ def test_cutover_commands_take_the_config_files_token(pg_dsn: str, sqld_jwt: tup
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and server.url in lines[0], res.stderr
     assert not (tmp_path / "c.db").exists() and not (tmp_path / "c.db.partial").exists()
+
+
+@pytest.mark.slow
+def test_promote_stops_a_running_sync_into_d1_and_names_a_daemon_on_another_host(
+        pg_dsn: str, d1: LocalD1, run_cli: Cli, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pg2edge.pipeline import state
+    from pg2edge.pipeline.status import open_writable
+
+    env = {"PG2EDGE_STAGING_DIR": str(tmp_path / "staging"), "PG2EDGE_TARGET_AUTH_TOKEN": d1.token}
+    target = parse_target(d1.url, token=d1.token)
+    run_sql(pg_dsn, "CREATE TABLE products (id int PRIMARY KEY, name text)", "INSERT INTO products VALUES (1, 'a')")
+    assert run_cli("sync", "--source", pg_dsn, "--target", d1.url, "--until-caught-up", env=env).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "pg2edge", "sync", "--source", pg_dsn, "--target", d1.url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the D1 daemon records its pid and host in D1 once it streams
+            db = open_writable(target)
+            rec = state.read_record(db, "daemon", "pid")
+            db.close()
+            if rec and rec.get("pid") == proc.pid:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        # a daemon recorded on another host is named, not signalled
+        db = open_writable(target)
+        with db:
+            state.write_record(db, "daemon", "pid", {**rec, "host": "elsewhere.example"})
+        db.close()
+        res = run_cli("cutover", "promote", "--source", pg_dsn, "--target", d1.url, env=env)
+        assert res.returncode == 2 and "runs on host elsewhere.example" in res.stderr, res.stderr
+        assert proc.poll() is None
+        db = open_writable(target)
+        with db:
+            state.write_record(db, "daemon", "pid", rec)
+        db.close()
+        res = run_cli("cutover", "promote", "--source", pg_dsn, "--target", d1.url, env=env)
+        assert res.returncode == 0 and f"stopped the sync daemon (pid {proc.pid})" in res.stdout, res.stdout + res.stderr
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert d1.read("SELECT json_extract(value, '$.pid') FROM _pg2edge_state WHERE scope = 'daemon'") == [(None,)]
+    assert d1.read("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '_pg2edge_log_%'") == [(3,)]

@@ -116,6 +116,9 @@ def stop_daemon(target: str | Path, *, timeout: float = 30.0) -> int | None:
     if pid is not None and host and host != socket.gethostname():
         raise CutoverError(f"the sync daemon of {target} runs on host {host} (pid {pid}): stop it there, then run "
                            "`pg2edge cutover promote` again")
+    if pid is not None and not host and is_remote(target):  # recorded before hosts were: never signal blindly
+        raise CutoverError(f"the sync daemon of {target} is recorded as pid {pid} on an unknown host: stop it "
+                           "(it clears the record as it exits), then run `pg2edge cutover promote` again")
     if pid is None or pid == os.getpid() or not _alive(pid):
         return None
     log.warning("stopping the sync daemon (pid %d) of %s", pid, target)
