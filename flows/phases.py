@@ -62,7 +62,7 @@ def phase4_cutover(config: Config, target: str) -> list[str]:
             f"{g.name} ({g.detail or g.measured})" for g in checklist.failed))
     tasks.freeze_task(config, target)
     tasks.drain_task(config, target)
-    tasks.backup_task(target)
+    tasks.backup_task(config, target)
     return tasks.promote_task(config, target).changes
 
 

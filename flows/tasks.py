@@ -58,6 +58,14 @@ def translate_task(config: Config, tables: list[str]) -> Any:
     return result
 
 
+def _resolved(config: Config, target: str) -> Any:
+    """A task's target as every command resolves it: a URL with its token ($PG2EDGE_TARGET_AUTH_TOKEN,
+    $TURSO_AUTH_TOKEN, [target] auth_token). Resolved inside the task, so no token is a flow parameter."""
+    from pg2edge.pipeline.remote import resolve
+
+    return resolve(target, config_token=config.target.token())
+
+
 @task(name="snapshot", **IO_RETRIES)
 def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
     from pg2edge.pipeline.remote import is_remote
@@ -87,15 +95,15 @@ def snapshot_task(config: Config, target: str, tables: list[str]) -> Any:
 def sync_task(config: Config, target: str) -> Any:
     from pg2edge.pipeline.daemon import run_sync
 
-    return run_sync(dsn=config.require_source(), target=target, options=config.translate, until_caught_up=True,
-                    say=_say)
+    return run_sync(dsn=config.require_source(), target=_resolved(config, target), options=config.translate,
+                    until_caught_up=True, say=_say)
 
 
 @task(name="validate", **IO_RETRIES)
 def validate_task(config: Config, target: str, mode: str = "full") -> Any:
     from pg2edge.validators import render, validate
 
-    report = validate(config.require_source(), target, mode=mode, options=config.translate)
+    report = validate(config.require_source(), _resolved(config, target), mode=mode, options=config.translate)
     create_markdown_artifact(render(report, "markdown"), key=_key("validation"),
                              description="Phase 3: replica vs source at a known LSN")
     return report
@@ -106,7 +114,8 @@ def checklist_task(config: Config, target: str) -> Any:
     from pg2edge.pipeline.cutover.checklist import render
     from pg2edge.pipeline.cutover.gates import run_checklist
 
-    checklist = run_checklist(config.require_source(), target, thresholds=config.cutover, options=config.translate)
+    checklist = run_checklist(config.require_source(), _resolved(config, target), thresholds=config.cutover,
+                              options=config.translate)
     create_markdown_artifact(render(checklist, "markdown"), key=_key("cutover-checklist"),
                              description="Phase 4: the cutover checklist")
     return checklist
@@ -116,29 +125,29 @@ def checklist_task(config: Config, target: str) -> Any:
 def freeze_task(config: Config, target: str) -> Any:
     from pg2edge.pipeline.cutover.freeze import freeze, published_tables
 
-    dsn = config.require_source()
-    return freeze(dsn, published_tables(dsn, replica=target), replica=target)
+    dsn, replica = config.require_source(), _resolved(config, target)
+    return freeze(dsn, published_tables(dsn, replica=replica), replica=replica)
 
 
 @task(name="drain", **IO_RETRIES)
 def drain_task(config: Config, target: str) -> Any:
     from pg2edge.pipeline.cutover.actions import drain
 
-    return drain(config.require_source(), target)
+    return drain(config.require_source(), _resolved(config, target))
 
 
 @task(name="backup")
-def backup_task(target: str) -> Path:
+def backup_task(config: Config, target: str) -> Path:
     from pg2edge.pipeline.cutover.backup import backup_replica
 
-    return backup_replica(target)
+    return backup_replica(_resolved(config, target))
 
 
 @task(name="promote")
 def promote_task(config: Config, target: str) -> Any:
     from pg2edge.pipeline.cutover.actions import promote
 
-    result = promote(config.require_source(), target, take_backup=False)
+    result = promote(config.require_source(), _resolved(config, target), take_backup=False)
     lines = ["## Cutover: promoted", ""] + [f"- {c}" for c in result.changes] + ["", f"Undo: `{result.undo}`"]
     create_markdown_artifact("\n".join(lines) + "\n", key=_key("promote"), description="Phase 4: what promote changed")
     return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,10 +51,12 @@ PID_RECORD = "pid"
 
 
 def _record_pid(db: apsw.Connection, *, running: bool) -> None:
-    """Keep ``daemon/pid``: the pid of the running sync (null once it stopped)."""
+    """Keep ``daemon/pid``: the pid and host of the running sync (null once it stopped). A remote replica
+    is reachable from other hosts: ``cutover promote`` signals the pid only on the host that runs it."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with db:
         state.write_record(db, DAEMON_SCOPE, PID_RECORD, {"pid": os.getpid() if running else None,
+                                                          "host": socket.gethostname(),
                                                           "started_at" if running else "stopped_at": now})
 
 

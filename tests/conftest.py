@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.d1 import LocalD1, wrangler_binary
 from tests.support.edge import JwtKey, SqldServer, TursoServer
 from tests.support.kafka import Broker, tansu_binary
 from tests.support.postgres import PgServer, start_server
@@ -120,6 +121,19 @@ def edge_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sqld
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def d1(tmp_path: Path) -> Iterator[LocalD1]:
+    """A real local D1: the exported pg2edge Worker under ``wrangler dev --local`` (workerd); no token in the
+    environment (modules that want one override this fixture)."""
+    if wrangler_binary() is None:
+        pytest.skip("wrangler is not installed: cd tests/node && npm ci")
+    local = LocalD1(tmp_path / "d1").start()
+    try:
+        yield local
+    finally:
+        local.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -19,23 +18,12 @@ from pg2edge.pipeline.d1.errors import D1LimitError
 from pg2edge.pipeline.d1.upload import upload_snapshot
 from pg2edge.pipeline.remote.http import RetryPolicy
 from pg2edge.pipeline.remote.url import parse_target
-from tests.support.d1 import LocalD1, wrangler_binary
+from tests.support.d1 import LocalD1
 from tests.test_export import build_replica
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 TABLES = {"categories": "id", "products": "id", "tags": "product_id, tag", "notes": "rowid"}
-
-
-@pytest.fixture
-def d1(tmp_path: Path) -> Iterator[LocalD1]:
-    if wrangler_binary() is None:
-        pytest.skip("wrangler is not installed: cd tests/node && npm ci")
-    local = LocalD1(tmp_path / "d1").start()
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def staging(path: Path) -> Path:

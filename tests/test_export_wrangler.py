@@ -1,10 +1,9 @@
-"""The D1 script loads with the real ``wrangler d1 execute --local`` (bundled workerd, offline)."""
+"""The D1 script loads with the real ``wrangler d1 execute --local`` (wrangler 4.86.0 pinned in tests/node,
+its bundled workerd, offline)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,14 +11,10 @@ import apsw
 import pytest
 
 from pg2edge.pipeline.exports import export_d1
+from tests.support.d1 import wrangler_binary, wrangler_env
 from tests.test_export import USER_TABLES, build_replica
 
 pytestmark = pytest.mark.slow
-
-# wrangler 4 needs Node >= 22; the 3.x line runs on Node 20 (this machine's)
-WRANGLER_VERSION = os.environ.get("PG2EDGE_WRANGLER_VERSION", "3.114.17")
-CACHE = Path(os.environ.get("PG2EDGE_WRANGLER_CACHE", Path.home() / ".cache" / "pg2edge"))
-ENV = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "1", "NO_COLOR": "1"}
 
 WRANGLER_TOML = """name = "pg2edge-export-test"
 compatibility_date = "2024-01-01"
@@ -32,26 +27,17 @@ database_id = "00000000-0000-0000-0000-000000000000"
 
 
 def wrangler() -> Path:
-    """The wrangler binary, installed with npm into a cache directory once; skip when npm cannot fetch it."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("node/npm are not installed")
-    prefix = CACHE / f"wrangler-{WRANGLER_VERSION}"
-    binary = prefix / "node_modules" / ".bin" / "wrangler"
-    if not binary.exists():
-        prefix.mkdir(parents=True, exist_ok=True)
-        try:
-            proc = subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                                   f"wrangler@{WRANGLER_VERSION}"], capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install wrangler timed out (registry not reachable?)")
-        if proc.returncode != 0 or not binary.exists():
-            pytest.skip(f"npm could not install wrangler@{WRANGLER_VERSION}: {proc.stderr.strip()[-300:]}")
+    """The pinned wrangler 4.86.0 of tests/node (``npm ci`` in .ci/run); nothing is installed at test time."""
+    binary = wrangler_binary()
+    if binary is None:
+        pytest.skip("wrangler is not installed: cd tests/node && npm ci")
     return binary
 
 
 def run_wrangler(binary: Path, cwd: Path, *args: str) -> str:
-    proc = subprocess.run([str(binary), "d1", "execute", "DB", "--local", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run([str(binary), "d1", "execute", "DB", "--local", "--persist-to", str(cwd / "state"), *args],
+                          cwd=cwd, env=wrangler_env(cwd), capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 

@@ -20,6 +20,7 @@ from typing import Any
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
+from pg2edge.pipeline.d1.daemon import is_d1_target, open_d1_sink
 from pg2edge.pipeline.events import ChangeEvent, Op, SourceInfo
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.remote import is_remote
@@ -89,9 +90,13 @@ def repair_keys(dsn: str, target: str | Path, sides: Sequence[TableSide], keys: 
 
 def _repair_remote(dsn: str, target: Any, sides: Sequence[TableSide], keys: Mapping[str, Sequence[Key]], *,
                    options: TranslateConfig) -> dict[str, int]:
-    """The same repair on a remote target: its position read first, then the source, then one guarded batch."""
+    """The same repair on a remote target: its position read first, then the source, then guarded batches
+    (one Hrana batch on libSQL; D1 batches through the Worker)."""
 
-    sink = open_remote_sink(target, dsn=dsn, options=options)
+    if getattr(target, "kind", None) == "d1" or is_d1_target(target):
+        sink: Any = open_d1_sink(target, dsn=dsn, options=options)
+    else:
+        sink = open_remote_sink(target, dsn=dsn, options=options)
     try:
         done: dict[str, int] = {}
         events: list[ChangeEvent] = []

@@ -10,6 +10,7 @@ import apsw
 
 from pg2edge.errors import TargetError
 from pg2edge.pipeline import state
+from pg2edge.pipeline.d1.client import exact_column, exact_value
 from pg2edge.pipeline.remote import is_remote
 from pg2edge.pipeline.status import open_readonly
 from pg2edge.translators.naming import sqlite_table_name
@@ -153,19 +154,14 @@ class RemoteReplicaSnapshot(ReplicaSnapshot):
         return count, total % MOD
 
 
-_BIG = "\x01pg2edge:int:"  # marks an integer D1 would round (its results travel as JSON numbers)
-
-
 class D1ReplicaSnapshot(RemoteReplicaSnapshot):
     """The remote reads through the pg2edge D1 Worker: within D1's 100 bound parameters per statement,
-    and integers beyond 2^53 read as marked text, so they compare exactly."""
+    and integers beyond 2^53 (and infinite REALs) read as marked text, so they compare exactly."""
 
     max_params = 100
 
     def _col(self, column: str, prefix: str = "") -> str:
-        q = prefix + quote_ident(column)
-        return (f"CASE WHEN typeof({q}) = 'integer' AND ({q} > 9007199254740991 OR {q} < -9007199254740991) "
-                f"THEN char(1) || 'pg2edge:int:' || {q} ELSE {q} END")
+        return exact_column(prefix + quote_ident(column))
 
     def _fix(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(int(v[len(_BIG):]) if isinstance(v, str) and v.startswith(_BIG) else v for v in row)
+        return tuple(exact_value(v) for v in row)

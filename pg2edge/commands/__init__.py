@@ -44,8 +44,19 @@ def add_target_option(parser: argparse.ArgumentParser, *, remote: bool = True) -
     parser.add_argument("--target", metavar="FILE.db|URL",
                         help="the SQLite replica file, or a libSQL/Turso URL (libsql://HOST, https://HOST, "
                              "http://HOST:PORT), or the pg2edge D1 Worker (d1+https://HOST); token from "
-                             "$PG2EDGE_TARGET_AUTH_TOKEN or $TURSO_AUTH_TOKEN, never a flag (default: [target] path "
-                             "in pg2edge.toml)")
+                             "$PG2EDGE_TARGET_AUTH_TOKEN, $TURSO_AUTH_TOKEN or [target] auth_token, never a flag "
+                             "(default: [target] path in pg2edge.toml)")
+
+
+def resolve_target(args: argparse.Namespace) -> Any:
+    """The command's target, resolved the one way every command uses: ``--target``, else ``[target] path``;
+    a URL becomes a RemoteTarget whose token is $PG2EDGE_TARGET_AUTH_TOKEN, else $TURSO_AUTH_TOKEN, else
+    ``[target] auth_token`` of the config file (never a flag). A file path is returned unchanged."""
+    from pg2edge.config import load_config
+    from pg2edge.pipeline.remote import resolve
+
+    config = load_config(getattr(args, "config", None), overrides={"target": {"path": getattr(args, "target", None)}})
+    return resolve(config.require_target(), config_token=config.target.token())
 
 
 def add_snapshot_path_option(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from pg2edge.commands import add_command, add_source_options, add_target_option
+from pg2edge.commands import add_command, add_source_options, add_target_option, resolve_target
 
 
 def register(sub: Any) -> None:
@@ -37,20 +37,6 @@ def _source(args: argparse.Namespace) -> str:
     from pg2edge.config import load_config
 
     return load_config(args.config, overrides={"source": {"dsn": args.source}}).require_source()
-
-
-def _file_only(args: argparse.Namespace, action: str, why: str) -> None:
-    """A cutover action that needs the replica as a local SQLite file refuses a remote target by name."""
-    from pg2edge.config import load_config
-    from pg2edge.errors import ConfigError
-    from pg2edge.pipeline.remote import is_remote
-
-    target = args.target or load_config(getattr(args, "config", None)).target.path
-    if target and is_remote(target):
-        from pg2edge.pipeline.remote import resolve
-
-        raise ConfigError(f"cutover {action} on the remote target {resolve(str(target))}: not supported ({why}); "
-                          "status, validate, cutover check/freeze/unfreeze/drain work on it")
 
 
 def _tables(value: str | None) -> list[str] | None:
@@ -84,9 +70,9 @@ def _add_freeze(actions: Any) -> None:
 def _freeze(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.cutover.freeze import freeze, published_tables
 
-    dsn = _source(args)
-    tables = _tables(args.tables) or published_tables(dsn, replica=args.target)
-    result = freeze(dsn, tables, replica=args.target)
+    dsn, target = _source(args), resolve_target(args)
+    tables = _tables(args.tables) or published_tables(dsn, replica=target)
+    result = freeze(dsn, tables, replica=target)
     _print_changes(result, nothing=f"already frozen: {', '.join(result.tables)}; nothing changed")
     print("undo: pg2edge cutover unfreeze (or pg2edge cutover rollback)")
     return 0
@@ -106,7 +92,7 @@ def _add_unfreeze(actions: Any) -> None:
 def _unfreeze(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.cutover.freeze import unfreeze
 
-    result = unfreeze(_source(args), replica=args.target, tables=_tables(args.tables))
+    result = unfreeze(_source(args), replica=resolve_target(args), tables=_tables(args.tables))
     _print_changes(result, nothing="no table is frozen; nothing changed")
     if result.changes:
         print("undo: pg2edge cutover freeze")
@@ -116,24 +102,26 @@ def _unfreeze(args: argparse.Namespace) -> int:
 # -- backup ---------------------------------------------------------------------------
 def _add_backup(actions: Any) -> None:
     parser = add_command(
-        actions, "backup", help="copy the replica to a backup file while it stays online",
+        actions, "backup", help="copy the replica (a file, or a remote libSQL/D1 database) to a local backup file "
+                                "while it stays online",
         example="pg2edge cutover backup --target shop.db --output /backups/shop-before-cutover.db",
         handler=_backup)
     add_target_option(parser)
     parser.add_argument("--output", metavar="FILE",
-                        help="backup file (default: <target>.backup-<UTC timestamp>.db next to the replica)")
+                        help="backup file (default: <target>.backup-<UTC timestamp>.db next to the replica; for a "
+                             "URL, <host>.backup-<UTC timestamp>.db in the current directory)")
     # accepted for symmetry with the other actions; a backup never touches the source
     parser.add_argument("--source", metavar="DSN", help=argparse.SUPPRESS)
     parser.add_argument("--config", metavar="FILE", help=argparse.SUPPRESS)
 
 
 def _backup(args: argparse.Namespace) -> int:
-    _file_only(args, "backup", "it copies the replica file with SQLite's backup API")
-    from pg2edge.pipeline.cutover.backup import backup_replica
+    from pg2edge.pipeline.cutover.backup import backup_replica, restore_hint
 
-    out = backup_replica(args.target, args.output)
-    print(f"backed up {args.target} to {out}")
-    print(f"undo: delete {out}; restore: stop the sync daemon and copy {out} over {args.target}")
+    target = resolve_target(args)
+    out = backup_replica(target, args.output)
+    print(f"backed up {target} to {out}")
+    print(f"undo: delete {out}; restore: {restore_hint(target, out)}")
     return 0
 
 
@@ -154,7 +142,7 @@ def _check(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.cutover.gates import run_checklist
 
     config = load_config(args.config, overrides={"source": {"dsn": args.source}, "target": {"path": args.target}})
-    checklist = run_checklist(config.require_source(), config.require_target(), thresholds=config.cutover,
+    checklist = run_checklist(config.require_source(), resolve_target(args), thresholds=config.cutover,
                               options=config.translate)
     print(render(checklist, args.format))
     return 0 if checklist.ok else 1
@@ -181,14 +169,14 @@ def _add_drain(actions: Any) -> None:
 def _drain(args: argparse.Namespace) -> int:
     from pg2edge.pipeline.cutover.actions import drain
 
-    _print_action(drain(_source(args), args.target, timeout=args.timeout))
+    _print_action(drain(_source(args), resolve_target(args), timeout=args.timeout))
     return 0
 
 
 # -- promote --------------------------------------------------------------------------
 def _add_promote(actions: Any) -> None:
     parser = add_command(
-        actions, "promote", help="back up, stop the sync, capture replica writes, record the cutover",
+        actions, "promote", help="stop the sync, back up, capture replica writes, record the cutover",
         example="pg2edge cutover promote --source postgresql://app@db/shop --target shop.db",
         handler=_promote)
     _source_and_target(parser)
@@ -199,10 +187,9 @@ def _add_promote(actions: Any) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    _file_only(args, "promote", "it backs up the file and installs write-capture triggers in it")
     from pg2edge.pipeline.cutover.actions import promote
 
-    _print_action(promote(_source(args), args.target, drop_slot=args.drop_slot, backup=args.backup))
+    _print_action(promote(_source(args), resolve_target(args), drop_slot=args.drop_slot, backup=args.backup))
     return 0
 
 
@@ -216,10 +203,9 @@ def _add_rollback(actions: Any) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    _file_only(args, "rollback", "it replays writes captured in the replica file")
     from pg2edge.pipeline.cutover.actions import rollback
 
-    _print_action(rollback(_source(args), args.target))
+    _print_action(rollback(_source(args), resolve_target(args)))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pg2edge.commands import add_command, add_target_option
+from pg2edge.commands import add_command, add_target_option, resolve_target
 from pg2edge.errors import ConfigError
 
 
@@ -15,7 +15,8 @@ def register(sub: Any) -> None:
         example="pg2edge export --target shop.db --format d1 --output shop.sql && "
                 "wrangler d1 execute shop --remote --file shop.sql\n"
                 "  pg2edge export d1-worker ./d1-worker --database shop",
-        description="Export a replica for an edge platform. turso: a vacuumed SQLite file without pg2edge's "
+        description="Export a replica (a file, or a remote libSQL/D1 replica, read into a local file first) "
+                    "for an edge platform. turso: a vacuumed SQLite file without pg2edge's "
                     "internal tables, for `turso db create NAME --from-file FILE`. d1: an SQL script for "
                     "`wrangler d1 execute DB --file FILE` (parents before children, statements under 100 KB). "
                     "`export d1-worker DIR` writes the pg2edge D1 Worker (index.js, wrangler.toml with the D1 "
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     parser.add_argument("dir", nargs="?", metavar="DIR", help="with d1-worker: the directory to write")
     parser.add_argument("--database", metavar="NAME", default="pg2edge",
                         help="with d1-worker: the D1 database name in wrangler.toml (default pg2edge)")
-    add_target_option(parser, remote=False)
+    add_target_option(parser)
     parser.add_argument("--format", choices=("turso", "d1"), help="the edge platform (a replica export)")
     parser.add_argument("--output", metavar="PATH", help="the file to write (a replica export)")
     parser.add_argument("--force", action="store_true", help="replace PATH (or the Worker files) if it exists")
@@ -43,8 +44,22 @@ def _run(args: argparse.Namespace) -> int:
     if not args.format or not args.output:
         raise ConfigError("export needs --format turso|d1 and --output PATH (or: export d1-worker DIR)")
     from pg2edge.pipeline.exports import export_d1, export_turso
+    from pg2edge.pipeline.remote import is_remote
 
     export = export_turso if args.format == "turso" else export_d1
-    result = export(args.target, args.output, overwrite=args.force)
-    print(result.summary())
+    target = resolve_target(args)
+    if not is_remote(target):
+        print(export(target, args.output, overwrite=args.force).summary())
+        return 0
+    import tempfile
+    from pathlib import Path
+
+    from pg2edge.pipeline.cutover.backup import copy_remote
+
+    # a remote replica is read into a local file first (the copy `cutover backup` takes), then exported
+    with tempfile.TemporaryDirectory(prefix="pg2edge-export-") as tmp:
+        local = Path(tmp) / "replica.db"
+        copy_remote(target, local)
+        result = export(local, args.output, overwrite=args.force)
+    print(f"{result.summary()} from {target}")
     return 0

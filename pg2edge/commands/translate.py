@@ -98,9 +98,10 @@ def _query(args: argparse.Namespace) -> int:
         from pg2edge.translators.recorded import read_replica_types, read_source_types
 
         if is_remote(args.target):  # libSQL or D1: the remote plumbing's connection and token rules
+            from pg2edge.pipeline.remote import resolve
             from pg2edge.pipeline.status import open_readonly
 
-            conn = open_readonly(args.target)
+            conn = open_readonly(resolve(args.target, config_token=config.target.token()))
             try:
                 recorded = read_source_types(conn)
             finally:

@@ -1,12 +1,18 @@
 """The last cutover actions: drain, promote, rollback. Each is idempotent and reports what it changed and its undo.
 
 * ``drain``: wait until the replica has applied the freeze LSN (``cutover/freeze``).
-* ``promote``: back up the replica, stop a running ``pg2edge sync`` (SIGTERM to
-  the pid in ``daemon/pid``), start capturing replica writes
+* ``promote``: stop a running ``pg2edge sync`` (SIGTERM to the pid in
+  ``daemon/pid`` on this host), back up the replica (a remote one into a local
+  file, ``cutover/backup``), start capturing replica writes
   (:mod:`pipeline.cutover.changelog`), record ``cutover/promote``; optionally
   drop the slot and publication.
 * ``rollback``: unfreeze the source, replay the replica writes logged since
   promote to PostgreSQL, stop capturing, record ``cutover/rollback``.
+
+The replica is a file or a remote target (libSQL over Hrana, D1 through the
+pg2edge Worker): both are opened with ``pipeline.status.open_writable``, whose
+``with conn:`` sends a remote transaction's writes as one atomic batch, and the
+capture triggers run inside the remote database.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +36,6 @@ from pg2edge.pipeline.cutover.freeze import unfreeze
 from pg2edge.pipeline.daemon import DAEMON_SCOPE, PID_RECORD
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.remote import is_remote
-from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.status import open_writable
 from pg2edge.pipeline.teardown import teardown_replica
 from pg2edge.translators.naming import sqlite_table_name
@@ -96,14 +102,23 @@ def _alive(pid: int) -> bool:
 
 
 def stop_daemon(target: str | Path, *, timeout: float = 30.0) -> int | None:
-    """SIGTERM the sync daemon recorded in the replica and wait for it to exit; returns its pid (None: none ran)."""
+    """SIGTERM the sync daemon recorded in the replica and wait for it to exit; returns its pid (None: none ran).
 
-    db = open_replica(target)
+    A remote replica can be fed from another host: a daemon recorded there is named, not signalled here."""
+
+    db = open_writable(target)
     try:
         record = state.read_record(db, DAEMON_SCOPE, PID_RECORD)
     finally:
         db.close()
     pid = int(record["pid"]) if record and record.get("pid") else None
+    host = (record or {}).get("host")
+    if pid is not None and host and host != socket.gethostname():
+        raise CutoverError(f"the sync daemon of {target} runs on host {host} (pid {pid}): stop it there, then run "
+                           "`pg2edge cutover promote` again")
+    if pid is not None and not host and is_remote(target):  # recorded before hosts were: never signal blindly
+        raise CutoverError(f"the sync daemon of {target} is recorded as pid {pid} on an unknown host: stop it "
+                           "(it clears the record as it exits), then run `pg2edge cutover promote` again")
     if pid is None or pid == os.getpid() or not _alive(pid):
         return None
     log.warning("stopping the sync daemon (pid %d) of %s", pid, target)
@@ -132,13 +147,13 @@ def promote(dsn: str, target: str | Path, *, drop_slot: bool = False, backup: st
     result = ActionResult("promote", undo="pg2edge cutover rollback (replays replica writes made since promote)")
     previous = _record(target, PROMOTE_RECORD)
     done = bool(previous and previous.get("promoted"))
+    pid = stop_daemon(target)  # first: the backup then holds everything the daemon applied
+    if pid is not None:
+        result.changes.append(f"stopped the sync daemon (pid {pid}); restart it with `pg2edge sync`")
     if not done and take_backup:
         out = backup_replica(target, backup)
         result.changes.append(f"backed up the replica to {out}")
-    pid = stop_daemon(target)
-    if pid is not None:
-        result.changes.append(f"stopped the sync daemon (pid {pid}); restart it with `pg2edge sync`")
-    db = open_replica(target)
+    db = open_writable(target)
     try:
         if done:
             assert previous is not None  # done means the promote record exists
@@ -175,7 +190,7 @@ def rollback(dsn: str, target: str | Path) -> ActionResult:
     thawed = unfreeze(dsn, replica=target)
     result.changes += [c.description for c in thawed.changes]
     promoted = _record(target, PROMOTE_RECORD)
-    db = open_replica(target)
+    db = open_writable(target)
     try:
         todo = changelog.pending(db)
         if todo:

@@ -193,5 +193,8 @@ def _bump_sequences(pg: psycopg.Connection[Any], target: _Target) -> None:
 
 
 def mark_replayed(conn: apsw.Connection, ids: Sequence[int]) -> None:
-    conn.executemany(f"UPDATE {_CL} SET replayed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                     [(i,) for i in ids])
+    """Mark the logged writes ``ids`` (a prefix of :func:`pending`, in id order) replayed: one statement, so
+    a remote replica takes it within D1's parameter limit and in the caller's one batch."""
+    if ids:
+        conn.execute(f"UPDATE {_CL} SET replayed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                     "WHERE replayed_at IS NULL AND id <= ?", (max(ids),))

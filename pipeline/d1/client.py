@@ -21,8 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ import apsw
 
 from pg2edge.pipeline.d1.errors import D1Error, D1Refused
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt
+from pg2edge.pipeline.remote.connection import BufferedConnection, Cursor, is_read
 from pg2edge.pipeline.remote.errors import RemoteProtocolError, RemoteSQLError
 from pg2edge.pipeline.remote.http import RemoteSession, RetryPolicy
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
@@ -56,6 +56,30 @@ def encode_param(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"blob": base64.b64encode(bytes(value)).decode("ascii")}
     raise TypeError(f"cannot send a {type(value).__name__} to D1")
+
+
+_EXACT = "\x01pg2edge:"  # marks a value read as text because D1's JSON results would change it
+
+
+def exact_column(expr: str) -> str:
+    """A select expression that reads ``expr`` exactly through the Worker: an integer beyond 2^53 (a JSON
+    number would round it) and an infinite REAL (D1 returns it as null) travel as marked text, which
+    :func:`exact_value` turns back."""
+    return (f"CASE WHEN typeof({expr}) = 'integer' AND ({expr} > 9007199254740991 OR {expr} < -9007199254740991) "
+            f"THEN char(1) || 'pg2edge:int:' || {expr} "
+            f"WHEN typeof({expr}) = 'real' AND {expr} IN (9e999, -9e999) "
+            f"THEN char(1) || 'pg2edge:real:' || CASE WHEN {expr} > 0 THEN 'inf' ELSE '-inf' END ELSE {expr} END")
+
+
+def exact_value(value: Any) -> Any:
+    """The value :func:`exact_column` marked, restored (other values unchanged)."""
+    if isinstance(value, str) and value.startswith(_EXACT):
+        kind, _, text = value[len(_EXACT):].partition(":")
+        if kind == "int":
+            return int(text)
+        if kind == "real":
+            return float(text)
+    return value
 
 
 def decode_value(value: Any) -> Any:
@@ -143,91 +167,30 @@ class D1Client:
         return data
 
 
-class _Cursor:
-    def __init__(self, rows: list[tuple[Any, ...]], columns: list[str] | None = None) -> None:
-        self._rows = rows
-        self._columns = columns or []
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return list(self._rows)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return iter(self._rows)
-
-    def getdescription(self) -> list[tuple[str, None]]:
-        return [(c, None) for c in self._columns]
-
-
-_BEGIN = re.compile(r"^\s*BEGIN\b", re.I)
-_END = re.compile(r"^\s*(COMMIT|END|ROLLBACK)\s*(TRANSACTION)?\s*;?\s*$", re.I)
-_READ = re.compile(r"^\s*(SELECT|WITH|PRAGMA\s+\w+\s*(\(|$)|EXPLAIN|VALUES)", re.I)
-
-
-class D1Connection:
-    """Connection-shaped access to D1 through the Worker, for ``pipeline.state`` and the readers.
-
-    ``execute(sql, params)`` runs a read at once and returns a cursor (``fetchone``,
-    ``fetchall``, iteration). ``BEGIN`` (or ``with conn:``) buffers writes until
-    ``COMMIT``, which sends them as ONE ``env.DB.batch()`` (D1 has no interactive
-    transactions); ``ROLLBACK`` drops them. The same shape as the libSQL
-    ``RemoteConnection``, so state writers that require ``in_transaction`` work.
-    """
+class D1Connection(BufferedConnection):
+    """Connection-shaped access to D1 through the Worker, for ``pipeline.state`` and the readers: the
+    shape of the libSQL ``RemoteConnection`` (``BufferedConnection``); ``COMMIT`` sends the buffered
+    writes as ONE ``env.DB.batch()``, a write outside a transaction is a batch of one."""
 
     def __init__(self, client: D1Client) -> None:
+        super().__init__()
         self.client = client
-        self._pending: list[Stmt] | None = None
 
     @property
-    def label(self) -> str:
+    def label(self) -> str:  # type: ignore[override]
         return self.client.label
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._pending is not None
+    def _send(self, stmts: list[Stmt]) -> None:
+        self.client.batch(stmts)
 
-    @property
-    def pending(self) -> list[Stmt]:
-        """The writes buffered since BEGIN (a caller may send them itself and then ROLLBACK)."""
-        if self._pending is None:
-            raise RemoteSQLError(f"target {self.label}: no transaction is active")
-        return self._pending
+    def _run(self, sql: str, args: list[Any]) -> Cursor:
+        if not is_read(sql):
+            self.client.batch([(sql, args)])
+            return Cursor()
+        rows = self.client.query(sql, args)
+        return Cursor(rows.rows, rows.columns)
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        if _BEGIN.match(sql):
-            if self._pending is not None:
-                raise RemoteSQLError(f"target {self.label}: cannot start a transaction within a transaction")
-            self._pending = []
-            return _Cursor([])
-        end = _END.match(sql)
-        if end:
-            if self._pending is None:
-                raise RemoteSQLError(f"target {self.label}: cannot {end.group(1).lower()} - no transaction is active")
-            pending, self._pending = self._pending, None
-            if end.group(1).upper() != "ROLLBACK" and pending:
-                self.client.batch(pending)
-            return _Cursor([])
-        if self._pending is not None and not _READ.match(sql):
-            self._pending.append((sql, list(params)))
-            return _Cursor([])
-        if not _READ.match(sql):
-            self.client.batch([(sql, list(params))])
-            return _Cursor([])
-        rows = self.client.query(sql, params)
-        return _Cursor(rows.rows, rows.columns)
-
-    def __enter__(self) -> D1Connection:
-        self.execute("BEGIN")
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if self._pending is not None:
-            self.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-    def close(self) -> None:
-        self._pending = None
+    def _close(self) -> None:
         self.client.close()
 
 
@@ -239,9 +202,9 @@ class Recorder:
     def __init__(self) -> None:
         self.stmts: list[Stmt] = []
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         self.stmts.append((sql, list(params)))
-        return _Cursor([])
+        return Cursor()
 
 
 def for_state(conn: D1Connection | Recorder) -> apsw.Connection:

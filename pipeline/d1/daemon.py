@@ -30,7 +30,7 @@ from pg2edge.pipeline.d1.errors import D1Error
 from pg2edge.pipeline.d1.guards import schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, check_columns
 from pg2edge.pipeline.d1.upload import upload_snapshot
-from pg2edge.pipeline.daemon import SyncReport
+from pg2edge.pipeline.daemon import SyncReport, _record_pid
 from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
@@ -71,26 +71,36 @@ def replay_dlq(*, dsn: str, target: str | RemoteTarget, ids: Sequence[int] | Non
                config_token: str | None = None, policy: RetryPolicy | None = None) -> tuple[int, list[QueuedChange]]:
     """``pg2edge dlq replay`` for D1: apply dead changes (``ids``, default all) and what waits behind them,
     in order, each in its own D1 batch with its removal from the queue. Returns (applied, dead left)."""
-    parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
-    client = D1Client(parsed)
+    sink = open_d1_sink(target, dsn=dsn, options=options, config_token=config_token, policy=policy)
     try:
-        conn = for_state(D1Connection(client))
-        names = state.read_stream(conn)
-        if names is None:
-            raise D1Error(f"target {parsed.label} has no recorded publication; nothing was ever synced")
+        conn = sink._state
         dead = [c.id for c in list_queue(conn, statuses=("dead",))]
         wanted = dead if ids is None else list(ids)
         unknown = [i for i in wanted if i not in dead]
         if unknown:
-            raise QueueError(f"change {unknown[0]} is not in the DLQ of {parsed.label}")
-        shapes = apsw.Connection(":memory:")
-        mappings = build_mappings(dsn, shapes, names.publication, options or TranslateConfig())
-        shapes.close()
-        sink = D1Sink(client, mappings, policy=policy)
+            raise QueueError(f"change {unknown[0]} is not in the DLQ of {sink.label}")
         applied, _ = sink.drain(force_ids=wanted)
         return applied, [c for c in list_queue(conn, statuses=("dead",)) if c.id in set(wanted)]
     finally:
+        sink.close()
+
+
+def open_d1_sink(target: str | RemoteTarget, *, dsn: str, options: TranslateConfig | None = None,
+                 config_token: str | None = None, policy: RetryPolicy | None = None) -> D1Sink:
+    """A D1Sink on an existing D1 replica (its publication's tables and codecs): ``dlq replay``, repairs."""
+    parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
+    client = D1Client(parsed)
+    try:
+        names = state.read_stream(for_state(D1Connection(client)))
+        if names is None:
+            raise D1Error(f"target {parsed.label} has no recorded publication; nothing was ever synced")
+        shapes = apsw.Connection(":memory:")  # the translated tables, to build the codec mappings with
+        mappings = build_mappings(dsn, shapes, names.publication, options or TranslateConfig())
+        shapes.close()
+        return D1Sink(client, mappings, policy=policy)
+    except BaseException:
         client.close()
+        raise
 
 
 def snapshot_into_d1(*, dsn: str, client: D1Client, say: Callable[[str], None] = print,
@@ -160,10 +170,14 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
         # DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
         mappings = align_mappings(dsn, for_state(conn), mappings)
         sink = D1Sink(client, mappings, policy=policy, limits=limits, options=options)
-        return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
-                           heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                           retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait, metrics=metrics,
-                           say=say, on_batch=on_batch)
+        _record_pid(for_state(conn), running=True)  # `pg2edge cutover promote` stops this daemon by its pid
+        try:
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
+                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                               retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait,
+                               metrics=metrics, say=say, on_batch=on_batch)
+        finally:
+            _record_pid(for_state(conn), running=False)
     finally:
         restore()
         client.close()

@@ -6,7 +6,8 @@ errors are :class:`RemoteSQLError`, which is also an ``apsw.SQLError``.
 Each statement runs on its own short stream. ``BEGIN`` (or ``with conn:``)
 buffers writes until ``COMMIT`` sends them as one atomic batch, so
 ``pipeline.state`` writers (which require ``conn.in_transaction``) work
-unchanged on a remote target.
+unchanged on a remote target. :class:`BufferedConnection` is that shape,
+shared with the D1 Worker's connection (``pipeline.d1.client.D1Connection``).
 
 Bulk writes do not go through here: they use one atomic Hrana batch
 (:meth:`HranaClient.batch`).
@@ -34,9 +35,16 @@ class RemoteNotReplica(RemoteError):
 
 
 class Cursor:
-    def __init__(self, result: StmtResult) -> None:
-        self._result = result
-        self._rows = iter(result.rows)
+    """Rows of one statement, read like an apsw cursor (``fetchone`` consumes, as apsw's does)."""
+
+    def __init__(self, rows: Sequence[tuple[Any, ...]] = (), columns: Sequence[str] = (), rowcount: int = 0) -> None:
+        self._columns = list(columns)
+        self._rows = iter(list(rows))
+        self._rowcount = rowcount
+
+    @classmethod
+    def of(cls, result: StmtResult) -> Cursor:
+        return cls(result.rows, result.columns, result.affected_row_count)
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return next(self._rows, None)
@@ -49,69 +57,73 @@ class Cursor:
 
     @property
     def description(self) -> list[tuple[str, None]]:
-        return [(c, None) for c in self._result.columns]
+        return [(c, None) for c in self._columns]
 
     def getdescription(self) -> list[tuple[str, None]]:
         return self.description
 
     @property
     def rowcount(self) -> int:
-        return self._result.affected_row_count
+        return self._rowcount
 
 
-class RemoteConnection:
-    """Reads (and small transactional writes) on a remote target through Hrana.
-
-    Transactions: ``BEGIN`` (or ``with conn:``) starts buffering writes; reads inside
-    it run at once against the committed state; ``COMMIT`` sends the buffered writes
-    as ONE atomic Hrana batch, ``ROLLBACK`` drops them. (tursodb keeps no stream
-    between requests, so an interactive transaction is not portable; a batch is.)
+class BufferedConnection:
+    """The connection shape of every remote target: ``execute(sql, params)`` like apsw, and transactions
+    as ONE atomic request. ``BEGIN`` (or ``with conn:``) starts buffering writes; reads inside it run at
+    once against the committed state; ``COMMIT`` sends the buffered writes with :meth:`_send` (one Hrana
+    batch, one D1 ``batch()``), ``ROLLBACK`` drops them. (tursodb keeps no stream between requests and D1
+    has no interactive transactions, so a batch is the portable transaction.) A subclass provides
+    ``label``, :meth:`_send`, :meth:`_run` (a statement outside a transaction, or a read) and :meth:`_close`.
     """
 
-    def __init__(self, target: RemoteTarget, *, client: HranaClient | None = None,
-                 policy: RetryPolicy | None = None) -> None:
-        self.target = target
-        self.client = client or HranaClient(target, policy=policy)
-        self._pending: list[Stmt] | None = None
-        self._changes = 0
+    label: str
 
-    @property
-    def label(self) -> str:
-        return self.target.label
+    def __init__(self) -> None:
+        self._pending: list[Stmt] | None = None
 
     @property
     def in_transaction(self) -> bool:
         return self._pending is not None
 
+    @property
+    def pending(self) -> list[Stmt]:
+        """The writes buffered since BEGIN (a caller may send them itself and then ROLLBACK)."""
+        if self._pending is None:
+            raise RemoteSQLError(f"target {self.label}: no transaction is active")
+        return self._pending
+
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Cursor:
         if isinstance(params, Mapping):
-            raise TypeError("RemoteConnection.execute takes positional parameters only")
+            raise TypeError(f"{type(self).__name__}.execute takes positional parameters only")
         args = list(params or ())
         if _BEGIN.match(sql):
             if self._pending is not None:
                 raise RemoteSQLError(f"target {self.label}: cannot start a transaction within a transaction")
             self._pending = []
-            return Cursor(StmtResult([], []))
+            return Cursor()
         end = _END.match(sql)
         if end:
             if self._pending is None:
                 raise RemoteSQLError(f"target {self.label}: cannot {end.group(1).lower()} - no transaction is active")
             pending, self._pending = self._pending, None
             if end.group(1).upper() != "ROLLBACK" and pending:
-                self.client.batch(pending)
-            return Cursor(StmtResult([], []))
-        if self._pending is not None and not _READ.match(sql):
+                self._send(pending)
+            return Cursor()
+        if self._pending is not None and not is_read(sql):
             self._pending.append((sql, args))
-            return Cursor(StmtResult([], []))
-        result = self.client.execute(sql, args)
-        self._changes = result.affected_row_count
-        return Cursor(result)
+            return Cursor()
+        return self._run(sql, args)
 
-    def changes(self) -> int:
-        """Rows changed by the last statement run at once (tursodb reports 0 for INSERT)."""
-        return self._changes
+    def _send(self, stmts: list[Stmt]) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> RemoteConnection:
+    def _run(self, sql: str, args: list[Any]) -> Cursor:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> BufferedConnection:
         self.execute("BEGIN")
         return self
 
@@ -121,6 +133,41 @@ class RemoteConnection:
 
     def close(self) -> None:
         self._pending = None
+        self._close()
+
+
+def is_read(sql: str) -> bool:
+    """A statement that only reads (run at once even inside a buffered transaction)."""
+    return bool(_READ.match(sql))
+
+
+class RemoteConnection(BufferedConnection):
+    """Reads (and small transactional writes) on a libSQL target through Hrana (see BufferedConnection)."""
+
+    def __init__(self, target: RemoteTarget, *, client: HranaClient | None = None,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.target = target
+        self.client = client or HranaClient(target, policy=policy)
+        self._changes = 0
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.target.label
+
+    def _send(self, stmts: list[Stmt]) -> None:
+        self.client.batch(stmts)
+
+    def _run(self, sql: str, args: list[Any]) -> Cursor:
+        result = self.client.execute(sql, args)
+        self._changes = result.affected_row_count
+        return Cursor.of(result)
+
+    def changes(self) -> int:
+        """Rows changed by the last statement run at once (tursodb reports 0 for INSERT)."""
+        return self._changes
+
+    def _close(self) -> None:
         self.client.close()
 
 

@@ -47,7 +47,7 @@ from pg2edge.pipeline.d1.limits import (
     fits_cheaply,
     statement_size,
 )
-from pg2edge.pipeline.errors import ApplyError
+from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import (
     ChangeEvent,
     Control,
@@ -518,6 +518,33 @@ class D1Sink:
             f"({sum(counts.values())} row changes, most in table {table}: {rows}), over the "
             f"{self.limits.transaction_bytes}-byte limit of one D1 batch; in parts it would be visible half-done "
             "in D1, so the stream stops here (split the transaction on the source)")
+
+    # -- validator repairs -------------------------------------------------------------------
+    def apply_repairs(self, events: Sequence[ChangeEvent], *, per_batch: int = 500) -> int:
+        """Apply validator repairs (snapshot reads and deletes), position untouched, in D1 batches of
+        ``per_batch`` changes, each guarded by the position read when this sink opened: the caller read
+        the source after that, so its rows are at least as new as D1's; if the daemon applied more
+        meanwhile the batch is refused (StateError) rather than writing older values over newer ones."""
+        for start in range(0, len(events), per_batch):
+            plan = _Plan()
+            self.conn.execute("BEGIN")  # buffers: sent below as one D1 batch
+            try:
+                self.conn.execute(*position_guard(self._pos.commit_lsn if self._pos else None))
+                self.conn.pending.append(DEFER_FOREIGN_KEYS)
+                for ev in events[start:start + per_batch]:
+                    self._event(ev, plan)
+                stmts = list(self.conn.pending)
+            finally:
+                self.conn.execute("ROLLBACK")
+            try:
+                self.client.batch(stmts, locate=True)
+            except D1Refused as exc:
+                if exc.index == 0 and is_guard_failure(str(exc)):
+                    raise StateError(f"target {self.label} applied more changes while repairing; "
+                                     f"{start} of {len(events)} repaired, run `pg2edge validate --repair` again"
+                                     ) from None
+                raise ApplyError(f"target {self.label}: a repair was refused: {exc}") from exc
+        return len(events)
 
     # -- watermark and the retry queue ---------------------------------------------------------
     def _watermark(self, lsn: int) -> None:
