@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
@@ -26,6 +26,7 @@ class TenantSyncReport(EngineReport):
     snapshot: TenantSnapshotReport | None = None
     tenants_created: int = 0
     peak_open_files: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)  # deleted tenant -> its changes not applied
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
@@ -50,8 +51,9 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
                                                        config=tenants, options=options)
         router = TenantRouter(layout=layout, hub=hub, hub_path=tenants.shared_path,
                               mappings=build_mappings(dsn, hub, names.publication, options))
+        what = "database(s)" if router.remote is not None else "file(s)"
         say(f"routing {len(layout.tenant_tables)} tenant table(s) by {tenants.column!r} into "
-            f"{len(router.known)} tenant file(s); streaming from {format_lsn(pos.end_lsn)}")
+            f"{len(router.known)} tenant {what}; streaming from {format_lsn(pos.end_lsn)}")
         sink = TenantSink(router, label=str(tenants.pattern))
         try:
             return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
@@ -60,6 +62,7 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
         finally:
             report.tenants_created = router.created
             report.peak_open_files = router.pool.peak
+            report.ignored = dict(router.ignored)
             sink.close()
     finally:
         restore()
