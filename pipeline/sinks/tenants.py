@@ -215,9 +215,8 @@ class TenantRouter:
             log.warning("tenant %r was deleted (`pg2edge tenant delete`): %d change(s) for it not applied "
                         "(commit %s..%s)", tenant, n, txns[0].commit_lsn, txns[-1].commit_lsn)
         for tenant in sorted(per_tenant):
-            applier = self.pool.get(tenant)
             try:
-                applied: ApplyResult = applier.apply(per_tenant[tenant])
+                applied: ApplyResult = self.pool.get(tenant).apply(per_tenant[tenant])
             except RemoteError:
                 self.pool.discard(tenant)
                 if self.remote is None or not self.remote.gone(tenant):

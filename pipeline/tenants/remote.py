@@ -333,6 +333,27 @@ def check_collisions(pattern: UrlPattern, tenants: Mapping[str, Any] | set[str] 
     return out
 
 
+def check_source_labels(dsn: str, tables: Any, *, column: str, pattern: UrlPattern, hub_path: str | Path) -> None:
+    """Before anything changes: no two tenant ids on the source (or one on the source and one recorded
+    in the hub) map to the same database label (TenantIdError names both)."""
+    from psycopg import sql
+
+    from pg2edge import dsn as dsnlib
+
+    ids: set[str] = set()
+    with dsnlib.control(dsn) as conn:
+        for schema, table in tables:
+            has = conn.execute(
+                "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+                "AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped", (schema, table, column)).fetchone()
+            if has:
+                query = sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NOT NULL").format(
+                    c=sql.Identifier(column), t=sql.Identifier(schema, table))
+                ids.update(r[0] for r in conn.execute(query))
+    check_collisions(pattern, sorted(ids), registry_of(hub_path))
+
+
 class RemoteTenants:
     """The tenant databases of one URL pattern: provisioning, registry, seeding, per-tenant sinks."""
 

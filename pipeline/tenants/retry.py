@@ -70,6 +70,11 @@ def check_tenant_prerequisites(*, dsn: str, tenants: TenantsConfig, tables: str 
         return
     selected = list(pre.tables) or (published_tables(dsn, stream.publication) if stream else [])
     preflight.check_tenant_ids(dsn, selected, column=tenants.column)
+    if is_url_pattern(tenants.pattern):
+        from pg2edge.pipeline.tenants.remote import check_source_labels, parse_url_pattern
+
+        check_source_labels(dsn, selected, column=tenants.column, pattern=parse_url_pattern(tenants.pattern),
+                            hub_path=tenants.shared_path)
 
 
 def mark_hub_stale(path: str | Path) -> None:
