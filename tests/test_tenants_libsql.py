@@ -15,10 +15,12 @@ import threading
 import time
 from pathlib import Path
 
+import apsw
 import psycopg
 import pytest
 
 from pg2edge.config import TenantsConfig
+from pg2edge.pipeline import state
 from pg2edge.pipeline.remote import HranaClient, parse_target
 from pg2edge.pipeline.tenants.daemon import run_tenant_sync
 from pg2edge.pipeline.tenants.ids import tenant_label
@@ -146,6 +148,17 @@ def test_embedded_replicas_per_tenant_with_libsql_client(pg_dsn: str, sqld_names
         assert int(out["results"][1]["rows"][0]["n"]) == 2  # type: ignore[index]
 
 
+def _split_done(hub: Path) -> bool:
+    if not hub.is_file():
+        return False
+    db = apsw.Connection(str(hub), flags=apsw.SQLITE_OPEN_READONLY)
+    db.set_busy_timeout(10_000)
+    try:
+        return (state.read_record(db, "tenants", "split") or {}).get("status") == "done"
+    finally:
+        db.close()
+
+
 def _start_sync(dsn: str, config: Path, pattern: str, cwd: Path) -> subprocess.Popen[str]:
     env = _cli_env({"PG2EDGE_STAGING_DIR": str(cwd / "staging")})
     return subprocess.Popen([sys.executable, "-m", "pg2edge", "sync", "--source", dsn, "--config", str(config),
@@ -182,19 +195,25 @@ def test_fifty_tenants_under_writes_survive_five_sigkills(pg_dsn: str, sqld_name
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     rng = random.Random(5)
-    kills = 0
+    kills = streaming_kills = 0
+    hub = tmp_path / "hub" / "_shared.db"
     try:
-        for _ in range(5):
+        for run in range(5):
             proc = _start_sync(pg_dsn, config, server.tenant_pattern(), tmp_path)
-            time.sleep(rng.uniform(2.0, 5.0))
+            if run:  # the first kill lands in the snapshot or its split; the others while streaming
+                deadline = time.monotonic() + 120
+                while not _split_done(hub) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            time.sleep(rng.uniform(1.0, 3.0))
             assert proc.poll() is None, proc.communicate()[1]
+            streaming_kills += _split_done(hub)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             kills += 1
     finally:
         stop.set()
         writer.join()
-    assert kills == 5
+    assert kills == 5 and streaming_kills >= 4
     cfg = _config(server, tmp_path)
     report = run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
     assert report.stopped_by == "caught up"
