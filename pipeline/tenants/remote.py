@@ -146,7 +146,7 @@ class NoProvisioner:
 
     def delete(self, name: str) -> bool:
         raise ProvisionError(f"cannot drop tenant database {name!r}: [tenants] provision is \"none\" "
-                             "(drop it with your provider, then `pg2edge tenant delete --forget-only`)")
+                             "(set provision to \"sqld-admin\" or \"turso-api\", or drop it with your provider)")
 
     def exists(self, name: str) -> bool | None:
         return None
@@ -441,10 +441,17 @@ class RemoteTenants:
         if rec is None or rec.get("tenant") != tenant:
             raise TenantIdError(f"no database is recorded for tenant {tenant!r} (pattern {self.pattern.text})")
         url = self.pattern.url(label)
-        with hub:
+        if isinstance(self.provisioner, NoProvisioner):
+            self.provisioner.delete(label)  # refuses before anything is recorded
+        self.provisioner.check()  # the API answers and takes our key: refused now, nothing recorded
+        with hub:  # first: a running sync stops writing to it before it disappears
             state.write_record(hub, REGISTRY_SCOPE, label, {**rec, "status": "deleted"})
         name = self.pattern.host_label(label) if self.provisioner.name == "sqld-admin" else label
-        self.provisioner.delete(name)
+        try:
+            self.provisioner.delete(name)
+        except ProvisionError as exc:  # stays deleted (a running sync may already skip its changes)
+            raise ProvisionError(f"{exc}; tenant {tenant!r} is recorded as deleted but its database {url} still "
+                                 "exists: run `pg2edge tenant delete` again") from None
         return url
 
     def close(self) -> None:
