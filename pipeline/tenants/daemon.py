@@ -15,10 +15,20 @@ from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sinks.tenants import TenantRouter, TenantSink
-from pg2edge.pipeline.sources.cdc import stream_slot
+from pg2edge.pipeline.sources.cdc import CdcSource, stream_slot
 from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.tenants.layout import plan_layout
 from pg2edge.pipeline.tenants.split import TenantSnapshotReport, run_tenant_snapshot
+
+# Tenant databases: a batch costs one HTTP request per touched tenant (plus opening its sink), and
+# the replication connection answers no keepalive while a batch is applied (wal_sender_timeout, 60 s
+# by default), so a batch into tenant databases takes at most this many row changes.
+REMOTE_MAX_EVENTS = 5_000
+
+
+def _bounded(cdc: CdcSource) -> CdcSource:
+    cdc.max_events = min(cdc.max_events, REMOTE_MAX_EVENTS)
+    return cdc
 
 
 @dataclass
@@ -58,7 +68,8 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
         try:
             return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                                heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                               max_wait=max_wait, metrics=metrics, say=say)
+                               max_wait=max_wait, metrics=metrics, say=say,
+                               wrap=_bounded if router.remote is not None else None)
         finally:
             report.tenants_created = router.created
             report.peak_open_files = router.pool.peak
