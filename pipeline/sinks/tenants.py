@@ -23,6 +23,7 @@ rows, position = the hub's position, which is that of the previous batch).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from pg2edge.pipeline.tenants.split import create_tenant_file
 log = logging.getLogger(__name__)
 
 BROADCAST = object()  # an event every tenant file receives
+KEEPALIVE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -139,6 +141,7 @@ class TenantRouter:
         else:
             self.known = {t for t in list_tenants(layout.config.pattern) if owns is None or owns(t)}
         self.created = 0
+        self.keepalive: Callable[[], None] | None = None  # called every few seconds inside a long batch
         self.pool: TenantPool[Any] = TenantPool(max_open=max_open or layout.config.max_open, opener=self._open,
                                                 closer=_close_applier)
 
@@ -214,7 +217,11 @@ class TenantRouter:
             self.ignored[tenant] = self.ignored.get(tenant, 0) + n
             log.warning("tenant %r was deleted (`pg2edge tenant delete`): %d change(s) for it not applied "
                         "(commit %s..%s)", tenant, n, txns[0].commit_lsn, txns[-1].commit_lsn)
+        beat = time.monotonic()
         for tenant in sorted(per_tenant):
+            if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
+                self.keepalive()
+                beat = time.monotonic()
             try:
                 applied: ApplyResult = self.pool.get(tenant).apply(per_tenant[tenant])
             except RemoteError:

@@ -22,13 +22,17 @@ from pg2edge.pipeline.tenants.split import TenantSnapshotReport, run_tenant_snap
 
 # Tenant databases: a batch costs one HTTP request per touched tenant (plus opening its sink), and
 # the replication connection answers no keepalive while a batch is applied (wal_sender_timeout, 60 s
-# by default), so a batch into tenant databases takes at most this many row changes.
+# by default): a batch into tenant databases takes at most this many row changes, and the router
+# sends a status update (at the acknowledged position) every few seconds while it applies one.
 REMOTE_MAX_EVENTS = 5_000
 
 
-def _bounded(cdc: CdcSource) -> CdcSource:
-    cdc.max_events = min(cdc.max_events, REMOTE_MAX_EVENTS)
-    return cdc
+def _bounded(router: TenantRouter) -> Callable[[CdcSource], CdcSource]:
+    def wrap(cdc: CdcSource) -> CdcSource:
+        cdc.max_events = min(cdc.max_events, REMOTE_MAX_EVENTS)
+        router.keepalive = lambda: cdc.stream.ack(0)  # a status update at the acknowledged position
+        return cdc
+    return wrap
 
 
 @dataclass
@@ -69,7 +73,7 @@ def run_tenant_sync(*, dsn: str, tenants: TenantsConfig, tables: str | Sequence[
             return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
                                heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
                                max_wait=max_wait, metrics=metrics, say=say,
-                               wrap=_bounded if router.remote is not None else None)
+                               wrap=_bounded(router) if router.remote is not None else None)
         finally:
             report.tenants_created = router.created
             report.peak_open_files = router.pool.peak
