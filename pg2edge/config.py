@@ -131,10 +131,22 @@ class TenantsConfig(_Section):
     # (default: _shared.db in the pattern's folder)
     shared_path: str = "data/tenants/_shared.db"
     max_open: int = Field(default=256, ge=1)
+    # a URL pattern (libsql://{tenant}-myorg.turso.io, http://{tenant}.localhost:8080): one libSQL
+    # database per tenant, created before its first row by "sqld-admin" (POST {admin_url}/v1/namespaces/
+    # NAME/create) or "turso-api" (Turso's Platform API: org, group, optional seed database; the token
+    # from $TURSO_API_TOKEN only); "none": the databases exist already
+    provision: Literal["none", "sqld-admin", "turso-api"] = "none"
+    admin_url: str | None = None
+    org: str | None = None
+    group: str | None = None
+    seed_database: str | None = None
+    max_connections: int = Field(default=8, ge=1)  # HTTP connections over all tenant databases
 
     @model_validator(mode="before")
     @classmethod
     def _shared_beside_pattern(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "://" in str(data.get("pattern") or ""):
+            return data  # a URL pattern: the hub file stays where shared_path says (default data/tenants/)
         if isinstance(data, Mapping) and "pattern" in data and not data.get("shared_path"):
             folder = os.path.dirname(str(data["pattern"]))
             data = {**data, "shared_path": os.path.join(folder, "_shared.db")}

@@ -89,6 +89,18 @@ def sqld(tmp_path: Path) -> Iterator[SqldServer]:
 
 
 @pytest.fixture
+def sqld_namespaces(tmp_path: Path) -> Iterator[SqldServer]:
+    """sqld with --enable-namespaces and its admin API (--admin-listen-addr): one database per tenant,
+    created with POST {admin_url}/v1/namespaces/NAME/create, reached as http://NAME.localhost:PORT."""
+    server = SqldServer(tmp_path / "sqld-ns", namespaces=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def sqld_jwt(tmp_path: Path) -> Iterator[tuple[SqldServer, JwtKey]]:
     """sqld that requires a JWT (Ed25519); yields the server and the key that signs valid tokens."""
     key = JwtKey.create(tmp_path)

@@ -237,3 +237,32 @@ def test_config_token_is_secret(tmp_path: Path) -> None:
     assert t.token == "SECRET123"
     assert parse_target(config.require_target(), env={"TURSO_AUTH_TOKEN": "env"},
                         config_token=config.target.token()).token == "env"
+
+
+def test_localhost_names_reach_loopback_with_their_host_header(sqld_namespaces: SqldServer) -> None:
+    """RFC 6761: NAME.localhost is loopback whatever the resolver says; sqld picks namespace NAME from Host,
+    and sessions sharing one bounded pool keep their own Host (and token) per request."""
+    import httpx
+
+    from pg2edge.pipeline.remote.http import RemoteSession, shared_pool
+
+    url = sqld_namespaces.tenant_pattern()
+    target = parse_target(url.replace("{tenant}", "acme"), env={})
+    assert target.base_url.startswith("http://127.0.0.1:") and target.host_header == f"acme.localhost:{sqld_namespaces.port}"
+    assert target.label == url.replace("{tenant}", "acme")
+    for name in ("acme", "globex"):
+        assert httpx.post(f"{sqld_namespaces.admin_url}/v1/namespaces/{name}/create", json={}).status_code == 200
+    pool = shared_pool(max_connections=1)
+    clients = {n: HranaClient(parse_target(url.replace("{tenant}", n), env={}),
+                              session=RemoteSession(parse_target(url.replace("{tenant}", n), env={}), pool=pool))
+               for n in ("acme", "globex")}
+    try:
+        for name, client in clients.items():
+            client.execute("CREATE TABLE who (name TEXT)")
+            client.execute("INSERT INTO who VALUES (?)", (name,))
+        for name, client in clients.items():
+            assert client.execute("SELECT name FROM who").rows == [(name,)]
+    finally:
+        for client in clients.values():
+            client.close()
+        pool.close()

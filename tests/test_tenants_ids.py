@@ -69,3 +69,70 @@ def test_tenants_config_section(tmp_path: Path) -> None:
     cfg.write_text('[tenants]\ncolumns = "org"\n')
     with pytest.raises(Exception, match="tenants.columns"):
         load_config(cfg, env={})
+
+
+# -- tenant databases named by URL: ids become DNS labels (issue 18) ------------------------------
+LABEL_CASES = [("acme", "acme"), ("t-42", "t-42"), ("acme--b", "acme--b")]
+
+
+@pytest.mark.parametrize(("tenant", "label"), LABEL_CASES)
+def test_ids_that_are_labels_stay_as_they_are(tenant: str, label: str) -> None:
+    from pg2edge.pipeline.tenants.ids import tenant_label
+
+    assert tenant_label(tenant) == label
+
+
+@pytest.mark.parametrize("tenant", ["Acme", "Brand New/Co", "é", "-x", "a_b", "x" * 70, "t-x0123abcd", "../etc",
+                                    "ü ß", "tenant\n1"])
+def test_other_ids_are_sanitized_and_hash_suffixed(tenant: str) -> None:
+    import hashlib
+    import re
+
+    from pg2edge.pipeline.tenants.ids import tenant_label
+
+    label = tenant_label(tenant)
+    assert re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", label) and len(label) <= 63
+    assert label.endswith("-x" + hashlib.sha256(tenant.encode()).hexdigest()[:8])
+    assert len(tenant_label(tenant, room=20)) <= 20
+
+
+def test_labels_never_merge_ids_silently() -> None:
+    from pg2edge.pipeline.tenants.ids import tenant_label
+    from pg2edge.pipeline.tenants.remote import check_collisions, parse_url_pattern
+
+    pattern = parse_url_pattern("libsql://{tenant}-myorg.turso.io")
+    many = [f"Tenant {i}" for i in range(2000)] + [f"t{i}" for i in range(2000)] + ["ACME", "acme", "Acme!"]
+    labels = check_collisions(pattern, many)
+    assert len(set(labels.values())) == len(many)
+    a, b = "a*+ #b", "a+@+^b"  # the same sanitized form and the same 8-digit hash (found by search)
+    assert tenant_label(a) == tenant_label(b)
+    with pytest.raises(TenantIdError, match=r"'a\*\+ #b' and 'a\+@\+\^b' both map to database label 'a-b-x"):
+        check_collisions(pattern, [a, b])
+    with pytest.raises(TenantIdError, match="both map"):  # also against ids recorded earlier
+        check_collisions(pattern, [b], {tenant_label(a): {"tenant": a, "status": "created", "url": "?"}})
+
+
+@pytest.mark.parametrize(("pattern", "fragment"), [
+    ("libsql://myorg.turso.io/{tenant}", "first label of the host"),
+    ("libsql://{tenant}{tenant}.turso.io", "exactly once"),
+    ("http://{tenant}:8080", "first label of the host"),
+    ("d1+https://{tenant}.workers.dev", "not D1"),
+    ("ftp://{tenant}.example.com", "unknown target scheme"),
+    ("libsql://{tenant}-" + "o" * 55 + ".turso.io", "at least 12"),
+])
+def test_bad_url_patterns_are_named(pattern: str, fragment: str) -> None:
+    from pg2edge.pipeline.tenants.ids import check_pattern
+
+    with pytest.raises(TenantPatternError, match=fragment):
+        check_pattern(pattern)
+
+
+def test_url_pattern_names_and_config_defaults() -> None:
+    from pg2edge.config import TenantsConfig
+    from pg2edge.pipeline.tenants.remote import parse_url_pattern
+
+    p = parse_url_pattern("libsql://{tenant}-myorg.turso.io")
+    assert p.url("acme") == "libsql://acme-myorg.turso.io" and p.host_label("acme") == "acme-myorg"
+    assert p.room == 63 - len("-myorg")
+    cfg = TenantsConfig(pattern="http://{tenant}.localhost:8080")
+    assert cfg.shared_path == "data/tenants/_shared.db"  # not beside the URL

@@ -147,7 +147,9 @@ def _run_tenants(args: argparse.Namespace, config: Any, metrics: Any) -> int:
                              allow_replica_identity_full=args.allow_replica_identity_full, metrics=metrics)
     at = format_lsn(report.position.visible_lsn) if report.position else "-"
     print(f"tenant sync stopped ({report.stopped_by}): {report.transactions} transactions, {report.rows} row "
-          f"changes routed, {report.tenants_created} new tenant file(s); shared file at {at}")
+          f"changes routed, {report.tenants_created} new tenant database(s); shared file at {at}")
+    for tenant, n in sorted(report.ignored.items()):
+        print(f"tenant {tenant!r} was deleted: {n} later change(s) for it not applied")
     return 0
 
 

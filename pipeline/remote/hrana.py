@@ -163,13 +163,16 @@ class HranaClient:
     """Hrana over HTTP against one target; one keep-alive session, requests in order."""
 
     def __init__(self, target: RemoteTarget, *, session: RemoteSession | None = None,
-                 policy: RetryPolicy | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+                 policy: RetryPolicy | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 like: HranaClient | None = None) -> None:
+        """``like``: a client of the same server (another namespace of one sqld): its negotiated
+        protocol version is shared, so a new tenant database costs no negotiation requests."""
         self.target = target
         self.session = session or RemoteSession(target, policy=policy)
         self.max_request_bytes = max_request_bytes
         # run before BEGIN in every batch (connection-level settings such as PRAGMA foreign_keys = OFF)
         self.batch_prelude: list[str] = []
-        self._server = _Server()
+        self._server: _Server = like._server if like is not None else _Server()
 
     @property
     def label(self) -> str:

@@ -73,17 +73,20 @@ class RemoteSession:
     """``post_json``/``get`` against ``target.base_url`` with one pooled keep-alive connection."""
 
     def __init__(self, target: RemoteTarget, *, policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, pool: httpx.Client | None = None) -> None:
+        """``pool``: a client shared by many sessions (:func:`shared_pool`; many tenant databases over a
+        bounded number of connections); it is not closed with this session."""
         self.target = target
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
-        headers = {"User-Agent": "pg2edge", "Accept": "application/json"}
+        self._headers: dict[str, str] = {}
         if target.token:
-            headers["Authorization"] = f"Bearer {target.token}"
-        self._client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(self.policy.timeout, connect=min(10.0, self.policy.timeout)),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0),
-            follow_redirects=False)
+            self._headers["Authorization"] = f"Bearer {target.token}"
+        if target.host_header:
+            self._headers["Host"] = target.host_header
+        self._owned = pool is None
+        self._client = pool if pool is not None else shared_pool(max_connections=4, keepalive=2,
+                                                                   timeout=self.policy.timeout)
         self.requests = 0
         self.retries = 0
 
@@ -95,7 +98,8 @@ class RemoteSession:
         return self.target.base_url + (path if path.startswith("/") else "/" + path)
 
     def close(self) -> None:
-        self._client.close()
+        if self._owned:
+            self._client.close()
 
     def __enter__(self) -> RemoteSession:
         return self
@@ -103,7 +107,14 @@ class RemoteSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def set_auth(self, value: str) -> None:
+        """The Authorization header value (a scheme other than Bearer, e.g. sqld's admin ``basic KEY``)."""
+        self._headers["Authorization"] = value
+
     # -- requests ----------------------------------------------------------------
+    def delete(self, path: str, *, retry: bool = True, allow: frozenset[int] = frozenset()) -> Response:
+        return self._send("DELETE", path, None, retry=retry, allow=allow)
+
     def get(self, path: str, *, retry: bool = True, allow: frozenset[int] = frozenset()) -> Response:
         return self._send("GET", path, None, retry=retry, allow=allow)
 
@@ -130,7 +141,7 @@ class RemoteSession:
             self.requests += 1
             problem: str
             try:
-                headers = {"Content-Type": "application/json"} if data is not None else None
+                headers = {**self._headers, "Content-Type": "application/json"} if data is not None else self._headers
                 resp = self._client.request(method, url, content=data, headers=headers)
             except httpx.TimeoutException:
                 problem = "timed out"
@@ -162,6 +173,18 @@ class RemoteSession:
                     "giving up after %g s)", self.label, problem, delay, attempt + 1, self.policy.retry_for)
             self._sleep(delay)
             delay = min(delay * 2, self.policy.max_delay)
+
+
+def shared_pool(*, max_connections: int, keepalive: int | None = None, timeout: float = 300.0) -> httpx.Client:
+    """An HTTP client whose connections (over every host it talks to) never exceed ``max_connections``;
+    sessions given it as ``pool`` send their own token and Host header per request."""
+    return httpx.Client(
+        headers={"User-Agent": "pg2edge", "Accept": "application/json"},
+        timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=keepalive if keepalive is not None else max_connections,
+                            keepalive_expiry=30.0),
+        follow_redirects=False)
 
 
 def _transport_problem(exc: httpx.TransportError) -> str:

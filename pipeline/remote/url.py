@@ -10,6 +10,12 @@ given                  requests go to                               kind
 ``d1+http://HOST:P``   ``http://HOST:P``                            d1
 =====================  ===========================================  ==========
 
+A host under ``.localhost`` (``http://acme.localhost:8080``, a local sqld with
+namespaces) is reached on 127.0.0.1 with the name sent as the Host header:
+RFC 6761 reserves those names for loopback whatever the system resolver does
+(this machine's resolver does not resolve them), and sqld picks the namespace
+from the Host header's first label.
+
 The token comes from ``PG2EDGE_TARGET_AUTH_TOKEN``, then ``TURSO_AUTH_TOKEN``,
 then ``[target] auth_token`` in the config file; never from the URL (it would
 show in ``ps``), so a URL with a user:password or an ``authToken`` query is
@@ -49,6 +55,7 @@ class RemoteTarget:
     base_url: str  # scheme://host[:port][/path], no trailing slash; requests append /v2/pipeline etc.
     label: str  # the URL as the operator wrote it, minus anything secret
     token: str | None = field(default=None, repr=False, compare=False)
+    host_header: str | None = None  # sent as Host (a *.localhost name reached on 127.0.0.1)
 
     def __str__(self) -> str:
         return self.label
@@ -102,7 +109,12 @@ def parse_target(text: str, *, env: Mapping[str, str] | None = None, config_toke
     path = parts.path.rstrip("/")
     label = f"{scheme.lower()}://{netloc}{path}"
     resolved = token if token is not None else resolve_token(env=env, config_token=config_token)
-    return RemoteTarget(kind=kind, base_url=f"{wire}://{netloc}{path}", label=label, token=resolved)
+    host_header = None
+    if host.lower().endswith(".localhost"):  # RFC 6761: loopback, whatever the resolver says
+        host_header = netloc
+        netloc = "127.0.0.1" + (f":{port}" if port is not None else "")
+    return RemoteTarget(kind=kind, base_url=f"{wire}://{netloc}{path}", label=label, token=resolved,
+                        host_header=host_header)
 
 
 def _shown(raw: str) -> str:

@@ -23,6 +23,7 @@ rows, position = the hub's position, which is that of the previous batch).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,10 +32,11 @@ from typing import Any
 from pg2edge.pipeline import state
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Control, Op, Transaction, Watermark
+from pg2edge.pipeline.remote.errors import RemoteError
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
 from pg2edge.pipeline.tenants.admin import list_tenants
-from pg2edge.pipeline.tenants.ids import tenant_path
+from pg2edge.pipeline.tenants.ids import encode_tenant_id, is_url_pattern, tenant_path
 from pg2edge.pipeline.tenants.layout import Key, TenantLayout
 from pg2edge.pipeline.tenants.pool import TenantPool
 from pg2edge.pipeline.tenants.split import create_tenant_file
@@ -42,6 +44,7 @@ from pg2edge.pipeline.tenants.split import create_tenant_file
 log = logging.getLogger(__name__)
 
 BROADCAST = object()  # an event every tenant file receives
+KEEPALIVE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -59,7 +62,10 @@ def _tenant_of(layout: TenantLayout, ev: ChangeEvent, row: Mapping[str, Any] | N
     if value is UNCHANGED_TOAST:
         value = None
     table = f"{ev.source.schema}.{ev.source.table}"
-    tenant_path(layout.config.pattern, value or "", table=table, key=dict(ev.key))  # refuses unusable ids
+    if is_url_pattern(layout.config.pattern):  # refuses unusable ids
+        encode_tenant_id(value or "", table=table, key=dict(ev.key))
+    else:
+        tenant_path(layout.config.pattern, value or "", table=table, key=dict(ev.key))
     return str(value)
 
 
@@ -110,7 +116,8 @@ def route(layout: TenantLayout, txn: Transaction) -> tuple[list[tuple[Any, Chang
 
 
 class TenantRouter:
-    """Applies batches to the tenant files (LRU of open Appliers) and then to the hub."""
+    """Applies batches to the tenant files (LRU of open Appliers) or tenant databases (LRU of
+    LibsqlSinks over one bounded HTTP pool, :mod:`pg2edge.pipeline.tenants.remote`), then to the hub."""
 
     def __init__(self, *, layout: TenantLayout, hub: Any, hub_path: str | Path,
                  mappings: Mapping[tuple[str, str], TableMapping], owns: Callable[[str], bool] | None = None,
@@ -122,12 +129,50 @@ class TenantRouter:
         self.tenant_mappings = {k: m for k, m in mappings.items() if k in keep}
         self.hub_applier = Applier(hub, mappings)
         self.identity, self.stream = state.read_source(hub), state.read_stream(hub)
-        self.known: set[str] = {t for t in list_tenants(layout.config.pattern) if owns is None or owns(t)}
-        self.created = 0
-        self.pool: TenantPool[Applier] = TenantPool(max_open=max_open or layout.config.max_open, opener=self._open,
-                                                    closer=lambda a: a.conn.close())
+        self.remote: Any = None
+        self.deleted: set[str] = set()
+        self.ignored: dict[str, int] = {}  # deleted tenant -> changes not applied
+        if is_url_pattern(layout.config.pattern):
+            from pg2edge.pipeline.tenants.remote import RemoteTenants
 
-    def _open(self, tenant: str) -> Applier:
+            self.remote = RemoteTenants(layout.config)
+            self.known = set()
+            self._read_registry()
+        else:
+            self.known = {t for t in list_tenants(layout.config.pattern) if owns is None or owns(t)}
+        self.created = 0
+        self.keepalive: Callable[[], None] | None = None  # called every few seconds inside a long batch
+        self.pool: TenantPool[Any] = TenantPool(max_open=max_open or layout.config.max_open, opener=self._open,
+                                                closer=_close_applier)
+
+    def _read_registry(self) -> None:
+        from pg2edge.pipeline.tenants.remote import read_registry
+
+        for rec in read_registry(self.hub).values():
+            (self.deleted if rec.get("status") == "deleted" else self.known).add(rec["tenant"])
+        self.known -= self.deleted
+        pool: TenantPool[Any] | None = getattr(self, "pool", None)
+        if pool is not None:
+            for tenant in self.deleted:
+                pool.discard(tenant)
+
+    def _open_remote(self, tenant: str) -> Any:
+        if tenant not in self.known:
+            position = state.read_position(self.hub)
+            assert position is not None
+            rows = self.remote.seed(hub=self.hub, hub_path=self.hub_path, layout=self.layout, tenant=tenant,
+                                    tenant_value=tenant, position=position, identity=self.identity,
+                                    stream=self.stream)
+            if rows is not None:
+                self.created += 1
+                log.info("new tenant %r: database %s seeded with %d shared rows", tenant,
+                         self.remote.target(tenant).label, rows)
+            self.known.add(tenant)
+        return self.remote.open_sink(tenant, self.tenant_mappings)
+
+    def _open(self, tenant: str) -> Any:
+        if self.remote is not None:
+            return self._open_remote(tenant)
         path = tenant_path(self.layout.config.pattern, tenant)
         if tenant not in self.known or not path.exists():
             position = state.read_position(self.hub)
@@ -155,7 +200,10 @@ class TenantRouter:
             routed.append((txn, items))
         # a tenant new in this batch is seeded at the hub's position (before the batch), so it
         # needs every broadcast event of the batch, also those before its first own event
+        if self.remote is not None:
+            self._read_registry()  # `pg2edge tenant delete` may have run meanwhile
         everyone = self.known | {t for _, items in routed for t, _ in items if t is not BROADCAST}
+        everyone -= self.deleted
         for txn, items in routed:
             if not items:
                 continue
@@ -163,9 +211,30 @@ class TenantRouter:
             for tenant in (everyone if any(t is BROADCAST for t, _ in items) else named):
                 events = tuple(ev for t, ev in items if t is BROADCAST or t == tenant)
                 per_tenant.setdefault(tenant, []).append(replace(txn, events=events))
+        for tenant in sorted(per_tenant.keys() & self.deleted):
+            txns = per_tenant.pop(tenant)
+            n = sum(len(t.events) for t in txns)
+            self.ignored[tenant] = self.ignored.get(tenant, 0) + n
+            log.warning("tenant %r was deleted (`pg2edge tenant delete`): %d change(s) for it not applied "
+                        "(commit %s..%s)", tenant, n, txns[0].commit_lsn, txns[-1].commit_lsn)
+        beat = time.monotonic()
         for tenant in sorted(per_tenant):
-            applier = self.pool.get(tenant)
-            applied: ApplyResult = applier.apply(per_tenant[tenant])
+            if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
+                self.keepalive()
+                beat = time.monotonic()
+            try:
+                applied: ApplyResult = self.pool.get(tenant).apply(per_tenant[tenant])
+            except RemoteError:
+                self.pool.discard(tenant)
+                if self.remote is None or not self.remote.gone(tenant):
+                    raise
+                from pg2edge.pipeline.tenants.remote import TenantDatabaseGone
+
+                raise TenantDatabaseGone(
+                    f"tenant {tenant!r}: its database {self.remote.target(tenant).label} does not exist any more "
+                    "(dropped outside pg2edge); this batch was not acknowledged (tenants that committed it skip it "
+                    f"on restart): recreate the database, or `pg2edge tenant delete {tenant} --yes` to stop "
+                    "replicating it") from None
             result.tenant_transactions += applied.applied
             result.rows += applied.rows
         result.tenants_touched = len(per_tenant)
@@ -175,6 +244,16 @@ class TenantRouter:
 
     def close(self) -> None:
         self.pool.close()
+        if self.remote is not None:
+            self.remote.close()
+
+
+def _close_applier(item: Any) -> None:
+    """A tenant file's Applier (its connection) or a tenant database's LibsqlSink."""
+    if isinstance(item, Applier):
+        item.conn.close()
+    else:
+        item.close()
 
 
 class TenantSink:

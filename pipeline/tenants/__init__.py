@@ -5,4 +5,6 @@
 * :mod:`.split` — the snapshot split: hub file -> per-tenant files, exactly once.
 * :mod:`.router` — CDC routing: per-tenant transactions, one position per file.
 * :mod:`.admin` — list and delete tenant files.
+* :mod:`.remote` — a URL pattern: one libSQL database per tenant (provisioning, registry in the hub,
+  seeding through the remote upload, LibsqlSinks over one bounded HTTP pool).
 """

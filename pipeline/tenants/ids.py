@@ -18,6 +18,22 @@ Rules (``tenant_path``), total for every accepted id:
 
 The plain encoding is reversible (:func:`decode_tenant_id`), so ``tenant list``
 shows the real ids.
+
+A tenant **database** named by a URL (``libsql://{tenant}-myorg.turso.io``,
+``http://{tenant}.localhost:8080``) needs a DNS label instead
+(:func:`tenant_label`, the same id checks first):
+
+* an id that already is a label — only ``[a-z0-9-]``, no ``-`` at either end,
+  short enough for the room the pattern leaves in its 63-byte host label, and
+  not ending like a hashed label (``-x`` and 8 hex digits) — is used as it is;
+* any other id is lowercased, each run of characters outside ``[a-z0-9]``
+  becomes one ``-``, the result is cut to fit, and ``-x`` plus the first 8 hex
+  digits of the id's SHA-256 are appended (``Acme Corp`` -> ``acme-corp-x3f1c...``;
+  ``t`` stands in when nothing is left);
+* the mapping (label -> original id) is recorded with the database, so
+  ``tenant list`` shows the original ids; two ids that map to the same label
+  (a hash collision of two ids with the same sanitized form) are refused,
+  naming both — never merged.
 """
 
 from __future__ import annotations
@@ -60,11 +76,41 @@ def encode_tenant_id(tenant: str, *, table: str = "?", key: object = None) -> st
     return "".join(out)
 
 
+LABEL_MAX = 63  # bytes of one DNS label
+LABEL_HASH_HEX = 8
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+_HASHED_SUFFIX = re.compile(r"-x[0-9a-f]{%d}\Z" % LABEL_HASH_HEX)
+
+
+def tenant_label(tenant: str, *, room: int = LABEL_MAX, table: str = "?", key: object = None) -> str:
+    """The DNS label of ``tenant`` (see the module docstring); ``room``: the bytes the pattern leaves."""
+    encode_tenant_id(tenant, table=table, key=key)  # the same refusals as file names (empty, NUL, too long)
+    if _LABEL.match(tenant) and len(tenant) <= room and not _HASHED_SUFFIX.search(tenant):
+        return tenant
+    suffix = "-x" + hashlib.sha256(tenant.encode("utf-8")).hexdigest()[:LABEL_HASH_HEX]
+    keep = re.sub(r"[^a-z0-9]+", "-", tenant.lower()).strip("-")[:max(0, room - len(suffix))].rstrip("-")
+    label = (keep or "t") + suffix
+    if len(label) > room:
+        raise TenantPatternError(f"the tenant URL pattern leaves {room} bytes of its host label for the tenant; "
+                                 f"a hashed tenant label needs {len(label)}")
+    return label
+
+
 def decode_tenant_id(encoded: str) -> str:
     return unquote(encoded, errors="strict")
 
 
+def is_url_pattern(pattern: str) -> bool:
+    """A pattern naming one remote database per tenant (``libsql://{tenant}-org.turso.io``), not files."""
+    return "://" in pattern
+
+
 def check_pattern(pattern: str) -> None:
+    if is_url_pattern(pattern):
+        from pg2edge.pipeline.tenants.remote import parse_url_pattern
+
+        parse_url_pattern(pattern)
+        return
     if pattern.count(PLACEHOLDER) != 1:
         raise TenantPatternError(f"tenant pattern {pattern!r} must contain {PLACEHOLDER} exactly once")
     if PLACEHOLDER in os.path.dirname(pattern.replace(os.sep, "/")):

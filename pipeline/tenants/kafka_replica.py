@@ -273,6 +273,9 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
     Stops like :func:`pipeline.kafka.replica.run_kafka_replica`: at ``until_lsn``, with
     ``until_caught_up`` at the source's current LSN or after ``idle_seconds`` without a change.
     """
+    from pg2edge.pipeline.tenants.remote import reject_url_pattern
+
+    reject_url_pattern(tenants.pattern, "sync --from-kafka")  # Kafka tenant replicas are files
     options = options or TranslateConfig()
     topic = topic or records.topic_name(topic_prefix, identify_system(dsn).database)
     goal = until_lsn if until_lsn is not None else (current_wal_lsn(dsn) if until_caught_up else None)

@@ -25,7 +25,7 @@ from pg2edge.config import TenantsConfig
 from pg2edge.pipeline import preflight, state
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.targetfile import check_writable, sqlite_error
-from pg2edge.pipeline.tenants.ids import PLACEHOLDER, check_pattern
+from pg2edge.pipeline.tenants.ids import PLACEHOLDER, check_pattern, is_url_pattern
 
 SPLIT_SCOPE, SPLIT_NAME = "tenants", "split"
 
@@ -53,7 +53,16 @@ def check_tenant_prerequisites(*, dsn: str, tenants: TenantsConfig, tables: str 
     from pg2edge.pipeline.sources.snapshot import published_tables
 
     check_pattern(tenants.pattern)
-    check_writable(tenants.pattern.replace(PLACEHOLDER, "tenant"), create_dirs=True)
+    if is_url_pattern(tenants.pattern):  # the provider answers and would create databases (nothing created)
+        from pg2edge.pipeline.tenants.remote import make_provisioner, parse_url_pattern
+
+        provisioner = make_provisioner(tenants, parse_url_pattern(tenants.pattern))
+        try:
+            provisioner.check()
+        finally:
+            provisioner.close()
+    else:
+        check_writable(tenants.pattern.replace(PLACEHOLDER, "tenant"), create_dirs=True)
     pre = preflight.check_snapshot(dsn=dsn, target=tenants.shared_path, tables=tables,
                                    allow_replica_identity_full=allow_replica_identity_full, create_dirs=True)
     stream, split_done = _hub_state(tenants.shared_path)
@@ -61,6 +70,11 @@ def check_tenant_prerequisites(*, dsn: str, tenants: TenantsConfig, tables: str 
         return
     selected = list(pre.tables) or (published_tables(dsn, stream.publication) if stream else [])
     preflight.check_tenant_ids(dsn, selected, column=tenants.column)
+    if is_url_pattern(tenants.pattern):
+        from pg2edge.pipeline.tenants.remote import check_source_labels, parse_url_pattern
+
+        check_source_labels(dsn, selected, column=tenants.column, pattern=parse_url_pattern(tenants.pattern),
+                            hub_path=tenants.shared_path)
 
 
 def mark_hub_stale(path: str | Path) -> None:

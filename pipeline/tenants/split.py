@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.sources.snapshot import published_tables, run_snapshot
 from pg2edge.pipeline.tenants.errors import TenantIdError
-from pg2edge.pipeline.tenants.ids import tenant_path
+from pg2edge.pipeline.tenants.ids import is_url_pattern, tenant_path
 from pg2edge.pipeline.tenants.layout import TenantLayout, plan_layout
 from pg2edge.pipeline.tenants.retry import check_tenant_prerequisites, mark_hub_stale
 from pg2edge.translators.ddl import apply_ddl
@@ -114,6 +115,7 @@ def split_hub(*, hub_path: str | Path, layout: TenantLayout, say: Say = print) -
     """Split the hub's tenant tables into tenant files (exactly once; resumable)."""
     report = TenantSnapshotReport(layout=layout)
     hub = open_replica(hub_path)
+    stack = ExitStack()
     try:
         if (state.read_record(hub, SPLIT_SCOPE, SPLIT_NAME) or {}).get("status") == "done":
             report.already_split = True
@@ -124,14 +126,29 @@ def split_hub(*, hub_path: str | Path, layout: TenantLayout, say: Say = print) -
         identity, stream = state.read_source(hub), state.read_stream(hub)
         col = quote_ident(layout.column)
         values: dict[str, Any] = {}
+        remote = None
+        if is_url_pattern(layout.config.pattern):  # one libSQL database per tenant (tenants/remote.py)
+            from pg2edge.pipeline.tenants.remote import RemoteTenants, check_collisions, read_registry
+
+            remote = stack.enter_context(closing(RemoteTenants(layout.config)))
         for (schema, name), target in layout.tenant_tables.items():
             for (value,) in hub.execute(f"SELECT DISTINCT {col} FROM {quote_ident(target)}"):
                 tenant = tenant_text(value, table=f"{schema}.{name}")
-                tenant_path(layout.config.pattern, tenant, table=f"{schema}.{name}", key={layout.column: value})
+                where, key = f"{schema}.{name}", {layout.column: value}
+                if remote is not None:
+                    remote.pattern.label(tenant, table=where, key=key)
+                else:
+                    tenant_path(layout.config.pattern, tenant, table=where, key=key)
                 values.setdefault(tenant, value)
+        if remote is not None:
+            check_collisions(remote.pattern, sorted(values), read_registry(hub))  # before anything is created
         for tenant, value in sorted(values.items()):
-            _, rows = create_tenant_file(hub_path=hub_path, layout=layout, tenant=tenant, tenant_value=value,
-                                         position=position, identity=identity, stream=stream)
+            if remote is not None:
+                rows = remote.seed(hub=hub, hub_path=hub_path, layout=layout, tenant=tenant, tenant_value=value,
+                                   position=position, identity=identity, stream=stream)
+            else:
+                _, rows = create_tenant_file(hub_path=hub_path, layout=layout, tenant=tenant, tenant_value=value,
+                                             position=position, identity=identity, stream=stream)
             if rows is None:
                 report.skipped += 1
             else:
@@ -142,9 +159,11 @@ def split_hub(*, hub_path: str | Path, layout: TenantLayout, say: Say = print) -
                 hub.execute(f"DELETE FROM {quote_ident(target)}")
             state.write_record(hub, SPLIT_SCOPE, SPLIT_NAME, {"status": "done", "tenants": len(values),
                                                               "lsn": position.commit_lsn})
-        say(f"split into {len(values)} tenant files ({report.tenants} created now, {report.skipped} already done)")
+        what = "tenant databases" if remote is not None else "tenant files"
+        say(f"split into {len(values)} {what} ({report.tenants} created now, {report.skipped} already done)")
         return report
     finally:
+        stack.close()
         hub.close()
 
 

@@ -160,10 +160,16 @@ class SqldServer(_Server):
 
     name = "sqld"
 
-    def __init__(self, folder: Path, *, jwt: JwtKey | None = None) -> None:
+    def __init__(self, folder: Path, *, jwt: JwtKey | None = None, namespaces: bool = False,
+                 admin: bool | None = None, admin_key: str | None = None) -> None:
+        """``namespaces``: --enable-namespaces (a database per Host label); ``admin``: --admin-listen-addr
+        (default: with namespaces); ``admin_key``: --admin-auth-key."""
         super().__init__(folder)
         self.grpc_port = free_port()
         self.jwt = jwt
+        self.namespaces = namespaces
+        self.admin_port = free_port() if (namespaces if admin is None else admin) else None
+        self.admin_key = admin_key
         self.binary = sqld_binary()
 
     def command(self) -> list[str]:
@@ -172,7 +178,25 @@ class SqldServer(_Server):
                "--no-welcome"]
         if self.jwt is not None:
             cmd += ["--auth-jwt-key-file", str(self.jwt.public_file)]
+        if self.namespaces:
+            cmd += ["--enable-namespaces"]
+        if self.admin_port is not None:
+            cmd += ["--admin-listen-addr", f"127.0.0.1:{self.admin_port}"]
+        if self.admin_key:
+            cmd += ["--admin-auth-key", self.admin_key]
         return cmd
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port is not None
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def tenant_pattern(self) -> str:
+        """The URL pattern of one database (namespace) per tenant on this server."""
+        return f"http://{{tenant}}.localhost:{self.port}"
+
+    def namespace_file(self, namespace: str) -> Path:
+        return self.folder / "data.sqld" / "dbs" / namespace / "data"
 
     def ready(self) -> bool:
         return _http_ok(self.url + "/health")
@@ -207,15 +231,41 @@ class TursoServer(_Server):
 
 
 # -- the application's own clients ---------------------------------------------------------
+def with_loopback_names(cmd: list[str], urls: list[str], folder: Path) -> list[str]:
+    """``cmd`` run where the host names of ``urls`` (``*.localhost``) resolve to 127.0.0.1.
+
+    RFC 6761 reserves ``.localhost`` for loopback and systemd-resolved or a browser answer it so, but
+    this machine's resolver does not; the app's own client (a native libSQL core) asks the resolver.
+    So the command runs in a private mount namespace whose /etc/hosts lists those names (the
+    machine's /etc/hosts is not touched)."""
+    from urllib.parse import urlsplit
+
+    names = sorted({urlsplit(u).hostname or "" for u in urls} - {""})
+    hosts = folder / "hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {n}\n" for n in names))
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise EdgeBinaryMissing("unshare (util-linux) is needed to give the Node client *.localhost names")
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return [unshare, "--mount", "sh", "-c", script, str(hosts), *cmd]
+
+
 def node_read_replica(file: Path, sync_url: str, *sqls: str, token: str | None = None,
-                      timeout: float = 60) -> dict[str, object]:
-    """Run tests/node/read_replica.mjs: @libsql/client embedded replica, sync(), then each SQL."""
+                      timeout: float = 60, loopback_names: list[str] | None = None) -> dict[str, object]:
+    """Run tests/node/read_replica.mjs: @libsql/client embedded replica, sync(), then each SQL.
+
+    ``loopback_names``: URLs whose ``*.localhost`` host must resolve to 127.0.0.1 (see
+    :func:`with_loopback_names`)."""
     env = dict(os.environ)
     env.pop("TURSO_AUTH_TOKEN", None)
     if token:
         env["TURSO_AUTH_TOKEN"] = token
-    proc = subprocess.run([node_binary(), str(NODE_DIR / "read_replica.mjs"), str(file), sync_url, *sqls],
-                          capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR, env=env)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [node_binary(), str(NODE_DIR / "read_replica.mjs"), str(file), sync_url, *sqls]
+    if loopback_names:
+        cmd = with_loopback_names(cmd, loopback_names, file.parent / ".resolver")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=NODE_DIR, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"read_replica.mjs failed ({proc.returncode}): {proc.stderr[-1500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
