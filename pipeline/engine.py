@@ -24,11 +24,13 @@ a Kafka topic read to its end).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol, TypeVar
@@ -164,11 +166,46 @@ class Probe:
             m.retained_wal.set(source.retained_wal_bytes)
 
 
+# The loop makes a few small objects per change and keeps a batch (up to 50k changes) alive until it is applied:
+# at CPython's default first-generation threshold (700 allocations) the cyclic collector runs every few hundred
+# changes and walks the young batch each time. While an engine runs it collects every 50,000 allocations
+# instead (measured 2026-12-02: decode + assemble + batch envelope of 100k captured changes 1.1-1.2x faster in
+# the same run); the previous thresholds come back when the last running engine stops.
+GC_THRESHOLD = (50_000, 20, 10)
+_gc_lock = threading.Lock()
+_gc_engines = 0
+_gc_saved: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    global _gc_engines, _gc_saved
+    with _gc_lock:
+        if _gc_engines == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLD)
+        _gc_engines += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_engines -= 1
+            if _gc_engines == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 def run(source: Source, sink: Sink, *, flag: StopFlag, report: R, max_wait: float = 0.2,
         metrics: Metrics | None = None, say: Say = print,
         on_batch: Callable[[ApplyResult], None] | None = None) -> R:
     """Stream from ``source`` into ``sink`` until the flag is set or the source says it is finished;
     fills and returns ``report`` (a job's report extends :class:`EngineReport`)."""
+    with _fewer_collections():
+        return _run(source, sink, flag=flag, report=report, max_wait=max_wait, metrics=metrics, say=say,
+                    on_batch=on_batch)
+
+
+def _run(source: Source, sink: Sink, *, flag: StopFlag, report: R, max_wait: float, metrics: Metrics | None,
+         say: Say, on_batch: Callable[[ApplyResult], None] | None) -> R:
     probe = Probe(metrics)
     acked: list[Position | None] = [None]  # the last position acknowledged to the source
     while True:

@@ -9,6 +9,7 @@ PostgreSQL values become SQLite values.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import apsw
@@ -49,6 +50,13 @@ class TableEncoder:
             self._refresh()
         return self.codec.encode_text(column, text)
 
+    def encode_many(self, columns: tuple[str, ...], values: Sequence[str | None]) -> tuple[Any, ...]:
+        """:meth:`encode` of each column, at once (the codec's per-column-set encoder)."""
+        fn = self.codec.columns_encoder(columns)
+        if fn is None:  # a column the codec does not know: encode() refreshes the table first
+            return tuple(self.encode(c, v) for c, v in zip(columns, values))
+        return fn(values)
+
     def skip(self, column: str) -> bool:
         """A column the codec does not copy (its rule says so); unknown columns are new, not skipped."""
         return column in self.codec.skipped
@@ -61,7 +69,7 @@ def mapping_for(dsn: str, table: Table, options: TranslateConfig) -> TableMappin
     """The mapping of one source table (its replica table and codec encoder)."""
     enc = TableEncoder(dsn, table, options)
     return TableMapping(target=sqlite_table_name(table.schema, table.name), encode=enc.encode,
-                        column_type=enc.column_type, skip=enc.skip, reshape=enc.use)
+                        column_type=enc.column_type, skip=enc.skip, reshape=enc.use, encode_many=enc.encode_many)
 
 
 def build_mappings(dsn: str, db: apsw.Connection, publication: str,

@@ -308,7 +308,7 @@ def _swap(db: apsw.Connection, dsn: str, chosen: list[tuple[str, str]], models: 
     for key, d in models.items():
         enc = TableEncoder(dsn, d.table, options)
         mappings[key] = TableMapping(target=sqlite_table_name(*key), encode=enc.encode, column_type=enc.column_type,
-                                     skip=enc.skip, reshape=enc.use)
+                                     skip=enc.skip, reshape=enc.use, encode_many=enc.encode_many)
     applier = Applier(db, mappings, options=options)
     db.execute("BEGIN IMMEDIATE")
     try:

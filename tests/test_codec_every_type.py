@@ -134,12 +134,20 @@ def test_every_value_lands_exactly_or_is_a_finding(every_dsn: str, sqlite_path: 
     stored = {r[0]: r for r in db.execute(
         f"SELECT {', '.join(quote_ident(c) for c in codec.columns)} FROM every ORDER BY id")}
     text_codec = row_codec(table, options=options)
+    many_codec = row_codec(table, options=options)  # the planner's path: all columns of a change at once
+    encode_many = many_codec.columns_encoder(tuple(codec.columns))
+    assert encode_many is not None and many_codec.columns_encoder(("id", "tv")) is None
     for row in text_rows:
         rid = int(row[0])
-        for name, text, copied, got in zip(codec.columns, row, rows[ids.index(rid)], stored[rid]):
+        many = encode_many(row)
+        for name, text, copied, got, at_once in zip(codec.columns, row, rows[ids.index(rid)], stored[rid], many,
+                                                    strict=True):
             again = text_codec.encode_text(name, text)
             assert _same(again, copied), (name, rid, text, again, copied)
             assert _same(got, copied), (name, rid, text, got, copied)
+            assert _same(at_once, again), (name, rid, text, at_once, again)
+    assert [(f.object, f.code, f.message) for f in many_codec.findings] == \
+        [(f.object, f.code, f.message) for f in text_codec.findings]
     found = {(f.object.rsplit(".", 1)[1], f.code) for f in codec.findings}
     for (col, _rid), code in EXPECTED_INEXACT.items():
         if code is not None:
@@ -225,3 +233,9 @@ def test_raise_mode_names_table_column_and_value(every_dsn: str) -> None:
         codec.encode_text("i4", "abc")
     with pytest.raises(CodecError, match="not copied"):
         codec.encode_text("tv", "'a'")
+    encode_many = codec.columns_encoder(("i4", "f8"))
+    assert encode_many is not None and encode_many(("1", None)) == (1, None)
+    with pytest.raises(CodecError, match=r"public\.every\.f8: value 'NaN'"):
+        encode_many(("1", "NaN"))
+    with pytest.raises(CodecError, match=r"public\.every\.i4: cannot encode value 'abc'"):
+        encode_many(("abc", "1.5"))

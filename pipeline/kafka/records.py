@@ -43,15 +43,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pg2edge.pipeline.events import (
     UNCHANGED_TOAST,
     ChangeEvent,
     Op,
     SchemaChange,
-    SourceInfo,
     Transaction,
     _row_from_json,
     _row_to_json,
+    change_event,
+    source_info,
 )
 from pg2edge.pipeline.kafka.client import Headers, Record
 from pg2edge.pipeline.sources.pgoutput import Column, Relation, ReplicaIdentity
@@ -98,15 +101,15 @@ def transaction_records(txn: Transaction) -> Iterator[tuple[bytes | None, bytes,
         if i == 0 and txn.relations:
             headers.append((RELATIONS, json.dumps([_relation_json(r) for r in txn.relations]).encode()))
         if i == 0 and txn.schema_changes:
-            headers.append((DDL, _changes_text(txn).encode()))
+            headers.append((DDL, _changes_text(txn)))
         yield key_bytes(ev), ev.to_json().encode(), headers
 
 
-def _changes_text(txn: Transaction) -> str:
+def _changes_text(txn: Transaction) -> bytes:
     """A transaction's schema changes as JSON (``null`` when it has none)."""
     if not txn.schema_changes:
-        return "null"
-    return json.dumps([c.to_dict() for c in txn.schema_changes], separators=(",", ":"), ensure_ascii=False)
+        return b"null"
+    return _text([c.to_dict() for c in txn.schema_changes])
 
 
 def _changes_from(data: Any) -> tuple[SchemaChange, ...]:
@@ -139,16 +142,18 @@ def _out(row: Any) -> Any:
     return _row_to_json(row)
 
 
+_TEXT_TYPES = frozenset((str, type(None)))
+
+
 def _in(row: Any) -> Any:
     """A JSON row back: checked value by value only when it holds an object (the TOAST marker) or a non-text."""
     if row is None:
         return None
-    if not isinstance(row, dict):
+    if type(row) is not dict:
         raise BadRecord(f"a row is a {type(row).__name__}, not an object")
-    for v in row.values():
-        if v is not None and type(v) is not str:
-            return _row_from_json(row)
-    return row
+    if _TEXT_TYPES.issuperset(map(type, row.values())):
+        return row
+    return _row_from_json(row)
 
 
 def _event_list(ev: ChangeEvent) -> list[Any]:
@@ -162,27 +167,34 @@ _OPS = {op.value: op for op in Op}
 
 def _event_from(data: Sequence[Any]) -> ChangeEvent:
     op, lsn, commit, xid, ts, schema, table, snap, before, after, key = data
-    return ChangeEvent(_OPS[op], _in(before), _in(after),
-                       SourceInfo(lsn, commit, xid, ts, schema, table, snap), _in(key) or {})
+    return change_event(_OPS[op], _in(before), _in(after), source_info(lsn, commit, xid, ts, schema, table, snap),
+                        _in(key) or {})
 
 
-def _text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# The batch envelope is built and read with orjson (installed with Prefect, declared in pyproject): the same
+# JSON values as the json module, several times faster on the publisher's and the replica's hot paths.
+_dumps = orjson.dumps
+_loads = orjson.loads
+
+
+def _text(value: Any) -> bytes:
+    """Compact JSON (UTF-8, not ASCII-escaped), as bytes."""
+    return _dumps(value)
 
 
 class _Packer:
     """Packs JSON event texts into records of at most ``max_events`` changes and ``max_bytes`` of JSON."""
 
-    def __init__(self, head: str, kind: bytes, max_events: int, max_bytes: int) -> None:
+    def __init__(self, head: bytes, kind: bytes, max_events: int, max_bytes: int) -> None:
         self.head, self.headers = head, [(KIND, kind)]
         self.max_events, self.max_bytes = max_events, max_bytes
-        self.parts: list[str] = []
+        self.parts: list[bytes] = []
         self.events = self.bytes = 0
 
     def fits(self, n: int, size: int) -> bool:
         return self.events + n <= self.max_events and self.bytes + size <= self.max_bytes
 
-    def take(self, texts: Sequence[str], start: int) -> int:
+    def take(self, texts: Sequence[bytes], start: int) -> int:
         """How many of ``texts[start:]`` go into this record (at least one into an empty record)."""
         end, size = start, 0
         while end < len(texts) and self.events + (end - start) < self.max_events \
@@ -195,7 +207,7 @@ class _Packer:
 
     def emit(self) -> Iterator[tuple[None, bytes, Headers]]:
         if self.parts:
-            yield None, (self.head + ",".join(self.parts) + "]}").encode(), self.headers
+            yield None, self.head + b",".join(self.parts) + b"]}", self.headers
         self.parts, self.events, self.bytes = [], 0, 0
 
 
@@ -204,11 +216,11 @@ def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS,
     """Records of the batch envelope for ``txns``: whole transactions per record, at most ``max_events``
     changes and about ``max_bytes`` of JSON each (a transaction larger than that alone spans several records,
     as numbered fragments)."""
-    pack = _Packer(f'{{"v":{VERSION},"txns":[', TXNS, max_events, max_bytes)
+    pack = _Packer(f'{{"v":{VERSION},"txns":['.encode(), TXNS, max_events, max_bytes)
     for txn in txns:
         texts = [_text(_event_list(e)) for e in txn.events]
         n = len(texts)
-        rels = _text([_relation_json(r) for r in txn.relations]) if txn.relations else "null"
+        rels = _text([_relation_json(r) for r in txn.relations]) if txn.relations else b"null"
         ddl = _changes_text(txn)
         if not pack.fits(n, sum(map(len, texts)) + n):
             yield from pack.emit()  # a transaction is cut only when it alone is larger than a record
@@ -216,14 +228,15 @@ def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS,
         while True:
             end = pack.take(texts, start) if n else 0
             if n == 0:  # no row change (a transaction PostgreSQL sent only descriptions for): kept, in order
-                pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},0,0,{rels},[],{ddl}]")
+                pack.parts.append(b"[%d,%d,%d,%d,0,0,%s,[],%s]" % (txn.xid, txn.commit_lsn, txn.end_lsn,
+                                                                    txn.commit_ts, rels, ddl))
                 break
             if end == start:  # nothing fits in what is left of this record
                 yield from pack.emit()
                 continue
-            pack.parts.append(f"[{txn.xid},{txn.commit_lsn},{txn.end_lsn},{txn.commit_ts},{start},{n},"
-                              f"{rels if start == 0 else 'null'},[{','.join(texts[start:end])}],"
-                              f"{ddl if start == 0 else 'null'}]")
+            pack.parts.append(b"[%d,%d,%d,%d,%d,%d,%s,[%s],%s]" % (
+                txn.xid, txn.commit_lsn, txn.end_lsn, txn.commit_ts, start, n, rels if start == 0 else b"null",
+                b",".join(texts[start:end]), ddl if start == 0 else b"null"))
             start = end
             if start >= n:
                 break
@@ -234,7 +247,7 @@ def batch_records(txns: Sequence[Transaction], *, max_events: int = MAX_EVENTS,
 def rows_records(events: Sequence[ChangeEvent], *, max_events: int = MAX_EVENTS,
                  max_bytes: int = MAX_BYTES) -> Iterator[tuple[None, bytes, Headers]]:
     """Snapshot rows in the batch envelope, at most ``max_events`` and about ``max_bytes`` of JSON per record."""
-    pack = _Packer(f'{{"v":{VERSION},"rows":[', ROWS, max_events, max_bytes)
+    pack = _Packer(f'{{"v":{VERSION},"rows":['.encode(), ROWS, max_events, max_bytes)
     texts = [_text(_event_list(e)) for e in events]
     start = 0
     while start < len(texts):
@@ -325,7 +338,7 @@ class Regrouper:
         if kind == TXNS:
             return self._txns(record)
         if kind == ROWS:
-            doc = _version(json.loads(record.value or b""))
+            doc = _version(_loads(record.value or b""))
             self._reset()
             return [SnapshotItem(tuple(_event_from(e) for e in doc["rows"]), record.offset)]
         if kind == SNAPSHOT:
@@ -365,7 +378,7 @@ class Regrouper:
         return txn
 
     def _txns(self, record: Record) -> list[Item]:
-        doc = _version(json.loads(record.value or b""))
+        doc = _version(_loads(record.value or b""))
         done: list[Transaction] = []
         for xid, commit, end, ts, index, count, rels, events, *rest in doc["txns"]:
             txn = self._fragment(int(commit), int(end), int(xid or 0), int(ts), int(index), int(count),

@@ -222,6 +222,13 @@ class TopicEncoder:
     def encode(self, column: str, text: str | None) -> Any:
         return self.codec.encode_text(column, text)
 
+    def encode_many(self, columns: tuple[str, ...], values: Sequence[str | None]) -> tuple[Any, ...]:
+        """:meth:`encode` of each column, at once (the codec's per-column-set encoder)."""
+        fn = self.codec.columns_encoder(columns)
+        if fn is None:  # a column the codec does not know: encode_text names it
+            return tuple(self.codec.encode_text(c, v) for c, v in zip(columns, values))
+        return fn(values)
+
     def skip(self, column: str) -> bool:
         return column in self.codec.skipped
 
@@ -258,6 +265,7 @@ class TopicSchema:
             else:
                 enc.update(table)
             self.mappings[key] = TableMapping(target=sqlite_table_name(table.schema, table.name), encode=enc.encode,
-                                              column_type=enc.column_type, reshape=enc.update,  # schema changes
+                                              column_type=enc.column_type, encode_many=enc.encode_many,
+                                              reshape=enc.update,  # schema changes
                                               skip=enc.skip if enc.codec.skipped else None)  # None: no filtering
         return self.mappings

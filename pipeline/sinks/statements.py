@@ -25,7 +25,7 @@ A statement with ``must_change`` set must change a row; the executor raises
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pg2edge.pipeline.errors import ApplyError
@@ -34,6 +34,7 @@ from pg2edge.pipeline.sources.pgoutput import Column
 from pg2edge.translators.quoting import quote_ident
 
 Encoder = Callable[[str, "str | None"], Any]
+ManyEncoder = Callable[[tuple[str, ...], Sequence["str | None"]], tuple[Any, ...]]
 
 
 def _identity(column: str, text: str | None) -> Any:
@@ -53,6 +54,8 @@ class TableMapping:
     column_type: Callable[[Column], str] | None = None
     skip: Callable[[str], bool] | None = None  # columns the codec does not copy (e.g. tsvector)
     reshape: Callable[[Any], None] | None = None  # a schema change gave the source table a new shape (a Table)
+    # ``encode`` of several columns at once (the codec's per-column-set encoder): the same values, faster
+    encode_many: ManyEncoder | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,26 @@ def target_from_table_info(table: str, info: Sequence[Sequence[Any]]) -> TargetT
     return TargetTable(table, tuple(str(r[1]) for r in info), pk)
 
 
+_new = object.__new__
+_ST_SQL, _ST_PARAMS, _ST_MUST = (Statement.__dict__[f].__set__ for f in ("sql", "params", "must_change"))
+
+
+def _statement(sql: str, params: tuple[Any, ...], must_change: str | None = None) -> Statement:
+    """``Statement(...)`` built without the frozen __init__ (one per change: the same object, cheaper)."""
+    st = _new(Statement)
+    _ST_SQL(st, sql)
+    _ST_PARAMS(st, params)
+    _ST_MUST(st, must_change)
+    return st
+
+
+def _kept(skip: Callable[[str], bool], row: Row | None) -> Row | None:
+    """``row`` without the columns the codec does not copy (the same mapping when it has none of them)."""
+    if row is None or not any(map(skip, row)):
+        return row
+    return {c: v for c, v in row.items() if not skip(c)}
+
+
 class Planner:
     """Plans the statements of row changes; caches the SQL text per table, operation and column set."""
 
@@ -86,25 +109,28 @@ class Planner:
         self._sql: dict[tuple[Any, ...], str] = {}
 
     def plan(self, ev: ChangeEvent, mapping: TableMapping, tgt: TargetTable) -> list[Statement]:
-        if mapping.skip:
-            skip = mapping.skip
-            ev = replace(ev, before=None if ev.before is None else {c: v for c, v in ev.before.items() if not skip(c)},
-                         after=None if ev.after is None else {c: v for c, v in ev.after.items() if not skip(c)})
-        if ev.op in (Op.CREATE, Op.READ):
-            if ev.after is None:
-                raise ApplyError(f"{ev.op.name.lower()} on {tgt.table} key {dict(ev.key)!r} has no row")
-            return [self._upsert(tgt, mapping, ev.after)]
-        if ev.op is Op.UPDATE:
-            return self._update(tgt, mapping, ev)
-        if ev.op is Op.DELETE:
-            if ev.before is None:
+        op, before, after = ev.op, ev.before, ev.after
+        skip = mapping.skip
+        if skip:
+            before, after = _kept(skip, before), _kept(skip, after)
+        if op is Op.CREATE or op is Op.READ:
+            if after is None:
+                raise ApplyError(f"{op.name.lower()} on {tgt.table} key {dict(ev.key)!r} has no row")
+            return [self._upsert(tgt, mapping, after)]
+        if op is Op.UPDATE:
+            return self._update(tgt, mapping, ev, before, after)
+        if op is Op.DELETE:
+            if before is None:
                 raise ApplyError(f"delete on {tgt.table} key {dict(ev.key)!r} has no old row")
-            return [self._delete(tgt, mapping, ev.before)]
+            return [self._delete(tgt, mapping, before)]
         return [Statement(f"DELETE FROM {quote_ident(tgt.table)}", ())]  # TRUNCATE
 
     # -- pieces ---------------------------------------------------------------------
     @staticmethod
-    def _values(mapping: TableMapping, row: Row, cols: Sequence[str]) -> tuple[Any, ...]:
+    def _values(mapping: TableMapping, row: Row, cols: tuple[str, ...]) -> tuple[Any, ...]:
+        many = mapping.encode_many
+        if many is not None:
+            return many(cols, [row[c] for c in cols])  # type: ignore[misc]
         enc = mapping.encode
         return tuple(enc(c, row[c]) for c in cols)  # type: ignore[arg-type]
 
@@ -124,14 +150,15 @@ class Planner:
             "UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in rest) if rest else "NOTHING")
 
     def _upsert(self, tgt: TargetTable, mapping: TableMapping, row: Row) -> Statement:
-        cols = tuple(c for c, v in row.items() if v is not UNCHANGED_TOAST)
+        cols = tuple(row) if UNCHANGED_TOAST not in row.values() else tuple(
+            c for c, v in row.items() if v is not UNCHANGED_TOAST)
         key = ("upsert", tgt.table, cols)
         sql = self._sql.get(key)
         if sql is None:
             q = quote_ident
             sql = self._sql[key] = (f"INSERT INTO {q(tgt.table)} ({', '.join(map(q, cols))}) "
                                     f"VALUES ({', '.join('?' * len(cols))})" + self._conflict(tgt, cols))
-        return Statement(sql, self._values(mapping, row, cols))
+        return _statement(sql, self._values(mapping, row, cols))
 
     def _key_cols(self, tgt: TargetTable, row: Row, what: str) -> tuple[str, ...]:
         cols = tgt.pk or tuple(c for c in row if c in tgt.columns)
@@ -149,13 +176,14 @@ class Planner:
             where = self._where(cols, key=bool(tgt.pk))
             sql = self._sql[key] = (f"DELETE FROM {t} WHERE {where}" if tgt.pk else
                                     f"DELETE FROM {t} WHERE rowid = (SELECT rowid FROM {t} WHERE {where} LIMIT 1)")
-        return Statement(sql, self._values(mapping, before, cols))
+        return _statement(sql, self._values(mapping, before, cols))
 
-    def _update(self, tgt: TargetTable, mapping: TableMapping, ev: ChangeEvent) -> list[Statement]:
-        after, before = ev.after, ev.before
+    def _update(self, tgt: TargetTable, mapping: TableMapping, ev: ChangeEvent, before: Row | None,
+                after: Row | None) -> list[Statement]:
         if after is None:
             raise ApplyError(f"update on {tgt.table} key {dict(ev.key)!r} has no new row")
-        if before is not None and any(v is UNCHANGED_TOAST for v in after.values()):
+        has_toast = UNCHANGED_TOAST in after.values()
+        if before is not None and has_toast:
             # REPLICA IDENTITY FULL sends the whole old row: take unchanged TOAST values from it
             after = {c: before[c] if v is UNCHANGED_TOAST and c in before and before[c] is not UNCHANGED_TOAST
                      else v for c, v in after.items()}
@@ -164,7 +192,7 @@ class Planner:
                 raise ApplyError(f"update on keyless {tgt.table} without the old row (needs REPLICA IDENTITY FULL)")
             return [self._delete(tgt, mapping, before), self._upsert(tgt, mapping, after)]
         key_changed = before is not None and any(c in before and before[c] != after.get(c) for c in tgt.pk)
-        toast = tuple(c for c, v in after.items() if v is UNCHANGED_TOAST)
+        toast = tuple(c for c, v in after.items() if v is UNCHANGED_TOAST) if has_toast else ()
         if key_changed:
             assert before is not None
             if toast:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pg2edge.pipeline.errors import ProtocolError
-from pg2edge.pipeline.events import ChangeEvent, Op, SchemaChange, SourceInfo, Transaction
+from pg2edge.pipeline.events import ChangeEvent, Op, SchemaChange, SourceInfo, Transaction, change_event, source_info
 from pg2edge.pipeline.sources import pgoutput as pg
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,38 @@ class _Open:
     events: list[ChangeEvent] = field(default_factory=list)
     relations: list[pg.Relation] = field(default_factory=list)
     schema_changes: list[SchemaChange] = field(default_factory=list)
+    # the begin's fields every event of the transaction carries, looked up once
+    final_lsn: int = 0
+    xid: int = 0
+    ts_ms: int = 0
+
+
+KeyOf = Callable[[Sequence[pg.Value]], dict[str, pg.Value]]
+
+
+def _key_of(names: tuple[str, ...], key_idx: tuple[int, ...]) -> KeyOf:
+    """The function that picks the key columns out of a tuple, as {name: value} (one key column: no loop)."""
+    if len(key_idx) == 1:
+        (i,), name = key_idx, names[key_idx[0]]
+        return lambda values: {name: values[i]}
+    pairs = tuple((names[i], i) for i in key_idx)
+    return lambda values: {n: values[i] for n, i in pairs}
 
 
 @dataclass(frozen=True, slots=True)
 class _RelMeta:
+    """What each change of a relation needs, computed once at its Relation message."""
+
     rel: pg.Relation
     names: tuple[str, ...]
     key_idx: tuple[int, ...]
+    key_of: KeyOf
+
+    @classmethod
+    def of(cls, rel: pg.Relation) -> _RelMeta:
+        names = tuple(c.name for c in rel.columns)
+        key_idx = tuple(i for i, c in enumerate(rel.columns) if c.is_key)
+        return cls(rel, names, key_idx, _key_of(names, key_idx))
 
 
 class Assembler:
@@ -68,12 +94,18 @@ class Assembler:
         self._open = None
 
     def feed(self, msg: pg.Message, *, lsn: int = 0) -> Transaction | Heartbeat | None:
+        kind = type(msg)
+        if kind is pg.Insert or kind is pg.Update or kind is pg.Delete:  # the hot path: one change
+            op = self._open
+            if op is None:
+                raise ProtocolError(f"{kind.__name__} outside a transaction")
+            op.events.append(self._row_event(msg, lsn, op))  # type: ignore[arg-type]
+            return None
         if isinstance(msg, pg.Begin):
-            self._open = _Open(msg)
+            self._open = _Open(msg, final_lsn=msg.final_lsn, xid=msg.xid, ts_ms=pg.pg_ts_to_ms(msg.commit_ts))
             return None
         if isinstance(msg, pg.Relation):
-            names = tuple(c.name for c in msg.columns)
-            self._rels[msg.relid] = _RelMeta(msg, names, tuple(i for i, c in enumerate(msg.columns) if c.is_key))
+            self._rels[msg.relid] = _RelMeta.of(msg)
             if self._open is not None:
                 self._open.relations.append(msg)
             return None
@@ -130,27 +162,28 @@ class Assembler:
             raise ProtocolError(f"change for relation id {relid} before its Relation message")
         return meta
 
-    def _events(self, msg: pg.Message, lsn: int) -> list[ChangeEvent]:
-        if isinstance(msg, pg.Insert):
-            m = self._meta(msg.relid)
-            after = dict(zip(m.names, msg.new))
-            key = {m.names[i]: msg.new[i] for i in m.key_idx}
-            return [ChangeEvent(Op.CREATE, None, after, self._source(m.rel, lsn), key)]
-        if isinstance(msg, pg.Update):
-            m = self._meta(msg.relid)
-            after = dict(zip(m.names, msg.new))
-            key = {m.names[i]: msg.new[i] for i in m.key_idx}
+    def _row_event(self, msg: pg.Insert | pg.Update | pg.Delete, lsn: int, op: _Open) -> ChangeEvent:
+        m = self._rels.get(msg.relid)
+        if m is None:
+            raise ProtocolError(f"change for relation id {msg.relid} before its Relation message")
+        rel = m.rel
+        src = source_info(lsn or op.final_lsn, op.final_lsn, op.xid, op.ts_ms, rel.schema, rel.name)
+        if type(msg) is pg.Insert:
+            new = msg.new
+            return change_event(Op.CREATE, None, dict(zip(m.names, new)), src, m.key_of(new))
+        if type(msg) is pg.Update:
+            new = msg.new
+            old = msg.old
             before = None
-            if msg.old is not None:
-                before = (dict(zip(m.names, msg.old)) if msg.old_kind == "O"
-                          else {m.names[i]: msg.old[i] for i in m.key_idx})
-            return [ChangeEvent(Op.UPDATE, before, after, self._source(m.rel, lsn), key)]
-        if isinstance(msg, pg.Delete):
-            m = self._meta(msg.relid)
-            before = (dict(zip(m.names, msg.old)) if msg.old_kind == "O"
-                      else {m.names[i]: msg.old[i] for i in m.key_idx})
-            key = {m.names[i]: msg.old[i] for i in m.key_idx}
-            return [ChangeEvent(Op.DELETE, before, None, self._source(m.rel, lsn), key)]
+            if old is not None:
+                before = dict(zip(m.names, old)) if msg.old_kind == "O" else m.key_of(old)
+            return change_event(Op.UPDATE, before, dict(zip(m.names, new)), src, m.key_of(new))
+        assert isinstance(msg, pg.Delete)
+        old = msg.old
+        before = dict(zip(m.names, old)) if msg.old_kind == "O" else m.key_of(old)
+        return change_event(Op.DELETE, before, None, src, m.key_of(old))
+
+    def _events(self, msg: pg.Message, lsn: int) -> list[ChangeEvent]:
         if isinstance(msg, pg.Truncate):
             return [ChangeEvent(Op.TRUNCATE, None, None, self._source(self._meta(r).rel, lsn), {})
                     for r in msg.relids]

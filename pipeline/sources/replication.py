@@ -394,10 +394,11 @@ class ReplicationStream:
         kind = data[:1]
         if kind == b"w":
             start, end, sent = _XLOG.unpack_from(data, 1)
-            self.server_wal_end = max(self.server_wal_end, end)
+            if end > self.server_wal_end:
+                self.server_wal_end = end
             if start > self.received_lsn:
                 self.received_lsn = start
-            return XLogData(wal_start=start, wal_end=end, send_time=sent, payload=data[_XLOG.size + 1:])
+            return _xlogdata(start, end, sent, data[_XLOG.size + 1:])
         if kind == b"k":
             end, _sent, reply = _KEEPALIVE.unpack_from(data, 1)
             self.server_wal_end = max(self.server_wal_end, end)
@@ -408,3 +409,16 @@ class ReplicationStream:
 
 
 _NO_FRAME: Any = object()
+_new = object.__new__
+_XL_START, _XL_END, _XL_SENT, _XL_PAYLOAD = (XLogData.__dict__[f].__set__
+                                             for f in ("wal_start", "wal_end", "send_time", "payload"))
+
+
+def _xlogdata(start: int, end: int, sent: int, payload: bytes) -> XLogData:
+    """``XLogData(...)`` built without the frozen __init__ (one per change: the same object, cheaper)."""
+    x = _new(XLogData)
+    _XL_START(x, start)
+    _XL_END(x, end)
+    _XL_SENT(x, sent)
+    _XL_PAYLOAD(x, payload)
+    return x

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pg2edge.config import TranslateConfig
@@ -46,6 +46,7 @@ class RowCodec:
         self._text = {name: rules[name].text for name in self.columns}
         self._python = {name: rules[name].python for name in self.columns}
         self._row_text = [rules[name].text for name in self.columns]
+        self._by_columns: dict[tuple[str, ...], Callable[[Sequence[str | None]], tuple[Any, ...]]] = {}
         self._found: dict[tuple[str, str], list[Any]] = {}  # (column, code) -> [count, first value, reason]
 
     # -- findings -------------------------------------------------------------------------------------
@@ -105,6 +106,28 @@ class RowCodec:
                 raise CodecError(f"{self.table.qualified}: row has {len(values)} values for "
                                  f"{len(self.columns)} columns", table=self.table.qualified) from None
             return tuple(self.encode_text(c, v) for c, v in zip(self.columns, values))
+
+    def columns_encoder(self, columns: tuple[str, ...]) -> Callable[[Sequence[str | None]], tuple[Any, ...]] | None:
+        """``encode_text`` of each of ``columns`` at once, as one function of the values (cached per column tuple):
+        the same values, errors and inexact-value policy (an exception retries the row column by column through
+        ``encode_text``). None when a column has no rule here (not copied, or unknown)."""
+        fn = self._by_columns.get(columns)
+        if fn is not None:
+            return fn
+        text = self._text
+        if any(c not in text for c in columns):
+            return None
+        funcs = tuple(text[c] for c in columns)
+        encode_text = self.encode_text
+
+        def encode(values: Sequence[str | None]) -> tuple[Any, ...]:
+            try:
+                return tuple([None if v is None else f(v) for f, v in zip(funcs, values)])
+            except Exception:  # slow path: the column's name, the policy
+                return tuple([encode_text(c, v) for c, v in zip(columns, values)])
+
+        self._by_columns[columns] = encode
+        return encode
 
     def encode_python(self, column_name: str, value: Any) -> Any:
         """A psycopg-loaded Python value -> the same SQLite value encode_text gives for its text."""
