@@ -37,6 +37,7 @@ from pg2edge.pipeline.events import SnapshotBegin, Transaction
 from pg2edge.pipeline.kafka import records
 from pg2edge.pipeline.kafka.client import Producer, default_compression, ensure_topic, make_producer
 from pg2edge.pipeline.kafka.partitioning import TenantPartitioning, discover
+from pg2edge.pipeline.kafka.queue_topics import ensure_mirror_topics
 from pg2edge.pipeline.kafka.schema import SchemaTracker
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.metrics import Metrics
@@ -173,6 +174,7 @@ def run_publisher(*, dsn: str, bootstrap: str, topic_prefix: str = "pg2edge", ta
             record_baselines(dsn, db, published_tables(dsn, names.publication))
         parting = _partitioning(db, dsn, names.publication, column=tenant_column, partitions=partitions)
         ensure_topic(bootstrap, topic, partitions=parting.partitions if parting else 1)
+        ensure_mirror_topics(bootstrap, topic)  # the replicas' retry queue and DLQ; a replica creates no topic
         if producer is None:
             chosen = {"compression_type": default_compression(envelope), **(producer_options or {})}
             if chosen["compression_type"] == "none":
