@@ -10,7 +10,9 @@ For a batch of whole source transactions:
 2. each tenant's events become per-tenant ``Transaction``s with the source
    transaction's xid/commit_lsn/end_lsn/commit_ts, applied by that file's
    Applier: rows + position in one SQLite transaction per file, and anything at
-   or below the file's stored commit LSN is skipped after a restart;
+   or below the file's stored commit LSN is skipped after a restart; tenant databases (a URL pattern)
+   are applied ``[tenants] max_connections`` at a time by worker threads, each tenant once per batch
+   (one atomic Hrana batch: rows + its position), so its transactions keep their order;
 3. the hub applies its share of every transaction (possibly empty), so the
    hub's position is the batch end; only then is the batch acknowledged.
 
