@@ -140,7 +140,7 @@ class TenantsConfig(_Section):
     org: str | None = None
     group: str | None = None
     seed_database: str | None = None
-    max_connections: int = Field(default=8, ge=1)  # HTTP connections over all tenant databases
+    max_connections: int = Field(default=8, ge=1)  # HTTP connections over all tenant databases = tenants applied at once
 
     @model_validator(mode="before")
     @classmethod

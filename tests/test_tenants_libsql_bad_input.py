@@ -12,6 +12,7 @@ import httpx
 
 from pg2edge.pipeline import state
 from pg2edge.pipeline.lsn import parse_lsn
+from pg2edge.pipeline.remote import HranaClient, parse_target
 from pg2edge.pipeline.sinks.sqlite import open_replica
 from pg2edge.pipeline.tenants.ids import tenant_label
 from tests.support.edge import SqldServer
@@ -110,3 +111,35 @@ def test_a_database_dropped_under_the_daemon_is_named_and_the_batch_not_acknowle
     flushed = pg_rows(pg_dsn, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                       "WHERE database = current_database()")[0][0]
     assert before is not None and parse_lsn(flushed) <= before.end_lsn
+
+
+def test_two_databases_dropped_among_twenty_applied_in_parallel_stop_the_batch(
+        pg_dsn: str, sqld_namespaces: SqldServer, tmp_path: Path, run_cli) -> None:
+    """The touched tenant databases are applied concurrently ([tenants] max_connections at once, 8 by
+    default); two failing ones stop the batch with one line naming the first (in tenant order), the hub
+    does not advance, and the tenants that committed skip the batch when it is streamed again."""
+    server = sqld_namespaces
+    tenants = [f"t{i:02d}" for i in range(20)]
+    run_sql(pg_dsn, *SCHEMA,
+            "INSERT INTO notes SELECT 't' || lpad(g::text, 2, '0'), 1, 'x' FROM generate_series(0, 19) g")
+    assert _sync(run_cli, pg_dsn, server, tmp_path).returncode == 0
+    hub_path = tmp_path / "hub" / "_shared.db"
+    hub = open_replica(hub_path)
+    before = state.read_position(hub)
+    hub.close()
+    for gone in ("t07", "t13"):
+        assert httpx.delete(f"{server.admin_url}/v1/namespaces/{gone}").status_code == 200
+    run_sql(pg_dsn, "INSERT INTO notes SELECT 't' || lpad(g::text, 2, '0'), 2, 'y' FROM generate_series(0, 19) g")
+    line = _one_line(_sync(run_cli, pg_dsn, server, tmp_path, PG2EDGE_REMOTE_RETRY_FOR="2"))
+    assert "'t07'" in line and "'t13'" not in line and "does not exist any more" in line
+    hub = open_replica(hub_path)
+    assert state.read_position(hub) == before
+    hub.close()
+    # every database still there committed its share (rows + its position) or holds nothing of it
+    for tenant in tenants:
+        if tenant in ("t07", "t13"):
+            continue
+        url = server.tenant_pattern().replace("{tenant}", tenant_label(tenant))
+        with HranaClient(parse_target(url, env={})) as client:
+            (count,), = client.execute('SELECT count(*) FROM "notes"').rows
+        assert count in (1, 2), (tenant, count)

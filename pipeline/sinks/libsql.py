@@ -117,17 +117,22 @@ class LibsqlSink:
         # checked the constraints (deferred ones only at its commit); sqld would check each statement
         if FOREIGN_KEYS_OFF not in client.batch_prelude:
             client.batch_prelude.append(FOREIGN_KEYS_OFF)
-        client.batch([(REMOTE_STATE_DDL, ()), (QUEUE_DDL, ())])
-        self._reload()
+        # one request: the state tables exist, and the cached state is read (a tenant database opens often)
+        self._reload(client.batch([(REMOTE_STATE_DDL, ()), (QUEUE_DDL, ()), *self._RELOAD])[2:])
 
     # -- cached remote state (one writer: this sink) ---------------------------------------
-    def _reload(self) -> None:
-        self._position = self._read_position()
+    _RELOAD: tuple[Stmt, ...] = ((_POSITION, ()), (f"SELECT name, value FROM {_T} WHERE scope = ?", ("table",)),
+                                 (f"SELECT keys, status FROM {_Q}", ()))
+
+    def _reload(self, read: Sequence[Any] | None = None) -> None:
+        """Re-read the position, the tables' states and the retry queue (``read``: their results, fetched)."""
+        position, tables, queue = read if read is not None else self.client.batch(self._RELOAD, atomic=False)
+        self._position = state.Position(**json.loads(position.rows[0][0])) if position.rows else None
         self._tables = {name: state.TableState(**{**v, "snapshot": state.SnapshotStatus(v.get("snapshot", "pending"))})
-                        for name, v in self._scope("table").items()}
+                        for name, v in ((n, json.loads(value)) for n, value in tables.rows)}
         self._blocked: set[str] = set()
         self._counts: dict[str, int] = {}
-        for keys, status in self.client.execute(f"SELECT keys, status FROM {_Q}").rows:
+        for keys, status in queue.rows:
             self._blocked.update(json.loads(keys))
             self._counts[status] = self._counts.get(status, 0) + 1
         self._targets.clear()
@@ -135,10 +140,6 @@ class LibsqlSink:
     def _read_position(self) -> state.Position | None:
         rows = self.client.execute(_POSITION).rows
         return state.Position(**json.loads(rows[0][0])) if rows else None
-
-    def _scope(self, scope: str) -> dict[str, Any]:
-        rows = self.client.execute(f"SELECT name, value FROM {_T} WHERE scope = ?", (scope,)).rows
-        return {name: json.loads(value) for name, value in rows}
 
     def _target(self, table: str) -> TargetTable:
         tgt = self._targets.get(table)

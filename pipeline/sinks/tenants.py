@@ -10,7 +10,9 @@ For a batch of whole source transactions:
 2. each tenant's events become per-tenant ``Transaction``s with the source
    transaction's xid/commit_lsn/end_lsn/commit_ts, applied by that file's
    Applier: rows + position in one SQLite transaction per file, and anything at
-   or below the file's stored commit LSN is skipped after a restart;
+   or below the file's stored commit LSN is skipped after a restart; tenant databases (a URL pattern)
+   are applied ``[tenants] max_connections`` at a time by worker threads, each tenant once per batch
+   (one atomic Hrana batch: rows + its position), so its transactions keep their order;
 3. the hub applies its share of every transaction (possibly empty), so the
    hub's position is the batch end; only then is the batch acknowledged.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,17 @@ def route(layout: TenantLayout, txn: Transaction) -> tuple[list[tuple[Any, Chang
     return tenant_items, hub_events
 
 
+@dataclass(slots=True)
+class _TenantDone:
+    """One tenant database's share of a batch, as a worker thread finished it."""
+
+    tenant: str
+    sink: Any
+    opened: bool = False
+    result: ApplyResult | None = None
+    error: Exception | None = None
+
+
 class TenantRouter:
     """Applies batches to the tenant files (LRU of open Appliers) or tenant databases (LRU of
     LibsqlSinks over one bounded HTTP pool, :mod:`pg2edge.pipeline.tenants.remote`), then to the hub."""
@@ -130,6 +144,10 @@ class TenantRouter:
         self.hub_applier = Applier(hub, mappings)
         self.identity, self.stream = state.read_source(hub), state.read_stream(hub)
         self.remote: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._registry_version = -1
+        # tenant databases applied at once: one per HTTP connection of the shared pool
+        self.workers = layout.config.max_connections
         self.deleted: set[str] = set()
         self.ignored: dict[str, int] = {}  # deleted tenant -> changes not applied
         if is_url_pattern(layout.config.pattern):
@@ -145,8 +163,14 @@ class TenantRouter:
         self.pool: TenantPool[Any] = TenantPool(max_open=max_open or layout.config.max_open, opener=self._open,
                                                 closer=_close_applier)
 
+    def _hub_version(self) -> int:
+        """SQLite's ``data_version`` of the hub: changes when another connection commits to it."""
+        return int(self.hub.execute("PRAGMA data_version").fetchall()[0][0])
+
     def _read_registry(self) -> None:
         from pg2edge.pipeline.tenants.remote import read_registry
+
+        self._registry_version = self._hub_version()
 
         for rec in read_registry(self.hub).values():
             (self.deleted if rec.get("status") == "deleted" else self.known).add(rec["tenant"])
@@ -156,7 +180,9 @@ class TenantRouter:
             for tenant in self.deleted:
                 pool.discard(tenant)
 
-    def _open_remote(self, tenant: str) -> Any:
+    def _seed_remote(self, tenant: str) -> None:
+        """A tenant new to the registry: create and fill its database from the hub (main thread: the hub
+        connection is this thread's)."""
         if tenant not in self.known:
             position = state.read_position(self.hub)
             assert position is not None
@@ -168,7 +194,86 @@ class TenantRouter:
                 log.info("new tenant %r: database %s seeded with %d shared rows", tenant,
                          self.remote.target(tenant).label, rows)
             self.known.add(tenant)
+
+    def _open_remote(self, tenant: str) -> Any:
+        self._seed_remote(tenant)
         return self.remote.open_sink(tenant, self.tenant_mappings)
+
+    def _apply_tenant(self, tenant: str, sink: Any, txns: list[Transaction]) -> _TenantDone:
+        """In a worker thread: ``tenant``'s batch as one atomic Hrana batch (rows + its position)."""
+        done = _TenantDone(tenant, sink)
+        try:
+            if done.sink is None:
+                done.sink = self.remote.open_sink(tenant, self.tenant_mappings)
+                done.opened = True
+            done.result = done.sink.apply(txns)
+        except Exception as exc:  # re-raised by the main thread, which names the tenant
+            done.error = exc
+        return done
+
+    def _apply_remote(self, per_tenant: dict[str, list[Transaction]], result: RouteResult) -> None:
+        """Every touched tenant database's batch, at most ``workers`` at once (each tenant once: a tenant's
+        batches never run concurrently); returns only when every one committed or, after the first
+        failure, when the ones already sent have finished (the rest are not sent): then the first
+        failing tenant's error is raised and the hub does not advance."""
+        beat = time.monotonic()
+        tenants = sorted(per_tenant)
+        for tenant in tenants:  # new tenants are seeded here, one after another (the hub records them)
+            if tenant not in self.known:
+                self._seed_remote(tenant)
+            if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
+                self.keepalive()
+                beat = time.monotonic()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pg2edge-tenant")
+        taken = {}  # future -> (tenant, its open sink taken out of the LRU, or None)
+        for t in tenants:
+            sink = self.pool.take(t)
+            taken[self._executor.submit(self._apply_tenant, t, sink, per_tenant[t])] = (t, sink)
+        pending = set(taken)
+        failed: list[_TenantDone] = []
+        while pending:
+            finished, pending = wait(pending, timeout=KEEPALIVE_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if future.cancelled():  # never started: its sink goes back unused
+                    tenant, sink = taken[future]
+                    if sink is not None:
+                        self.pool.put(tenant, sink)
+                    continue
+                done = future.result()
+                if done.opened:
+                    self.pool.opened += 1
+                if done.error is not None:
+                    failed.append(done)
+                    if done.sink is not None and isinstance(done.error, RemoteError):
+                        _close_applier(done.sink)
+                    elif done.sink is not None:
+                        self.pool.put(done.tenant, done.sink)
+                    for other in pending:  # stop: what has not started is not sent
+                        other.cancel()
+                    continue
+                self.pool.put(done.tenant, done.sink)
+                assert done.result is not None
+                result.tenant_transactions += done.result.applied
+                result.rows += done.result.rows
+            if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
+                self.keepalive()
+                beat = time.monotonic()
+        if failed:
+            first = min(failed, key=lambda d: d.tenant)
+            assert first.error is not None
+            self._raise_tenant_error(first.tenant, first.error)
+
+    def _raise_tenant_error(self, tenant: str, error: Exception) -> None:
+        if not isinstance(error, RemoteError) or not self.remote.gone(tenant):
+            raise error
+        from pg2edge.pipeline.tenants.remote import TenantDatabaseGone
+
+        raise TenantDatabaseGone(
+            f"tenant {tenant!r}: its database {self.remote.target(tenant).label} does not exist any more "
+            "(dropped outside pg2edge); this batch was not acknowledged (tenants that committed it skip it "
+            f"on restart): recreate the database, or `pg2edge tenant delete {tenant} --yes` to stop "
+            "replicating it") from None
 
     def _open(self, tenant: str) -> Any:
         if self.remote is not None:
@@ -200,8 +305,8 @@ class TenantRouter:
             routed.append((txn, items))
         # a tenant new in this batch is seeded at the hub's position (before the batch), so it
         # needs every broadcast event of the batch, also those before its first own event
-        if self.remote is not None:
-            self._read_registry()  # `pg2edge tenant delete` may have run meanwhile
+        if self.remote is not None and self._hub_version() != self._registry_version:
+            self._read_registry()  # `pg2edge tenant delete` ran meanwhile (another connection wrote the hub)
         everyone = self.known | {t for _, items in routed for t, _ in items if t is not BROADCAST}
         everyone -= self.deleted
         for txn, items in routed:
@@ -217,32 +322,26 @@ class TenantRouter:
             self.ignored[tenant] = self.ignored.get(tenant, 0) + n
             log.warning("tenant %r was deleted (`pg2edge tenant delete`): %d change(s) for it not applied "
                         "(commit %s..%s)", tenant, n, txns[0].commit_lsn, txns[-1].commit_lsn)
-        beat = time.monotonic()
-        for tenant in sorted(per_tenant):
-            if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
-                self.keepalive()
-                beat = time.monotonic()
-            try:
+        if self.remote is not None:
+            self._apply_remote(per_tenant, result)
+        else:
+            beat = time.monotonic()
+            for tenant in sorted(per_tenant):
+                if self.keepalive is not None and time.monotonic() - beat >= KEEPALIVE_SECONDS:
+                    self.keepalive()
+                    beat = time.monotonic()
                 applied: ApplyResult = self.pool.get(tenant).apply(per_tenant[tenant])
-            except RemoteError:
-                self.pool.discard(tenant)
-                if self.remote is None or not self.remote.gone(tenant):
-                    raise
-                from pg2edge.pipeline.tenants.remote import TenantDatabaseGone
-
-                raise TenantDatabaseGone(
-                    f"tenant {tenant!r}: its database {self.remote.target(tenant).label} does not exist any more "
-                    "(dropped outside pg2edge); this batch was not acknowledged (tenants that committed it skip it "
-                    f"on restart): recreate the database, or `pg2edge tenant delete {tenant} --yes` to stop "
-                    "replicating it") from None
-            result.tenant_transactions += applied.applied
-            result.rows += applied.rows
+                result.tenant_transactions += applied.applied
+                result.rows += applied.rows
         result.tenants_touched = len(per_tenant)
         self.hub_applier.apply(hub_txns, kafka=kafka)
         result.tenants_created = self.created
         return result
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         self.pool.close()
         if self.remote is not None:
             self.remote.close()

@@ -48,6 +48,24 @@ class TenantPool(Generic[T]):
         self.peak = max(self.peak, len(self._open))
         return item
 
+    def take(self, tenant: str) -> T | None:
+        """Remove ``tenant``'s open item from the pool without closing it (None if not open): it is
+        in use elsewhere (a worker thread) until :meth:`put` returns it."""
+        return self._open.pop(tenant, None)
+
+    def put(self, tenant: str, item: T) -> None:
+        """Return (or add) ``tenant``'s open item as the most recently used; closes the least recently
+        used ones beyond ``max_open``."""
+        old = self._open.pop(tenant, None)
+        if old is not None and old is not item:
+            self._closer(old)
+        while len(self._open) >= self.max_open:
+            victim_tenant, victim = self._open.popitem(last=False)
+            log.debug("closing tenant file %s (LRU, %d open)", victim_tenant, len(self._open))
+            self._closer(victim)
+        self._open[tenant] = item
+        self.peak = max(self.peak, len(self._open))
+
     def discard(self, tenant: str) -> None:
         item = self._open.pop(tenant, None)
         if item is not None:
