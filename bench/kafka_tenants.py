@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]  # kafka.py would shadow kafka
 sys.path.insert(0, str(REPO))
 
+from bench.tenantload import backlog  # noqa: E402
 from pg2edge.config import TenantsConfig  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
 from pg2edge.pipeline.kafka.publisher import run_publisher  # noqa: E402
@@ -37,20 +38,6 @@ from tests.support.kafka import Broker, tansu_binary  # noqa: E402
 
 def quiet(_: str) -> None:
     pass
-
-
-def backlog(dsn: str, changes: int, tenants: int) -> None:
-    inserts, updates = changes * 6 // 10, changes * 3 // 10
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for start in range(0, inserts, 1000):
-            conn.execute("INSERT INTO notes SELECT 't' || (g %% %s), g, 'note ' || g "
-                         "FROM generate_series(%s::int, %s::int) g", (tenants, start + 1, min(start + 1000, inserts)))
-        for start in range(0, updates, 1000):
-            conn.execute("UPDATE notes SET body = body || '!' WHERE id BETWEEN %s AND %s",
-                         (start + 1, min(start + 1000, updates)))
-        deletes = changes - inserts - updates
-        for start in range(0, deletes, 1000):
-            conn.execute("DELETE FROM notes WHERE id BETWEEN %s AND %s", (start + 1, min(start + 1000, deletes)))
 
 
 def run(dsn: str, bootstrap: str, work: Path, partitions: int, changes: int) -> tuple[float, float, int]:

@@ -30,6 +30,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.tenantload import backlog  # noqa: E402
 from pg2edge.config import TenantsConfig  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
 from pg2edge.pipeline.tenants.daemon import run_tenant_sync  # noqa: E402
@@ -38,18 +39,6 @@ from tests.support.edge import SqldServer  # noqa: E402
 
 def quiet(_: str) -> None:
     pass
-
-
-def backlog(dsn: str, changes: int, tenants: int) -> None:
-    inserts, updates = changes * 6 // 10, changes * 3 // 10
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for start in range(0, inserts, 1000):
-            conn.execute("INSERT INTO notes SELECT 't' || (g %% %s), g, 'note ' || g "
-                         "FROM generate_series(%s::int, %s::int) g", (tenants, start + 1, min(start + 1000, inserts)))
-        for start in range(0, updates, 1000):
-            conn.execute("UPDATE notes SET body = body || '!' WHERE id BETWEEN %s AND %s",
-                         (start + 1, min(start + 1000, updates)))
-        conn.execute("DELETE FROM notes WHERE id BETWEEN 1 AND %s", (changes - inserts - updates,))
 
 
 def run(work: Path, cluster: LocalCluster, tenants: int, changes: int, max_open: int,
