@@ -211,6 +211,14 @@ def _warn_if_short_of_space(dsn: str, path: Path, tables: Sequence[tuple[str, st
                     "source (the copy may fill the disk)", path, free, need)
 
 
+def has_column(conn: Any, schema: str, table: str, column: str) -> bool:
+    """Whether ``schema.table`` has a live column ``column`` (a catalog read on the source)."""
+    return conn.execute(
+        "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+        "AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped", (schema, table, column)).fetchone() is not None
+
+
 def check_tenant_ids(dsn: str, tables: Sequence[tuple[str, str]], *, column: str) -> None:
     """Every value of the tenant ``column`` in ``tables`` is a usable tenant id (TenantIdError names one)."""
     from pg2edge.pipeline.tenants.errors import TenantIdError
@@ -218,11 +226,7 @@ def check_tenant_ids(dsn: str, tables: Sequence[tuple[str, str]], *, column: str
 
     with dsnlib.control(dsn) as conn:
         for schema, table in tables:
-            has = conn.execute(
-                "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
-                "AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped", (schema, table, column)).fetchone()
-            if not has:
+            if not has_column(conn, schema, table, column):
                 continue
             col = sql.Identifier(column)
             query = sql.SQL(

@@ -339,15 +339,12 @@ def check_source_labels(dsn: str, tables: Any, *, column: str, pattern: UrlPatte
     from psycopg import sql
 
     from pg2edge import dsn as dsnlib
+    from pg2edge.pipeline.preflight import has_column
 
     ids: set[str] = set()
     with dsnlib.control(dsn) as conn:
         for schema, table in tables:
-            has = conn.execute(
-                "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
-                "AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped", (schema, table, column)).fetchone()
-            if has:
+            if has_column(conn, schema, table, column):
                 query = sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE {c} IS NOT NULL").format(
                     c=sql.Identifier(column), t=sql.Identifier(schema, table))
                 ids.update(r[0] for r in conn.execute(query))
