@@ -20,8 +20,15 @@ TICKS_DDL = "CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)"
 
 def measure_lag(dsn: str, replica: Path, *, tps: int, seconds: float, drain_timeout: float = 30.0) -> list[float]:
     """Sorted lags in seconds, one per commit seen on the replica within ``drain_timeout`` after the writer stops."""
+    return sorted(lag for _, lag in measure_commits(dsn, replica, tps=tps, seconds=seconds,
+                                                    drain_timeout=drain_timeout))
+
+
+def measure_commits(dsn: str, replica: Path, *, tps: int, seconds: float,
+                    drain_timeout: float = 30.0) -> list[tuple[float, float]]:
+    """(commit time on ``time.perf_counter``, lag in seconds) per commit seen on the replica, in commit order."""
     committed: dict[int, float] = {}
-    lags: list[float] = []
+    lags: dict[int, float] = {}
     done = threading.Event()
 
     def reader() -> None:
@@ -36,7 +43,9 @@ def measure_lag(dsn: str, replica: Path, *, tps: int, seconds: float, drain_time
             row = db.execute("SELECT max(id) FROM ticks").fetchone()
             top = (row[0] or 0) if row else 0
             now = time.perf_counter()
-            lags.extend(now - committed[i] for i in range(seen + 1, top + 1) if i in committed)
+            for i in range(seen + 1, top + 1):
+                if i in committed:
+                    lags[i] = now - committed[i]
             seen = max(seen, top)
             time.sleep(0.001)
         db.close()
@@ -57,4 +66,4 @@ def measure_lag(dsn: str, replica: Path, *, tps: int, seconds: float, drain_time
                 time.sleep(pause)
     done.set()
     watcher.join(drain_timeout + 30)
-    return sorted(lags)
+    return [(committed[i], lag) for i, lag in sorted(lags.items())]

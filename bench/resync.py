@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.lagprobe import TICKS_DDL  # noqa: E402
+from bench.lagprobe import TICKS_DDL, measure_commits  # noqa: E402
 from pg2edge.pgcluster import LocalCluster  # noqa: E402
 from pg2edge.pipeline.daemon import run_sync  # noqa: E402
 from pg2edge.pipeline.resync import resync_tables  # noqa: E402
@@ -117,55 +117,15 @@ def main() -> None:
 def measure(dsn: str, replica: Path, *, tps: int, seconds: float,
             window: dict[str, float]) -> tuple[list[float], list[float]]:
     """The lag probe of bench/lagprobe.py, also splitting out the commits made while the resync ran."""
-    import apsw
-
-    committed: dict[int, float] = {}
-    lags: dict[int, float] = {}
-    done = threading.Event()
-
-    def reader() -> None:
-        db = apsw.Connection(str(replica), flags=apsw.SQLITE_OPEN_READONLY)
-        db.setbusytimeout(1000)
-        seen, deadline = 0, None
-        while not (done.is_set() and seen >= len(committed)):
-            if done.is_set():
-                deadline = deadline or time.monotonic() + 30
-                if time.monotonic() > deadline:
-                    break
-            row = db.execute("SELECT max(id) FROM ticks").fetchone()
-            top = (row[0] or 0) if row else 0
-            now = time.perf_counter()
-            for i in range(seen + 1, top + 1):
-                if i in committed:
-                    lags[i] = now - committed[i]
-            seen = max(seen, top)
-            time.sleep(0.001)
-        db.close()
-
-    watcher = threading.Thread(target=reader)
-    watcher.start()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        next_at = time.perf_counter()
-        end = next_at + seconds
-        i = 0
-        while time.perf_counter() < end:
-            i += 1
-            conn.execute("INSERT INTO ticks VALUES (%s, now())", (i,))
-            committed[i] = time.perf_counter()
-            next_at += 1.0 / tps
-            pause = next_at - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-    done.set()
-    watcher.join(60)
+    pairs = measure_commits(dsn, replica, tps=tps, seconds=seconds)
     start, stop = window.get("start", 0.0), window.get("end", float("inf"))
-    during = sorted(lag for i, lag in lags.items() if start <= committed[i] <= stop)
+    during = sorted(lag for at, lag in pairs if start <= at <= stop)
     if os.environ.get("PG2EDGE_BENCH_DEBUG"):
         offset = time.time() - time.perf_counter()
-        for i, lag in sorted(lags.items()):
+        for at, lag in pairs:
             if lag > 0.2:
-                print(f"{committed[i] + offset:.3f} lag {lag * 1000:.0f} ms")
-    return sorted(lags.values()), during
+                print(f"{at + offset:.3f} lag {lag * 1000:.0f} ms")
+    return sorted(lag for _, lag in pairs), during
 
 
 if __name__ == "__main__":
