@@ -9,7 +9,8 @@
    Also printed: the publisher alone (until it exited) and the replica alone
    re-reading the topic. The ratio against the row envelope of the same run is
    printed last (the machine is shared: compare ratios, not absolute figures).
-2. Lag, per envelope: publisher + replica run while a writer commits ~``--tps``
+2. Lag, per envelope: publisher + replica (``pg2edge publish`` and ``pg2edge sync --from-kafka``
+   processes, as deployed) run while a writer commits ~``--tps``
    single-row transactions per second; a reader polls the replica: visible time
    minus commit time per row (p50/p99).
 3. Fan-out (``--fanout 8``): one publisher and N replica processes (no DSN) on
@@ -20,6 +21,7 @@ Broker: Tansu (memory storage, as in the tests), client: kafka-python.
 
 Usage: python bench/kafka.py [--changes 200000] [--tps 1000] [--seconds 30] [--envelopes batch,row]
                              [--compression lz4] [--linger 5] [--fanout 8] [--skip-lag]
+                             [--skip-throughput]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,10 +79,10 @@ def _backlog(dsn: str, changes: int) -> None:
 
 
 def _publish_cmd(dsn: str, bootstrap: str, prefix: str, state: Path, envelope: str, compression: str,
-                 linger: int) -> list[str]:
+                 linger: int, *, until_caught_up: bool = True) -> list[str]:
     return [sys.executable, "-m", "pg2edge", "publish", "--source", dsn, "--bootstrap", bootstrap, "--topic-prefix",
-            prefix, "--state", str(state), "--until-caught-up", "--envelope", envelope,
-            "--linger-ms", str(linger), "--compression", compression]
+            prefix, "--state", str(state), "--envelope", envelope, "--linger-ms", str(linger), "--compression",
+            compression, *(["--until-caught-up"] if until_caught_up else [])]
 
 
 def _warm(dsn: str, bootstrap: str, prefix: str, state: Path, envelope: str, compression: str, linger: int) -> int:
@@ -177,31 +180,31 @@ def throughput(dsn: str, bootstrap: str, work: Path, changes: int, *, envelope: 
 
 
 def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, *, envelope: str, compression: str,
-        prefix: str) -> list[float]:
+        linger: int, prefix: str) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(TICKS_DDL)
         db = conn.info.dbname
-    producer = {"linger_ms": 5, "compression_type": None if compression == "none" else compression}
-    done = run_publisher(dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "lagpub.db",
-                         until_caught_up=True, say=quiet, producer_options=producer, envelope=envelope)
+    done = _warm(dsn, bootstrap, prefix, work / "lagpub.db", envelope, compression, linger)
     target = work / "lag.db"
-    run_kafka_replica(bootstrap=bootstrap, target=target, topic=topic_name(prefix, db), until_lsn=done.acked_lsn,
+    run_kafka_replica(bootstrap=bootstrap, target=target, topic=topic_name(prefix, db), until_lsn=done,
                       say=quiet)
-    stop = threading.Event()
-    threads = [threading.Thread(target=run_publisher, kwargs=dict(
-                   dsn=dsn, bootstrap=bootstrap, topic_prefix=prefix, state_path=work / "lagpub.db", stop=stop,
-                   say=quiet, producer_options=producer, max_wait=0.02, envelope=envelope)),
-               threading.Thread(target=run_kafka_replica, kwargs=dict(
-                   bootstrap=bootstrap, target=target, topic=topic_name(prefix, db), stop=stop, say=quiet))]
-    for t in threads:
-        t.start()
-    time.sleep(2)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # both daemons in their own processes, as deployed (threads of this process would share one GIL with the
+    # writer and the reader below, and wait for it: CPython's switch interval is 5 ms)
+    pub = subprocess.Popen(_publish_cmd(dsn, bootstrap, prefix, work / "lagpub.db", envelope, compression, linger,
+                                        until_caught_up=False), cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    rep = subprocess.Popen([sys.executable, "-m", "pg2edge", "sync", "--from-kafka", "--bootstrap", bootstrap,
+                            "--topic", topic_name(prefix, db), "--target", str(target)],
+                           cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    time.sleep(3)
     try:
         return measure_lag(dsn, target, tps=tps, seconds=seconds)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
+        for proc in (pub, rep):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (pub, rep):
+            if proc.wait(60) != 0:
+                raise SystemExit(f"{proc.args[3]} exited with {proc.returncode}")
 
 
 REPLICA_SCRIPT = """
@@ -262,6 +265,7 @@ def main() -> None:
     parser.add_argument("--linger", type=int, default=5, help="producer linger_ms")
     parser.add_argument("--fanout", type=int, default=0, help="replica processes of the fan-out run (0: skip)")
     parser.add_argument("--skip-lag", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="throughput runs per variant, interleaved (best kept)")
     args = parser.parse_args()
     binary = tansu_binary()
@@ -270,12 +274,13 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, load average "
           f"{os.getloadavg()[0]:.1f} at start (shared machine: compare ratios); broker: Tansu (memory); "
           "client: kafka-python", flush=True)
-    chosen = codecs()
-    print(f"codec choice (smallest records among codecs under 2 us per change): {chosen}", flush=True)
+    if not args.skip_throughput:
+        chosen = codecs()
+        print(f"codec choice (smallest records among codecs under 2 us per change): {chosen}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="pg2edge-kafka-"))
     broker = Broker(binary)
     bootstrap = broker.start()
-    variants = [(env, comp) for _ in range(args.repeat) for env in args.envelopes.split(",")
+    variants = [] if args.skip_throughput else [(env, comp) for _ in range(args.repeat) for env in args.envelopes.split(",")
                 for comp in (args.compression.split(",") if env == "batch" else ["none"])]
     rates: dict[tuple[str, str], float] = {}
     try:
@@ -302,11 +307,11 @@ def main() -> None:
                     conn.execute(f"CREATE DATABASE lag{i}")
                 (work / f"lag{i}").mkdir()
                 lags = lag(cluster.dsn(f"lag{i}"), bootstrap, work / f"lag{i}", args.tps, args.seconds,
-                           envelope=envelope, compression=comp, prefix=f"lag{i}")
+                           envelope=envelope, compression=comp, linger=args.linger, prefix=f"lag{i}")
                 p50 = lags[len(lags) // 2] * 1000
                 p99 = lags[int(len(lags) * 0.99) - 1] * 1000
                 print(f"lag --envelope {envelope} --compression {comp} at {len(lags) / args.seconds:,.0f} TPS for "
-                      f"{args.seconds:g} s ({len(lags):,} commits), linger_ms=5: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                      f"{args.seconds:g} s ({len(lags):,} commits), linger_ms={args.linger}, publisher and replica processes: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
                       f"max {lags[-1] * 1000:.1f} ms (goal p99 < 50 ms) -> {'PASS' if p99 < 50 else 'FAIL'}",
                       flush=True)
             if args.fanout:

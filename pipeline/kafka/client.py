@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,10 @@ class Record:
 class Producer(Protocol):
     def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
              partition: int = 0) -> None: ...
+
+    def acked(self) -> int:
+        """How many of the records sent so far are acknowledged by the broker (acks=all), counted from the first
+        send: every record before that count is acknowledged. Never blocks; raises TransportError if one failed."""
 
     def flush(self) -> None:
         """Block until every send so far is acknowledged by the broker (acks=all); raise if one failed."""
@@ -134,19 +139,28 @@ class KafkaPythonProducer:
             self._producer = KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_DEFAULTS, **options})
         except KafkaError as exc:
             raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-        self._pending: list[Any] = []
+        self._pending: deque[Any] = deque()  # the futures of the records not yet counted as acknowledged
+        self._acked = 0
 
     def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
              partition: int = 0) -> None:
         self._pending.append(self._producer.send(topic, value=value, key=key, headers=list(headers),
                                                  partition=partition))
 
-    def flush(self) -> None:
-        self._producer.flush()
-        pending, self._pending = self._pending, []
-        for fut in pending:
+    def acked(self) -> int:
+        pending = self._pending
+        while pending and pending[0].is_done:
+            fut = pending.popleft()
             if fut.failed():
                 raise TransportError(f"a record was not acknowledged by the broker: {fut.exception!r}")
+            self._acked += 1
+        return self._acked
+
+    def flush(self) -> None:
+        self._producer.flush()
+        self.acked()
+        if self._pending:
+            raise TransportError(f"{len(self._pending)} record(s) still unacknowledged after a flush")
 
     def close(self) -> None:
         self._producer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -37,26 +38,44 @@ class ConfluentProducer:
                 conf[k] = v
         self._producer = ck.Producer(conf)
         self._error: Any = None
+        self._sent = 0  # sequence number of the next send
+        self._acked = 0  # every send below this number is acknowledged
+        self._done: set[int] = set()  # acknowledged sends above it (reports may arrive out of order across partitions)
 
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None and self._error is None:
-            self._error = err
+    def _delivered(self, seq: int, err: Any, _msg: Any) -> None:
+        if err is not None:
+            if self._error is None:
+                self._error = err
+        else:
+            self._done.add(seq)
 
     def send(self, topic: str, *, value: bytes, key: bytes | None = None, headers: Headers = (),
              partition: int = 0) -> None:
+        seq = self._sent
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=list(headers), partition=partition,
-                                       on_delivery=self._delivered)
-                return
+                                       on_delivery=functools.partial(self._delivered, seq))
+                break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
+        self._sent += 1
+
+    def acked(self) -> int:
+        self._producer.poll(0)  # serve the delivery reports that arrived
+        if self._error is not None:
+            raise TransportError(f"a record was not acknowledged by the broker: {self._error}")
+        while self._acked in self._done:
+            self._done.discard(self._acked)
+            self._acked += 1
+        return self._acked
 
     def flush(self) -> None:
         left = self._producer.flush(60)
         err, self._error = self._error, None
         if left or err is not None:
             raise TransportError(f"records not acknowledged by the broker ({left} pending): {err}")
+        self.acked()
 
     def close(self) -> None:
         self._producer.flush(10)

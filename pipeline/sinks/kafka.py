@@ -1,10 +1,18 @@
-"""The Kafka sink (``pg2edge publish``): each batch sent to the change topic and flushed with acks=all.
+"""The Kafka sink (``pg2edge publish``): each batch sent to the change topic, acknowledged with acks=all.
 
-The publisher's position (last commit sent and flushed, its watermark) lives in
-its own small SQLite state file; it is written only after the producer flushed,
-so the engine acknowledges to the slot only what the broker holds. A crash
-before that re-sends from the slot's confirmed position: duplicates in the
-topic, absorbed by the replicas' commit-LSN check.
+The publisher's position (last commit the broker acknowledged, its watermark)
+lives in its own small SQLite state file; it is written only once the broker
+acknowledged every record up to that commit, so the engine acknowledges to the
+slot only what the broker holds. A crash before that re-sends from the slot's
+confirmed position: duplicates in the topic, absorbed by the replicas'
+commit-LSN check.
+
+Pipelined: ``apply`` sends a batch and returns without waiting for the broker;
+the acknowledgements are counted at the next turns (``durable``), so the slot is
+read while the broker stores the previous batch. A batch that carries a schema
+record or a schema change is still flushed before ``apply`` returns (the schema
+tracker stores what it published only once it is in the topic), and so is every
+control item (heartbeat, snapshot bounds).
 
 Records: :mod:`pg2edge.pipeline.kafka.records` (``envelope``: ``batch``, many
 whole transactions per record, or ``row``, one Debezium-style record per
@@ -17,8 +25,9 @@ every transaction; controls and heartbeats go to every partition).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apsw
@@ -41,6 +50,13 @@ from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.walsync import WalSync
 
 FLUSH_ROWS = 50_000  # snapshot rows sent between two flushes
+MAX_UNACKED_BATCHES = 64  # sent batches waiting for the broker before apply waits for them
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    records: int  # the producer's send count once this batch was sent
+    position: state.Position
 
 
 class KafkaSink:
@@ -58,6 +74,7 @@ class KafkaSink:
         self._schema_docs: list[dict[str, Any]] = []  # published, remembered once flushed
         self.sync = WalSync(state_db)  # the position row commits without waiting for its own fsync
         self._ddl = False  # schema changes published: the tracker's baselines are stored once flushed
+        self._unacked: deque[_Sent] = deque()  # sent batches, oldest first, not yet acknowledged by the broker
 
     def _send(self, record: tuple[bytes | None, bytes, Headers], partition: int) -> None:
         k, v, h = record
@@ -69,8 +86,22 @@ class KafkaSink:
         for p in range(self.partitions):
             self._send(record, p)
 
+    def _settle(self) -> None:
+        """Store the position of the newest sent batch the broker acknowledged whole (never blocks)."""
+        if not self._unacked:
+            return
+        acked = self.producer.acked()
+        done: state.Position | None = None
+        while self._unacked and self._unacked[0].records <= acked:
+            done = self._unacked.popleft().position
+        if done is not None:
+            with self.db:
+                state.write_position(self.db, done)
+            self.sync.committed(done)
+
     def _flush(self) -> None:
         self.producer.flush()
+        self._settle()
         if (self._schema_docs or self._ddl) and self.schema is not None:
             with self.db:
                 for doc in self._schema_docs:
@@ -91,11 +122,16 @@ class KafkaSink:
 
     # -- the sink protocol ---------------------------------------------------------------
     def position(self) -> state.Position | None:
+        """The last commit the broker acknowledged (with every record before it)."""
         return state.read_position(self.db)
 
     def durable(self, *, wait: bool = False) -> state.Position | None:
         """The records are durable in the topic (acks=all) before the position row commits; that row
-        counts once the state file's WAL is synced (:mod:`.walsync`)."""
+        counts once the state file's WAL is synced (:mod:`.walsync`). ``wait``: flush the producer first."""
+        if wait:
+            self._flush()
+        else:
+            self._settle()
         return self.sync.durable(wait=wait)
 
     def _send_txns(self, txns: Sequence[Transaction]) -> None:
@@ -132,13 +168,14 @@ class KafkaSink:
             pending.append(txn)
             self.events += len(txn.events)
         self._send_txns(pending)
-        self._flush()  # acks=all for everything up to the batch's last commit
         last = batch[-1]
         pos = state.Position(commit_lsn=last.commit_lsn, end_lsn=last.end_lsn, xid=last.xid,
                              commit_ts_ms=last.commit_ts)
-        with self.db:
-            state.write_position(self.db, pos)
-        self.sync.committed(pos)
+        self._unacked.append(_Sent(records=self.records, position=pos))
+        if self._schema_docs or self._ddl or len(self._unacked) > MAX_UNACKED_BATCHES:
+            self._flush()  # acks=all for everything up to the batch's last commit
+        else:
+            self._settle()  # what the broker acknowledged meanwhile; the rest at the next turns
         return ApplyResult(applied=len(batch), rows=sum(len(t.events) for t in batch), position=pos)
 
     def control(self, item: Control) -> None:
@@ -146,6 +183,7 @@ class KafkaSink:
             self._everywhere(records.control_record("heartbeat", lsn=item.lsn))
             self._flush()
             state.advance_watermark(self.db, item.lsn)
+
         elif isinstance(item, SnapshotBegin):
             if self.schema is not None:
                 self._schema(self.schema.snapshot_record([(s, t) for s, _, t in (q.partition(".")
