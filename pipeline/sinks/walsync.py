@@ -12,7 +12,11 @@ applied exactly once, like after any crash.
 Why: with ``synchronous=FULL`` every commit waited for its own ``fsync``; on a busy disk that
 took 150-600 ms and held every later change back (bench/resync.py, bench/lagprobe.py).
 
-Checkpoints keep the rule: in WAL mode with ``NORMAL``, SQLite syncs the WAL before a checkpoint
+Checkpoints run in the same background thread, on its own connection (``PASSIVE``: they never
+wait for the writer or for readers), once the WAL holds ``CHECKPOINT_PAGES``: SQLite's automatic
+checkpoint would run inside the commit that crosses that size and sync both files there, which
+put stalls of hundreds of milliseconds into the apply path on a busy disk (the Kafka lag bench's
+p99). Checkpoints keep the rule: in WAL mode with ``NORMAL``, SQLite syncs the WAL before a checkpoint
 copies it into the database and syncs the database before the WAL is reused, so a frame is
 always durable in one of the two files once :meth:`durable` says so.
 """
@@ -31,6 +35,7 @@ import apsw
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 0.05  # seconds between two fsyncs at most
+CHECKPOINT_PAGES = 1000  # WAL pages that start a checkpoint (SQLite's automatic checkpoint default)
 
 
 class WalSync:
@@ -38,6 +43,10 @@ class WalSync:
 
     def __init__(self, conn: apsw.Connection, *, interval: float = SYNC_INTERVAL) -> None:
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.set_wal_hook(self._wal_pages)  # replaces the automatic checkpoint (see the module docstring)
+        self._pages = 0  # WAL pages after the last commit
+        self._checkpointed_at = 0  # the WAL's page count at the last checkpoint
+        self._checkpointer: apsw.Connection | None = None
         self.path = Path(conn.filename)
         self.wal = Path(conn.filename_wal)
         self.interval = interval
@@ -58,6 +67,29 @@ class WalSync:
                 self._thread = threading.Thread(target=self._run, name=f"walsync-{self.path.name}", daemon=True)
                 self._thread.start()
             self._cond.notify()
+
+    def _wal_pages(self, _conn: apsw.Connection, _name: str, pages: int) -> int:
+        self._pages = pages
+        return apsw.SQLITE_OK
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: as far as readers allow, never waiting) once it is long."""
+        pages = self._pages
+        if pages < CHECKPOINT_PAGES or pages == self._checkpointed_at:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = apsw.Connection(str(self.path))
+            self._checkpointer.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        except apsw.BusyError:  # another checkpoint (a second process) runs: the next round tries again
+            return
+        self._checkpointed_at = pages
+
+    def _close_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
 
     def durable(self, *, wait: bool = False) -> Any:
         """The newest position synced to disk; ``wait``: sync now (in this thread) and stop the syncer."""
@@ -84,13 +116,16 @@ class WalSync:
                 while self._committed is self._durable and not self._stop:
                     self._cond.wait()
                 if self._stop:
+                    self._close_checkpointer()
                     return
                 target = self._committed
             try:
                 self._sync()
-            except OSError as exc:  # surfaced by durable(): the sync stops acknowledging
+                self._checkpoint()
+            except (OSError, apsw.Error) as exc:  # surfaced by durable(): the sync stops acknowledging
                 log.error("cannot sync %s: %s", self.wal, exc)
                 self._error = exc
+                self._close_checkpointer()
                 return
             with self._cond:
                 self._durable = target
