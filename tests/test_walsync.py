@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import apsw
@@ -77,3 +78,31 @@ def test_the_slot_is_acknowledged_up_to_the_replica_position_when_the_daemon_sto
         row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
                            (stream.slot,)).fetchone()
     assert row is not None and parse_lsn(row[0]) >= pos.end_lsn
+
+
+def test_checkpoints_run_in_the_sync_thread_and_keep_the_wal_short(tmp_path: Path) -> None:
+    """No commit checkpoints inline (the automatic checkpoint would sync both files inside it); the sync thread
+    checkpoints once the WAL is long, so the WAL stays near CHECKPOINT_PAGES however many commits run."""
+    from pg2edge.pipeline.sinks.walsync import CHECKPOINT_PAGES
+
+    db = open_replica(tmp_path / "r.db")
+    try:
+        sync = WalSync(db)
+        db.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        inline = []
+        for i in range(1, 3 * CHECKPOINT_PAGES + 1):
+            with db:
+                db.execute("INSERT INTO blobs VALUES (?, zeroblob(?))", (i, page))
+            inline.append(sync._pages)
+            sync.committed(state.Position(commit_lsn=i, end_lsn=i))
+            if i % 200 == 0:
+                sync.durable(wait=False)
+                time.sleep(0.1)  # the sync thread's turn (it syncs at most every SYNC_INTERVAL)
+        assert max(inline) > CHECKPOINT_PAGES  # the commits themselves never checkpointed
+        sync.durable(wait=True)
+        wal_pages = Path(db.filename_wal).stat().st_size // page
+        assert wal_pages < 2 * CHECKPOINT_PAGES, wal_pages  # without the thread's checkpoints: > 6,000 pages
+        assert db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 3 * CHECKPOINT_PAGES
+    finally:
+        db.close()
