@@ -45,7 +45,8 @@ def drain(dsn: str, target: Path, changes: int) -> float:
                          (start + 1, min(start + 1000, inserts)))
         updates = changes * 3 // 10
         for start in range(0, updates, 1000):
-            conn.execute("UPDATE backlog SET n = n + 1 WHERE id BETWEEN %s AND %s", (start + 1, start + 1000))
+            conn.execute("UPDATE backlog SET n = n + 1 WHERE id BETWEEN %s AND %s",
+                         (start + 1, min(start + 1000, updates)))
         deletes = changes - inserts - updates
         conn.execute("DELETE FROM backlog WHERE id <= %s", (deletes,))
     started = time.perf_counter()
