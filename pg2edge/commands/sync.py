@@ -39,9 +39,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--warn-retained-wal", type=int, default=1024**3, metavar="BYTES",
                         help="log a warning when the slot retains more WAL than this on the source (default 1 GiB)")
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
-    kafka = parser.add_argument_group("Kafka replica, plain or with --tenant-pattern (needs only the broker: "
-                                      "the schema travels in the topic; --source is optional, --topic is then "
-                                      "required)")
+    kafka = parser.add_argument_group("Kafka replica, plain or per tenant (needs only the broker: the schema "
+                                      "travels in the topic; without --source, give --topic)")
     kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
     add_tenant_options(parser)
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
