@@ -117,6 +117,8 @@ class PartitionSink:
         self.created = self.peak = 0
         self.parked = 0
         self.topic_schema = schema.TopicSchema()
+        # tables whose new shape the partition's tenant files still need (kept in the hub across restarts)
+        self.reshaped: list[str] = (state.read_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME) or {}).get("tables") or []
         names = state.read_stream(self.hub)
         if names is not None:
             self._prepare(names.publication, state.read_position(self.hub))
@@ -184,19 +186,22 @@ class PartitionSink:
         cursor = batch[-1].cursor
         reshaped = self._reshaped()
         result = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None, reshaped=reshaped)
-        if reshaped:  # every tenant file and the hub took them (taken twice after a crash here: no-op)
-            with self.hub:
-                state.write_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME, {"tables": []})
+        if self.reshaped:  # every tenant file and the hub took them (taken twice after a crash here: no-op)
+            self._write_reshaped([])
         return ApplyResult(applied=result.transactions, rows=result.rows, position=self.position())
 
     def _reshaped(self) -> list[Relation]:
         """The tables a schema record gave a new shape since the last batch, as Relation messages."""
-        pending = (state.read_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME) or {}).get("tables") or []
-        doc = state.read_record(self.hub, schema.SCOPE, schema.NAME) if pending else None
+        doc = state.read_record(self.hub, schema.SCOPE, schema.NAME) if self.reshaped else None
         if doc is None:
             return []
         model = {t.qualified: t for t in schema.model_of(doc).tables}
-        return [schema.table_relation(model[q]) for q in pending if q in model]
+        return [schema.table_relation(model[q]) for q in self.reshaped if q in model]
+
+    def _write_reshaped(self, tables: list[str]) -> None:
+        with self.hub:
+            state.write_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME, {"tables": tables})
+        self.reshaped = tables
 
     def _schema_record(self, item: SchemaRecord) -> None:
         """Keep the topic's schema in the hub; a table that changed shape mid-stream gets its codec now, new
@@ -213,9 +218,7 @@ class PartitionSink:
             self.hub_applier.forget_tables()
             layout = self.layout = self._layout(merged)
             changed = [f"{t['schema']}.{t['name']}" for t in item.document["model"]["tables"]]
-            pending = (state.read_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME) or {}).get("tables") or []
-            state.write_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME,
-                               {"tables": sorted({*pending, *changed})})
+            self._write_reshaped(sorted({*self.reshaped, *changed}))  # inside this transaction
         if self.router is not None:
             self.router.layout = layout
 
@@ -267,7 +270,7 @@ class PartitionSink:
                 state.write_table(self.hub, state.TableState(table=f"{s}.{t}", snapshot=state.SnapshotStatus.COPYING,
                                                              snapshot_lsn=lsn))
             state.write_record(self.hub, SPLIT_SCOPE, SPLIT_NAME, {"status": "pending"})
-            state.write_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME, {"tables": []})
+            self._write_reshaped([])
             state.write_run(self.hub, state.SnapshotRun(status=state.RunStatus.COPYING, consistent_lsn=lsn,
                                                         via="kafka"))
             state.write_position(self.hub, state.Position(commit_lsn=0, end_lsn=0,
