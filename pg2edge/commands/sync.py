@@ -22,7 +22,11 @@ def register(sub: Any) -> None:
                     "SIGTERM/SIGINT finish the current batch, acknowledge it and exit 0.",
         example="pg2edge sync --source postgresql://app@db/shop --target shop.db --until-caught-up\n"
                 "  PG2EDGE_TARGET_AUTH_TOKEN=... pg2edge sync --source postgresql://app@db/shop "
-                "--target libsql://shop-org.turso.io",
+                "--target libsql://shop-org.turso.io\n"
+                "  pg2edge sync --from-kafka --bootstrap kafka:9092 --topic pg2edge.shop.changes "
+                "--target edge.db   # an edge replica: no --source\n"
+                "  pg2edge sync --from-kafka --bootstrap kafka:9092 --topic pg2edge.shop.changes "
+                "--tenant-pattern 'tenants/{tenant}.db'",
         handler=_run)
     add_source_options(parser)
     add_target_option(parser)
@@ -35,8 +39,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--warn-retained-wal", type=int, default=1024**3, metavar="BYTES",
                         help="log a warning when the slot retains more WAL than this on the source (default 1 GiB)")
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
-    kafka = parser.add_argument_group("Kafka replica (needs only the broker: the schema travels in the topic; "
-                                      "--source is optional)")
+    kafka = parser.add_argument_group("Kafka replica, plain or per tenant (needs only the broker: the schema "
+                                      "travels in the topic; without --source, give --topic)")
     kafka.add_argument("--from-kafka", action="store_true", help="apply the topic written by `pg2edge publish`")
     add_tenant_options(parser)
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap server(s)")
@@ -176,11 +180,12 @@ def _run_tenant_kafka(args: argparse.Namespace, config: Any, metrics: Any) -> in
     if not args.bootstrap:
         raise ConfigError("--from-kafka needs --bootstrap HOST:PORT")
     report = run_tenant_kafka_replica(
-        bootstrap=args.bootstrap, dsn=config.require_source(), tenants=config.tenants, topic=args.topic,
+        bootstrap=args.bootstrap, dsn=config.source.dsn, tenants=config.tenants, topic=args.topic,
         partitions=parse_partitions(args.consume_partitions) if args.consume_partitions else None,
         group=args.group, client=args.client, options=config.translate, until_caught_up=args.until_caught_up,
         metrics=metrics)
     print(f"tenant sync --from-kafka stopped ({report.stopped_by}): partitions "
           f"{','.join(map(str, report.partitions))}: {report.snapshot_rows} snapshot rows, {report.transactions} "
-          f"transactions ({report.rows} row changes) routed, {report.tenants_created} new tenant file(s)")
+          f"transactions ({report.rows} row changes) routed, {report.tenants_created} new tenant file(s), "
+          f"{report.parked} parked")
     return 0

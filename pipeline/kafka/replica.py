@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -98,21 +99,11 @@ class _MirroredSink(SqliteSink):
             super().control(item)
 
     def _schema_record(self, item: SchemaRecord) -> None:
-        doc = item.document
-        try:
-            schema.check(doc)
-        except schema.SchemaRecordError as exc:
-            cursor = item.cursor or {}
-            where = f"topic {cursor.get('topic')} partition {cursor.get('partition')} offset {cursor.get('offset')}"
-            park_record(self.conn, Unreadable(where, str(exc), {"kafka": dict(cursor), "value": dict(doc)},
-                                              cursor=item.cursor), label=self.label)
-            self.queue.parked += 1
-            return
         with self.conn:
-            stored = None if doc.get("reason") == "snapshot" else state.read_record(self.conn, schema.SCOPE, schema.NAME)
-            merged = schema.merge(stored, doc)
-            state.write_record(self.conn, schema.SCOPE, schema.NAME, merged)
-            if doc.get("reason") != "snapshot" and self.applier is not None:  # a table changed shape mid-stream
+            merged = store_schema_record(self.conn, item, label=self.label)
+            if merged is None:
+                self.queue.parked += 1
+            elif item.document.get("reason") != "snapshot" and self.applier is not None:  # a shape changed
                 self.applier.mappings.update(self.topic_schema.apply(self.conn, merged))
                 self.applier.forget_tables()
 
@@ -120,6 +111,25 @@ class _MirroredSink(SqliteSink):
         super().maintain()
         if self.mirror is not None and (self.mirror.announced or any(self.queue_depths().values())):
             self.mirror.sync(self.conn)
+
+
+def store_schema_record(conn: apsw.Connection, item: SchemaRecord, *, label: str) -> dict[str, Any] | None:
+    """Merge a schema record into the schema ``conn`` keeps (:func:`schema.merge`; caller's transaction) and
+    return the whole schema now; a record this version cannot read is parked by topic, partition and offset
+    (:func:`park_record`) and None returned."""
+    doc = item.document
+    try:
+        schema.check(doc)
+    except schema.SchemaRecordError as exc:
+        cursor = item.cursor or {}
+        where = f"topic {cursor.get('topic')} partition {cursor.get('partition')} offset {cursor.get('offset')}"
+        park_record(conn, Unreadable(where, str(exc), {"kafka": dict(cursor), "value": dict(doc)},
+                                     cursor=item.cursor), label=label)
+        return None
+    stored = None if doc.get("reason") == "snapshot" else state.read_record(conn, schema.SCOPE, schema.NAME)
+    merged = schema.merge(stored, doc)
+    state.write_record(conn, schema.SCOPE, schema.NAME, merged)
+    return merged
 
 
 def park_record(conn: apsw.Connection, item: Unreadable, *, label: str) -> None:

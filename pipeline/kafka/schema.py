@@ -35,7 +35,7 @@ from pg2edge.pipeline import state
 from pg2edge.pipeline.events import Transaction
 from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.pgoutput import Column as RelColumn
-from pg2edge.pipeline.sources.pgoutput import Relation
+from pg2edge.pipeline.sources.pgoutput import Relation, ReplicaIdentity
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.ddl import plan_ddl
 from pg2edge.translators.introspect import introspect
@@ -51,7 +51,7 @@ SCOPE, NAME = "kafka", "schema"  # where a replica (and the publisher) keeps the
 Key = tuple[str, str]
 
 
-def _key(qualified: str) -> Key:
+def table_key(qualified: str) -> Key:
     schema, _, table = qualified.partition(".")
     return schema, table
 
@@ -88,6 +88,17 @@ def relation_shape(rel: Relation) -> list[list[Any]]:
     return shape([(c.name, c.type_oid, c.type_modifier) for c in rel.columns])
 
 
+def table_relation(table: Table) -> Relation:
+    """The Relation message pgoutput would send for ``table`` (its published columns), from a schema record:
+    a replica runs the drift rule (:func:`pipeline.drift.plan`) with it where its stream carried no Relation
+    message for the new shape (a partition of a topic partitioned by tenant without that transaction's rows)."""
+    full = table.replica_identity == "f"
+    return Relation(relid=0, schema=table.schema, name=table.name,
+                    replica_identity=ReplicaIdentity(table.replica_identity),
+                    columns=tuple(RelColumn(c.name, c.type_oid, c.typmod, full or c.name in table.primary_key)
+                                  for c in table.columns if c.generated is None))
+
+
 class SchemaTracker:
     """The publisher's view of what the topic's schema records said, per table; finds new shapes."""
 
@@ -96,7 +107,7 @@ class SchemaTracker:
         self._baselines: dict[str, dict[str, Any] | None] = {}  # followed by published DDL, stored once flushed
         stored = state.read_record(db, SCOPE, NAME) or {}
         self.shapes: dict[str, list[list[Any]]] = stored.get("shapes", {})
-        self.selection: list[Key] = [_key(q) for q in stored.get("selection", [])]
+        self.selection: list[Key] = [table_key(q) for q in stored.get("selection", [])]
 
     def snapshot_record(self, selection: Sequence[Key]) -> dict[str, Any]:
         """The full schema record published before a snapshot (remembered once flushed: :meth:`remember`)."""

@@ -38,6 +38,7 @@ from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Control, Op, T
 from pg2edge.pipeline.remote.errors import RemoteError
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.sqlite import Applier, TableMapping, open_replica
+from pg2edge.pipeline.sources.pgoutput import Relation
 from pg2edge.pipeline.tenants.admin import list_tenants
 from pg2edge.pipeline.tenants.ids import encode_tenant_id, is_url_pattern, tenant_path
 from pg2edge.pipeline.tenants.layout import Key, TenantLayout
@@ -291,14 +292,22 @@ class TenantRouter:
             self.known.add(tenant)
         return Applier(open_replica(path), self.tenant_mappings)
 
-    def apply(self, batch: Sequence[Transaction], *, kafka: dict[str, Any] | None = None) -> RouteResult:
+    def apply(self, batch: Sequence[Transaction], *, kafka: dict[str, Any] | None = None,
+              reshaped: Sequence[Relation] = ()) -> RouteResult:
         """Apply ``batch`` to every tenant file it touches, then to the hub; ack ``batch[-1].end_lsn`` after.
 
-        ``kafka`` (topic, partition, offset of the batch's last record) goes into the hub's position."""
+        ``kafka`` (topic, partition, offset of the batch's last record) goes into the hub's position.
+        ``reshaped``: new table shapes (from a Kafka topic's schema records) that every tenant file and the
+        hub take with the batch's first transaction, as if its Relation messages had carried them."""
         result = RouteResult(transactions=len(batch))
         per_tenant: dict[str, list[Transaction]] = {}
         hub_txns: list[Transaction] = []
         routed = []
+        if reshaped and batch:
+            first = batch[0]
+            carried = {(r.schema, r.name) for r in first.relations}
+            batch = [replace(first, relations=(*[r for r in reshaped if (r.schema, r.name) not in carried],
+                                               *first.relations)), *batch[1:]]
         for txn in batch:
             items, hub_events = route(self.layout, txn)
             hub_txns.append(replace(txn, events=tuple(hub_events)))
@@ -309,11 +318,12 @@ class TenantRouter:
             self._read_registry()  # `pg2edge tenant delete` ran meanwhile (another connection wrote the hub)
         everyone = self.known | {t for _, items in routed for t, _ in items if t is not BROADCAST}
         everyone -= self.deleted
-        for txn, items in routed:
-            if not items:
+        for i, (txn, items) in enumerate(routed):
+            every = bool(reshaped) and i == 0  # every tenant file takes the new shapes
+            if not items and not every:
                 continue
             named = {t for t, _ in items if t is not BROADCAST}
-            for tenant in (everyone if any(t is BROADCAST for t, _ in items) else named):
+            for tenant in (everyone if every or any(t is BROADCAST for t, _ in items) else named):
                 events = tuple(ev for t, ev in items if t is BROADCAST or t == tenant)
                 per_tenant.setdefault(tenant, []).append(replace(txn, events=events))
         for tenant in sorted(per_tenant.keys() & self.deleted):

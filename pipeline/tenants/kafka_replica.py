@@ -16,6 +16,17 @@ the snapshot's staging area, the shared tables, and the partition's position
 * change transactions go through a :class:`TenantRouter` that serves only this
   partition's tenants: every tenant file commits, then the hub with the offset.
 
+The replica needs only the broker: the tables, codecs and the tenant layout
+(tables with the tenant column, shared tables) come from the topic's schema
+records (:mod:`pipeline.kafka.schema`, sent to every partition), kept in each
+hub. A schema record showing a table's new shape mid-stream (with tenant
+partitions the publisher sends those instead of in-transaction DDL) rebuilds the
+codecs and the layout, and is recorded in the hub until every tenant file of the
+partition has taken it with the next batch (as that transaction's Relation
+message: the one drift rule, :mod:`pipeline.drift`); a partition that got no rows
+of the transaction carrying PostgreSQL's Relation message still follows it. A
+topic written before schema records existed needs ``dsn`` (the source catalog).
+
 A restart seeks each partition to its hub's offset + 1; tenant files skip what
 they already hold by commit LSN, so each file sees each transaction once.
 Each partition's offsets are checked like a plain Kafka replica's
@@ -27,9 +38,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pg2edge import dsn as dsnlib
 from pg2edge.config import TenantsConfig, TranslateConfig
@@ -38,6 +50,7 @@ from pg2edge.pipeline import engine, state
 from pg2edge.pipeline.engine import EngineReport, StopFlag
 from pg2edge.pipeline.events import (
     Control,
+    SchemaRecord,
     SnapshotBegin,
     SnapshotEnd,
     SnapshotRows,
@@ -45,10 +58,10 @@ from pg2edge.pipeline.events import (
     Unreadable,
     Watermark,
 )
-from pg2edge.pipeline.kafka import records
+from pg2edge.pipeline.kafka import records, schema
 from pg2edge.pipeline.kafka.client import Consumer, make_consumer, wait_for_topic
 from pg2edge.pipeline.kafka.partitioning import partition_of
-from pg2edge.pipeline.kafka.replica import park_record
+from pg2edge.pipeline.kafka.replica import park_record, store_schema_record
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
@@ -58,6 +71,7 @@ from pg2edge.pipeline.sinks.sqlite import Applier, open_replica
 from pg2edge.pipeline.sinks.tenants import TenantRouter
 from pg2edge.pipeline.sources.cdc import current_wal_lsn
 from pg2edge.pipeline.sources.kafka import KafkaSource, choose_partitions
+from pg2edge.pipeline.sources.pgoutput import Relation
 from pg2edge.pipeline.sources.replication import identify_system
 from pg2edge.pipeline.sources.snapshot import published_tables
 from pg2edge.pipeline.tenants.admin import delete_tenant, list_tenants
@@ -67,6 +81,7 @@ from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
+RESHAPED_SCOPE, RESHAPED_NAME = "tenants", "reshaped"  # tables whose new shape the tenant files still need
 
 
 def hub_path(shared_path: str | Path, partition: int) -> Path:
@@ -81,13 +96,14 @@ class TenantKafkaReport(EngineReport):
     partitions: list[int] = field(default_factory=list)
     tenants_created: int = 0
     peak_open_files: int = 0
+    parked: int = 0  # records not pg2edge's (or of a newer format), parked in the hubs' DLQs by name
     positions: dict[int, state.Position | None] = field(default_factory=dict)
 
 
 class PartitionSink:
     """One partition's sink: its hub file and the router into its tenants' files."""
 
-    def __init__(self, *, topic: str, partition: int, partitions: int, dsn: str, tenants: TenantsConfig,
+    def __init__(self, *, topic: str, partition: int, partitions: int, dsn: str | None, tenants: TenantsConfig,
                  options: TranslateConfig, max_open: int, say: Say) -> None:
         self.topic, self.partition, self.partitions = topic, partition, partitions
         self.dsn, self.config, self.options, self.max_open, self.say = dsn, tenants, options, max_open, say
@@ -99,19 +115,42 @@ class PartitionSink:
         self.hub_applier: Applier | None = None
         self.router: TenantRouter | None = None
         self.created = self.peak = 0
+        self.parked = 0
+        self.topic_schema = schema.TopicSchema()
+        # tables whose new shape the partition's tenant files still need (kept in the hub across restarts)
+        self.reshaped: list[str] = (state.read_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME) or {}).get("tables") or []
         names = state.read_stream(self.hub)
         if names is not None:
-            self._prepare(names.publication)
+            self._prepare(names.publication, state.read_position(self.hub))
             run = state.read_run(self.hub)
             if run is not None and run.status is state.RunStatus.DONE:
                 self._split_and_route()  # also finishes a split a crash interrupted
 
     # -- set-up ------------------------------------------------------------------------
-    def _prepare(self, publication: str) -> None:
-        mappings = build_mappings(self.dsn, self.hub, publication, self.options)
+    def _prepare(self, publication: str, at: Mapping[str, Any] | state.Position | None) -> None:
+        """Tables, codecs and the tenant layout: from the schema records of this partition (kept in the hub),
+        else (a topic written before schema records existed) from the source catalog."""
+        doc = state.read_record(self.hub, schema.SCOPE, schema.NAME)
+        if doc is not None:
+            mappings = self.topic_schema.apply(self.hub, doc, say=self.say)
+            self.layout = self._layout(doc)
+        elif self.dsn is not None:
+            mappings = build_mappings(self.dsn, self.hub, publication, self.options)
+            self.layout = plan_layout(self.dsn, published_tables(self.dsn, publication), config=self.config,
+                                      options=self.options)
+        else:
+            cursor = at.kafka if isinstance(at, state.Position) else at
+            offset = (cursor or {}).get("offset", "?")
+            raise ConfigError(f"topic {self.topic} partition {self.partition} offset {offset}: no schema record "
+                              "pg2edge can read before this snapshot (a topic written by an older `pg2edge "
+                              "publish`, or a record parked in the dead-letter queue: `pg2edge dlq list --target "
+                              f"{self.path}`): give --source (read-only catalog access) for the schema and codec")
         self.hub_applier = Applier(self.hub, mappings)
-        self.layout = plan_layout(self.dsn, published_tables(self.dsn, publication), config=self.config,
-                                  options=self.options)
+
+    def _layout(self, doc: Mapping[str, Any]) -> TenantLayout:
+        """The tenant layout of the tables a (merged) schema record describes: the one layout planner."""
+        return plan_layout(self.dsn, [schema.table_key(q) for q in doc["selection"]], config=self.config,
+                           options=schema.options_of(doc), schema=schema.model_of(doc))
 
     def _owns(self, tenant: str) -> bool:
         return partition_of(tenant, self.partitions) == self.partition
@@ -145,8 +184,43 @@ class PartitionSink:
             raise ConfigError(f"{self.label} has changes before a complete snapshot: was it written by "
                               "pg2edge publish?")
         cursor = batch[-1].cursor
-        result = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None)
+        reshaped = self._reshaped()
+        result = self.router.apply(batch, kafka=dict(cursor) if cursor is not None else None, reshaped=reshaped)
+        if self.reshaped:  # every tenant file and the hub took them (taken twice after a crash here: no-op)
+            self._write_reshaped([])
         return ApplyResult(applied=result.transactions, rows=result.rows, position=self.position())
+
+    def _reshaped(self) -> list[Relation]:
+        """The tables a schema record gave a new shape since the last batch, as Relation messages."""
+        doc = state.read_record(self.hub, schema.SCOPE, schema.NAME) if self.reshaped else None
+        if doc is None:
+            return []
+        model = {t.qualified: t for t in schema.model_of(doc).tables}
+        return [schema.table_relation(model[q]) for q in self.reshaped if q in model]
+
+    def _write_reshaped(self, tables: list[str]) -> None:
+        with self.hub:
+            state.write_record(self.hub, RESHAPED_SCOPE, RESHAPED_NAME, {"tables": tables})
+        self.reshaped = tables
+
+    def _schema_record(self, item: SchemaRecord) -> None:
+        """Keep the topic's schema in the hub; a table that changed shape mid-stream gets its codec now, new
+        tenant files get it from the layout, and every existing tenant file takes it with the next batch."""
+        ensure_queue_table(self.hub)  # a record that is not readable is parked there by name
+        with self.hub:
+            merged = store_schema_record(self.hub, item, label=self.label)
+            if merged is None:
+                self.parked += 1
+                return
+            if item.document.get("reason") == "snapshot" or self.hub_applier is None:
+                return  # the snapshot-begin that follows builds the tables
+            self.hub_applier.mappings.update(self.topic_schema.apply(self.hub, merged, say=self.say))
+            self.hub_applier.forget_tables()
+            layout = self.layout = self._layout(merged)
+            changed = [f"{t['schema']}.{t['name']}" for t in item.document["model"]["tables"]]
+            self._write_reshaped(sorted({*self.reshaped, *changed}))  # inside this transaction
+        if self.router is not None:
+            self.router.layout = layout
 
     def control(self, item: Control) -> None:
         if isinstance(item, SnapshotRows):
@@ -165,7 +239,9 @@ class PartitionSink:
         elif isinstance(item, Unreadable):  # parked in the hub's DLQ by name, never skipped silently
             ensure_queue_table(self.hub)
             park_record(self.hub, item, label=self.label)
-        # a SchemaRecord: this replica still builds its tables from the source catalog (dsn)
+            self.parked += 1
+        elif isinstance(item, SchemaRecord):
+            self._schema_record(item)
 
     def _begin(self, item: SnapshotBegin) -> None:
         column, n = item.partitioning.get("column"), int(item.partitioning.get("partitions") or 1)
@@ -178,7 +254,7 @@ class PartitionSink:
         ident = state.SourceIdentity(system_identifier=item.system_identifier, database=item.database)
         state.check_source(self.hub, ident)
         self.close_router()
-        self._prepare(item.publication)
+        self._prepare(item.publication, item.cursor)
         assert self.hub_applier is not None
         removed = [t for t in list_tenants(self.config.pattern) if self._owns(t)]
         for tenant in removed:  # a new snapshot replaces this partition's tenant files
@@ -194,6 +270,7 @@ class PartitionSink:
                 state.write_table(self.hub, state.TableState(table=f"{s}.{t}", snapshot=state.SnapshotStatus.COPYING,
                                                              snapshot_lsn=lsn))
             state.write_record(self.hub, SPLIT_SCOPE, SPLIT_NAME, {"status": "pending"})
+            self._write_reshaped([])
             state.write_run(self.hub, state.SnapshotRun(status=state.RunStatus.COPYING, consistent_lsn=lsn,
                                                         via="kafka"))
             state.write_position(self.hub, state.Position(commit_lsn=0, end_lsn=0,
@@ -260,7 +337,8 @@ class PartitionedSink:
 
 
 @dsnlib.control_session()  # one control connection to the source for the whole run
-def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig, topic: str | None = None,
+def run_tenant_kafka_replica(*, bootstrap: str, tenants: TenantsConfig, dsn: str | None = None,
+                             topic: str | None = None,
                              topic_prefix: str = "pg2edge", partitions: Sequence[int] | None = None,
                              group: str | None = None, client: str = "kafka-python",
                              options: TranslateConfig | None = None, until_caught_up: bool = False,
@@ -270,15 +348,23 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
     """Consume the change topic (all partitions, or ``partitions``) into one SQLite file per tenant:
     the engine pairing a :class:`KafkaSource` with a :class:`PartitionedSink` of hub sinks.
 
-    Stops like :func:`pipeline.kafka.replica.run_kafka_replica`: at ``until_lsn``, with
-    ``until_caught_up`` at the source's current LSN or after ``idle_seconds`` without a change.
+    ``dsn`` is optional, as for :func:`pipeline.kafka.replica.run_kafka_replica`: the tables, codecs and the
+    tenant layout come from the topic's schema records (a topic written before they existed needs ``dsn``).
+    Stops like that replica: at ``until_lsn``; with ``until_caught_up`` at the source's current LSN (with
+    ``dsn``), or once every record that was in the topic at start was read and ``idle_seconds`` passed
+    without a change. A topic that does not exist yet is waited for (started before the publisher).
     """
     from pg2edge.pipeline.tenants.remote import reject_url_pattern
 
     reject_url_pattern(tenants.pattern, "sync --from-kafka")  # Kafka tenant replicas are files
     options = options or TranslateConfig()
-    topic = topic or records.topic_name(topic_prefix, identify_system(dsn).database)
-    goal = until_lsn if until_lsn is not None else (current_wal_lsn(dsn) if until_caught_up else None)
+    if topic is None:
+        if dsn is None:
+            raise ConfigError("give --topic or --source (the topic is <prefix>.<database>.changes)")
+        topic = records.topic_name(topic_prefix, identify_system(dsn).database)
+    goal = until_lsn
+    if until_caught_up and goal is None and dsn is not None:
+        goal = current_wal_lsn(dsn)
     flag = StopFlag(stop)
     restore = flag.install()
     own = consumer is None
@@ -304,6 +390,7 @@ def run_tenant_kafka_replica(*, bootstrap: str, dsn: str, tenants: TenantsConfig
             report.positions[p] = state.read_position(part.hub)
         report.tenants_created = sum(part.created for part in parts.values())
         report.peak_open_files = sum(part.peak for part in parts.values())
+        report.parked = sum(part.parked for part in parts.values())
         return report
     finally:
         for part in parts.values():

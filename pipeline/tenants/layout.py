@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from pg2edge.pipeline.tenants.ids import check_pattern
 from pg2edge.translators.ddl import plan_ddl
 from pg2edge.translators.introspect import introspect
 from pg2edge.translators.naming import sqlite_table_name
+from pg2edge.translators.schema import Schema
 
 Key = tuple[str, str]  # (source schema, source table)
 
@@ -66,13 +68,25 @@ def check_routable(dsn: str, keys: list[Key], column: str) -> None:
             + "; ".join(bad) + ". Add it to the primary key or run ALTER TABLE ... REPLICA IDENTITY FULL")
 
 
-def plan_layout(dsn: str, published: list[tuple[str, str]], *, config: TenantsConfig,
-                options: TranslateConfig) -> TenantLayout:
-    """Introspect the published tables, classify them, check routability and plan the tenant files' DDL."""
+def plan_layout(dsn: str | None, published: Sequence[Key], *, config: TenantsConfig, options: TranslateConfig,
+                schema: Schema | None = None) -> TenantLayout:
+    """Classify the published tables (those with the tenant column are tenant tables), check routability and
+    plan the tenant files' DDL.
+
+    The tables are introspected from ``dsn``, or described by ``schema`` (a Kafka topic's schema record: a
+    replica with no source access). Routability (deletes carry the tenant column) is checked on the source's
+    catalog when there is a ``dsn``; without one, the publisher of a topic partitioned by tenant checked it
+    (:func:`pipeline.kafka.partitioning.discover`)."""
 
     check_pattern(config.pattern)
-    with dsnlib.control(dsn) as conn:
-        schema = introspect(conn, schemas=sorted({s for s, _ in published}), tables=[t for _, t in published])
+    wanted = set(published)
+    if schema is None:
+        if dsn is None:
+            raise ValueError("plan_layout needs a dsn or a schema")
+        with dsnlib.control(dsn) as conn:
+            schema = introspect(conn, schemas=sorted({s for s, _ in published}), tables=[t for _, t in published])
+    else:
+        schema = dataclasses.replace(schema, tables=tuple(t for t in schema.tables if (t.schema, t.name) in wanted))
     layout = TenantLayout(config=config)
     for table in schema.tables:
         key = (table.schema, table.name)
@@ -81,7 +95,8 @@ def plan_layout(dsn: str, published: list[tuple[str, str]], *, config: TenantsCo
             layout.tenant_tables[key] = target
         else:
             layout.shared_tables[key] = target
-    check_routable(dsn, sorted(layout.tenant_tables), config.column)
+    if dsn is not None:
+        check_routable(dsn, sorted(layout.tenant_tables), config.column)
     keep = layout.tenant_file_tables()
     tenant_schema = dataclasses.replace(
         schema, tables=tuple(t for t in schema.tables if (t.schema, t.name) in keep), views=())

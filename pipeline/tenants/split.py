@@ -83,7 +83,11 @@ def create_tenant_file(*, hub_path: str | Path, layout: TenantLayout, tenant: st
                 col = quote_ident(layout.column)
                 for key, target in layout.tenant_file_tables().items():
                     t = quote_ident(target)
-                    cols = ", ".join(quote_ident(r[1]) for r in db.execute(f"PRAGMA main.table_info({t})"))
+                    # the columns both hold: a column a Kafka schema record added reaches the hub with the
+                    # batch that creates this file, after it (the hub's rows hold NULL there until then)
+                    have = {r[1] for r in db.execute(f"PRAGMA hub.table_info({t})")}
+                    cols = ", ".join(quote_ident(r[1]) for r in db.execute(f"PRAGMA main.table_info({t})")
+                                     if r[1] in have)
                     db.execute(f"DELETE FROM main.{t}")
                     copy = f"INSERT INTO main.{t} ({cols}) SELECT {cols} FROM hub.{t}"
                     if key in layout.tenant_tables:
