@@ -154,3 +154,29 @@ def test_crash_between_tenant_files_and_hub_applies_nothing_twice(pg_dsn: str, t
     for tenant, tf in list_tenants(cfg.pattern).items():
         want = pg_rows(pg_dsn, "SELECT msg FROM logs WHERE tenant_id = %s ORDER BY msg", (tenant,))
         assert file_rows(tf.path, "SELECT msg FROM logs ORDER BY msg") == want, tenant
+
+
+def test_a_column_added_on_the_source_reaches_every_tenant_file(pg_dsn: str, tmp_path: Path) -> None:
+    """ADD COLUMN while the tenant sync streams: every tenant file takes the new shape, also those whose first
+    change after it comes later in another transaction (PostgreSQL describes a relation only once per stream)
+    and those that get no change at all; a later row with the new column then applies in any tenant."""
+    run_sql(pg_dsn, *SCHEMA)
+    cfg = _config(tmp_path, shared="every", max_open=5)
+    run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
+    run_sql(pg_dsn,
+            "ALTER TABLE notes ADD COLUMN rank int",
+            "INSERT INTO notes VALUES ('t1', 9001, 'ranked', 1)",
+            "INSERT INTO notes VALUES ('t2', 9002, 'ranked later', 2)",
+            "UPDATE notes SET rank = 3 WHERE tenant_id = 't3' AND id = 3")
+    report = run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
+    assert report.stopped_by == "caught up"
+    for tenant, tf in list_tenants(cfg.pattern).items():
+        want = pg_rows(pg_dsn, "SELECT tenant_id, id, body, rank FROM notes WHERE tenant_id = %s ORDER BY id",
+                       (tenant,))
+        assert file_rows(tf.path, "SELECT tenant_id, id, body, rank FROM notes ORDER BY id") == want, tenant
+    # a restart's Relation messages describe the same shape: only the tenant with a change is written
+    untouched = state.read_position(apsw.Connection(str(tenant_path(cfg.pattern, "t6"))))
+    run_sql(pg_dsn, "INSERT INTO notes VALUES ('t5', 9005, 'after a restart', 5)")
+    run_tenant_sync(dsn=pg_dsn, tenants=cfg, until_caught_up=True, say=_quiet)
+    assert state.read_position(apsw.Connection(str(tenant_path(cfg.pattern, "t6")))) == untouched
+    assert file_rows(tenant_path(cfg.pattern, "t5"), "SELECT rank FROM notes WHERE id = 9005") == [(5,)]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pg2edge.pipeline import state
+from pg2edge.pipeline.drift import columns_record
 from pg2edge.pipeline.errors import ApplyError
 from pg2edge.pipeline.events import UNCHANGED_TOAST, ChangeEvent, Control, Op, Transaction, Watermark
 from pg2edge.pipeline.remote.errors import RemoteError
@@ -318,8 +319,12 @@ class TenantRouter:
             self._read_registry()  # `pg2edge tenant delete` ran meanwhile (another connection wrote the hub)
         everyone = self.known | {t for _, items in routed for t, _ in items if t is not BROADCAST}
         everyone -= self.deleted
+        reshaping = self._reshaping(batch)
         for i, (txn, items) in enumerate(routed):
-            every = bool(reshaped) and i == 0  # every tenant file takes the new shapes
+            # every tenant file takes new shapes: a Kafka schema record's, or a schema change or new Relation
+            # message in the stream (PostgreSQL describes a relation once per stream, in the first transaction
+            # that uses it after the change: a tenant file whose first row comes later would miss it)
+            every = (bool(reshaped) and i == 0) or i in reshaping
             if not items and not every:
                 continue
             named = {t for t, _ in items if t is not BROADCAST}
@@ -347,6 +352,21 @@ class TenantRouter:
         self.hub_applier.apply(hub_txns, kafka=kafka)
         result.tenants_created = self.created
         return result
+
+    def _reshaping(self, batch: Sequence[Transaction]) -> set[int]:
+        """Indexes of the transactions that change a table's shape: a schema change, or a Relation message of a
+        mapped table whose columns differ from those the hub recorded (a restart's Relation messages do not)."""
+        if not any(t.schema_changes or t.relations for t in batch):
+            return set()
+        known = state.read_tables(self.hub)
+
+        def new_shape(rel: Relation) -> bool:
+            if (rel.schema, rel.name) not in self.hub_applier.mappings:
+                return False
+            ts = known.get(f"{rel.schema}.{rel.name}")
+            return ts is None or ts.columns != columns_record(rel)
+
+        return {i for i, txn in enumerate(batch) if txn.schema_changes or any(map(new_shape, txn.relations))}
 
     def close(self) -> None:
         if self._executor is not None:
