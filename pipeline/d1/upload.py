@@ -36,6 +36,7 @@ from pg2edge.pipeline.d1.errors import D1Error, D1LimitError
 from pg2edge.pipeline.d1.guards import position_guard, schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt, check_columns
 from pg2edge.pipeline.exports.schema import Schema, Table, read_schema
+from pg2edge.pipeline.remote.upload import check_target
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -115,19 +116,12 @@ def check_schema(db: apsw.Connection, schema: Schema, *, limits: D1Limits = DEFA
 
 def _check_target(conn: D1Connection, db: apsw.Connection) -> None:
     """Refuse a D1 database that holds another source's replica, or tables pg2edge did not write."""
-    ours = state.read_source(db)
     known = state.read_source(for_state(conn))
-    if known is not None and ours is not None and known != ours:
-        raise D1Error(f"target {conn.label} holds a pg2edge replica of database {known.database!r} (cluster "
-                      f"{known.system_identifier}), not of {ours.database!r}")
-    if state.read_scope(for_state(conn), PROGRESS_SCOPE) or known is not None:
-        return
-    user = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_pg2edge\\_%' ESCAPE '\\'")]
-    if user:
-        raise D1Error(f"target {conn.label} is not empty and is not a pg2edge replica (it has table(s) "
-                      f"{', '.join(sorted(user)[:5])}); use an empty D1 database")
+    check_target(conn.label, state.read_source(db), known, error=D1Error, empty="an empty D1 database",
+                 ours=known is not None or bool(state.read_scope(for_state(conn), PROGRESS_SCOPE)),
+                 user_tables=lambda: [str(r[0]) for r in conn.execute(
+                     "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                     "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_pg2edge\\_%' ESCAPE '\\'")])
 
 
 def _rows(db: apsw.Connection, table: Table, offset: int) -> Iterator[Sequence[Any]]:

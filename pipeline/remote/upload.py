@@ -110,19 +110,29 @@ def _remote_state(client: HranaClient) -> dict[tuple[str, str], Any]:
     return {(r[0], r[1]): json.loads(r[2]) for r in rows}
 
 
+def check_target(label: str, staged: state.SourceIdentity | None, known: state.SourceIdentity | None, *,
+                 ours: bool, user_tables: Callable[[], list[str]], error: type[Exception] = RemoteError,
+                 empty: str = "an empty database") -> None:
+    """Before an upload writes: refuse, as ``error``, a target that holds another source's replica (``known``
+    is not ``staged``), or that is not ``ours`` (no pg2edge record) and has tables pg2edge did not write
+    (``user_tables()``, asked only then). Every remote target's upload (libSQL here, D1) checks this way."""
+    if known is not None and staged is not None and known != staged:
+        raise error(f"target {label} holds a pg2edge replica of database {known.database!r} "
+                    f"(cluster {known.system_identifier}), not of {staged.database!r}")
+    if ours:
+        return
+    user = user_tables()
+    if user:
+        raise error(f"target {label} is not empty and is not a pg2edge replica (it has table(s) "
+                    f"{', '.join(sorted(user)[:5])}); use {empty}")
+
+
 def _check_remote(client: HranaClient, local: apsw.Connection, remote: dict[tuple[str, str], Any]) -> None:
-    ident = state.read_source(local)
     known = remote.get(("source", "identity"))
-    if known is not None and ident is not None and state.SourceIdentity(**known) != ident:
-        raise RemoteError(f"target {client.label} holds a pg2edge replica of database {known.get('database')!r} "
-                          f"(cluster {known.get('system_identifier')}), not of {ident.database!r}")
-    if not remote:
-        user = [r[0] for r in client.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'").rows]
-        if user:
-            raise RemoteError(f"target {client.label} is not empty and is not a pg2edge replica (it has table(s) "
-                              f"{', '.join(sorted(user)[:5])}); use an empty database")
+    check_target(client.label, state.read_source(local), None if known is None else state.SourceIdentity(**known),
+                 ours=bool(remote), user_tables=lambda: [str(r[0]) for r in client.execute(
+                     "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                     "AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'").rows])
 
 
 def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_statement: int = ROWS_PER_STATEMENT,
@@ -262,5 +272,6 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
     return now
 
 
-__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "encode_value", "if_not_exists", "state_upsert",
+__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "check_target", "encode_value", "if_not_exists",
+           "state_upsert",
            "upload_replica"]
