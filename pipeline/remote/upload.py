@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,69 @@ def _check_remote(client: HranaClient, local: apsw.Connection, remote: dict[tupl
                      "AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'").rows])
 
 
+Sender = Callable[[list[Stmt], int, Any, bool], None]  # statements, rows in them, last row's key, final
+
+
+@dataclass(frozen=True)
+class Packing:
+    """What one transport allows in a request of an upload: the part of the loop that differs per target."""
+
+    rows_per_statement: int  # rows in one multi-row INSERT (its bound-value limit over the column count)
+    fits: Callable[[int, int], bool]  # (statements, estimated bytes) of a request -> it may be sent
+    encode: Callable[[Sequence[Any]], tuple[list[Any], int]]  # a row's values -> (arguments, estimated bytes)
+    too_large: Callable[[Any, int], None] | None = None  # (key, bytes) of a row no request holds: raise; None: send it alone
+    new_args: Callable[[], list[Any]] = list
+
+
+def send_rows(rows: Iterable[tuple[Any, Sequence[Any]]], *, table: str, columns: Sequence[str], packing: Packing,
+              send: Sender) -> None:
+    """The upload loop of every remote target (libSQL below, D1: ``pipeline.d1.upload``): a table's rows
+    (``(key, values)`` in resume order) as multi-row INSERTs, as many per request as ``packing.fits``;
+    ``send(statements, rows, key of the last row, final)`` sends each request with its progress record,
+    and is called once more at the end with ``final`` (maybe with no statements)."""
+    head = f"INSERT INTO {quote_ident(table)} ({', '.join(map(quote_ident, columns))}) VALUES "
+    marks = "(" + ", ".join("?" * len(columns)) + ")"
+    overhead = len(head) + 64
+    stmts: list[Stmt] = []
+    closed = size = nrows = stmt_size = 0  # rows and bytes of the closed statements; of the open one
+    args = packing.new_args()
+    last: Any = None
+
+    def close_statement() -> None:
+        nonlocal args, closed, size, nrows, stmt_size
+        if nrows:
+            stmts.append((head + ", ".join([marks] * nrows), args))
+            closed += nrows
+            size += stmt_size + overhead + nrows * (len(marks) + 2)
+            args, nrows, stmt_size = packing.new_args(), 0, 0
+
+    def flush(final: bool) -> None:
+        nonlocal stmts, closed, size
+        close_statement()
+        if stmts or final:
+            send(stmts, closed, last, final)
+        stmts, closed, size = [], 0, 0
+
+    for key, values in rows:
+        encoded, est = packing.encode(values)
+        if packing.too_large is not None and not packing.fits(1, est + overhead):
+            packing.too_large(key, est)
+        if (stmts or nrows) and not packing.fits(len(stmts) + 1, size + stmt_size + est + overhead):
+            flush(False)
+        args.extend(encoded)
+        nrows += 1
+        stmt_size += est
+        last = key
+        if nrows >= packing.rows_per_statement:
+            close_statement()
+    flush(True)
+
+
+def _hrana_row(values: Sequence[Any]) -> tuple[list[Any], int]:
+    encoded = [value_text(v) for v in values]
+    return encoded, sum(map(len, encoded)) + len(encoded)
+
+
 def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_statement: int = ROWS_PER_STATEMENT,
                    on_progress: Progress | None = None, say: Callable[[str], None] = print) -> UploadReport:
     """Send a finished staging replica file to ``client``'s database; resumes an interrupted upload."""
@@ -206,29 +269,15 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
     now = 0
     started_table = bool(done)
     budget = int(client.max_request_bytes * 0.95) - 4096
-    stmts: list[Stmt] = []
-    counts: list[int] = []
-    size = 0
-    args: Encoded = Encoded()
-    nrows = 0
-    stmt_size = 0
-    head = len(f"INSERT INTO {q} ({col_list}) VALUES ") + 64
-    marks = "(" + ", ".join("?" * len(cols)) + ")"
 
-    def flush_stmt() -> None:
-        nonlocal args, nrows, stmt_size, size
-        if nrows:
-            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES " + ", ".join([marks] * nrows), args))
-            counts.append(nrows)
-            size += stmt_size + head + nrows * (len(marks) + 2)
-            args, nrows, stmt_size = Encoded(), 0, 0
+    def too_large(key: Any, est: int) -> None:
+        raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {key}) is {est} bytes as "
+                             f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
 
-    def flush_request(final: bool) -> None:
-        nonlocal stmts, counts, size, sent, now, started_table
-        flush_stmt()
-        if not stmts and not final:
-            return
-        count = sum(counts)
+    def send(stmts: list[Stmt], count: int, key: Any, final: bool) -> None:
+        nonlocal sent, now, started_table, last
+        if not without_rowid and key is not None:
+            last = key
         progress = {"rows": sent + count, "last_rowid": last, "done": final}
         # the guard makes a re-sent request (its answer lost, the session retried) fail instead of
         # inserting the rows twice; the stored progress then says whether it landed
@@ -249,29 +298,15 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
         sent += count
         now += count
         started_table = True
-        stmts, counts, size = [], [], 0
         if on_progress:
             on_progress(table, sent, total)
 
-    for row in cursor:
-        encoded = [value_text(v) for v in row[1:]]
-        est = sum(map(len, encoded)) + len(encoded)
-        if est + head > budget:
-            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is {est} bytes as "
-                                 f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
-        if size + stmt_size + est + head > budget:
-            flush_request(False)
-        args.extend(encoded)
-        nrows += 1
-        stmt_size += est
-        if not without_rowid:
-            last = row[0]
-        if nrows >= per_stmt:
-            flush_stmt()
-    flush_request(True)
+    send_rows(((row[0], row[1:]) for row in cursor), table=table, columns=cols, send=send, packing=Packing(
+        rows_per_statement=per_stmt, fits=lambda _stmts, nbytes: nbytes <= budget, encode=_hrana_row,
+        too_large=too_large, new_args=Encoded))
     return now
 
 
-__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "check_target", "encode_value", "if_not_exists",
-           "state_upsert",
+__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "Packing", "check_target", "encode_value", "if_not_exists",
+           "send_rows", "state_upsert",
            "upload_replica"]
