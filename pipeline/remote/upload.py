@@ -178,17 +178,19 @@ def send_rows(rows: Iterable[tuple[Any, Sequence[Any]]], *, table: str, columns:
             send(stmts, closed, last, final)
         stmts, closed, size = [], 0, 0
 
-    for key, values in rows:
-        encoded, est = packing.encode(values)
-        if packing.too_large is not None and not packing.fits(1, est + overhead):
-            packing.too_large(key, est)
-        if (stmts or nrows) and not packing.fits(len(stmts) + 1, size + stmt_size + est + overhead):
-            flush(False)
+    encode, fits, too_large, per = packing.encode, packing.fits, packing.too_large, packing.rows_per_statement
+    for key, values in rows:  # the hot loop of an upload: locals only
+        encoded, est = encode(values)
+        if not fits(len(stmts) + 1, size + stmt_size + est + overhead):
+            if too_large is not None and not fits(1, est + overhead):
+                too_large(key, est)
+            if stmts or nrows:
+                flush(False)
         args.extend(encoded)
         nrows += 1
         stmt_size += est
         last = key
-        if nrows >= packing.rows_per_statement:
+        if nrows >= per:
             close_statement()
     flush(True)
 
