@@ -153,8 +153,11 @@ def _upload_table(db: apsw.Connection, client: D1Client, schema: Schema, table: 
         report.requests += 1
         loaded += rows
 
-    def encode(values: Sequence[Any]) -> tuple[list[Any], int]:
-        return list(values), sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in values)
+    def encode(values: Sequence[Any]) -> tuple[Sequence[Any], int]:  # D1's values go as they are
+        size = 0
+        for v in values:
+            size += len(v) if isinstance(v, (str, bytes)) else 8
+        return values, size
 
     send_rows(((None, values) for values in _rows(db, table, sent)), table=table.name, columns=table.columns,
               send=send, packing=Packing(

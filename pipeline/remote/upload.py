@@ -144,7 +144,7 @@ class Packing:
 
     rows_per_statement: int  # rows in one multi-row INSERT (its bound-value limit over the column count)
     fits: Callable[[int, int], bool]  # (statements, estimated bytes) of a request -> it may be sent
-    encode: Callable[[Sequence[Any]], tuple[list[Any], int]]  # a row's values -> (arguments, estimated bytes)
+    encode: Callable[[Sequence[Any]], tuple[Sequence[Any], int]]  # a row's values -> (arguments, estimated bytes)
     too_large: Callable[[Any, int], None] | None = None  # (key, bytes) of a row no request holds: raise; None: send it alone
     new_args: Callable[[], list[Any]] = list
 
