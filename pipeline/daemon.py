@@ -33,10 +33,11 @@ from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.remote import RemoteTarget, is_remote, parse_target
 from pg2edge.pipeline.resync import AutoResync
 from pg2edge.pipeline.schema_model import align_mappings
-from pg2edge.pipeline.sinks.base import ApplyResult
+from pg2edge.pipeline.sinks.base import ApplyResult, Sink
 from pg2edge.pipeline.sinks.libsql import run_remote_sync
 from pg2edge.pipeline.sinks.retry import RetryPolicy
 from pg2edge.pipeline.sinks.sqlite import SqliteSink, open_replica
+from pg2edge.pipeline.sinks.statements import TableMapping
 from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, CdcSource, stream_slot
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 
@@ -58,6 +59,58 @@ def _record_pid(db: apsw.Connection, *, running: bool) -> None:
         state.write_record(db, DAEMON_SCOPE, PID_RECORD, {"pid": os.getpid() if running else None,
                                                           "host": socket.gethostname(),
                                                           "started_at" if running else "stopped_at": now})
+
+
+@dataclass
+class RemoteSyncTarget:
+    """What a remote target (libSQL: ``pipeline/sinks/libsql.py``, D1: ``pipeline/d1/daemon.py``) plugs into
+    :func:`sync_remote`; the rest of ``pg2edge sync --target URL`` is the same for every remote."""
+
+    db: apsw.Connection  # the target's state, connection-shaped (pipeline.state reads and writes it)
+    snapshot: Callable[[], SnapshotReport | None]  # snapshot if needed, and say so; None: nothing was asked
+    mappings: Callable[[str], dict[tuple[str, str], TableMapping]]  # publication -> the codec mappings
+    sink: Callable[[dict[tuple[str, str], TableMapping]], Sink]
+    no_replica: Callable[[], Exception]  # the error when the target holds no finished snapshot
+    close: Callable[[], None]
+
+
+def sync_remote(target: RemoteSyncTarget, *, dsn: str, until_caught_up: bool = False,
+                heartbeat_interval: float = 1.0, retained_wal_warn_bytes: int = RETAINED_WAL_WARN_BYTES,
+                stop: threading.Event | None = None, say: Callable[[str], None] = print, max_wait: float = 0.2,
+                on_batch: Callable[[ApplyResult], None] | None = None, metrics: Metrics | None = None) -> SyncReport:
+    """A remote target's sync: its snapshot if needed (a signal stops it, a rerun resumes), then the engine
+    from the target's position into its sink until stopped (or caught up); closes the target at the end."""
+    report = SyncReport()
+    flag = StopFlag(stop)
+    restore = flag.install()  # a signal never kills the process half-way through a request
+    try:
+        flag.interrupt_now = True
+        try:
+            report.snapshot = target.snapshot()
+        except SnapshotInterrupted as exc:
+            report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
+            return report
+        finally:
+            flag.interrupt_now = False
+        db = target.db
+        names = state.read_stream(db)
+        pos = state.read_position(db)
+        if names is None or pos is None:
+            raise target.no_replica()
+        # names and shapes at the replica's position; the baselines' attribute numbers tell a RENAME from a
+        # DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
+        sink = target.sink(align_mappings(dsn, db, target.mappings(names.publication)))
+        _record_pid(db, running=True)  # `pg2edge cutover promote` stops this daemon by its pid
+        try:
+            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
+                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
+                               retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait,
+                               metrics=metrics, say=say, on_batch=on_batch)
+        finally:
+            _record_pid(db, running=False)
+    finally:
+        restore()
+        target.close()
 
 
 def _describe_one(dsn: str, table: tuple[str, str]) -> dict[str, Any]:

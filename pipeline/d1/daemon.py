@@ -30,20 +30,19 @@ from pg2edge.pipeline.d1.errors import D1Error
 from pg2edge.pipeline.d1.guards import schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, check_columns
 from pg2edge.pipeline.d1.upload import upload_snapshot
-from pg2edge.pipeline.daemon import SyncReport, _record_pid
-from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
+from pg2edge.pipeline.daemon import RemoteSyncTarget, SyncReport, sync_remote
 from pg2edge.pipeline.lsn import format_lsn
 from pg2edge.pipeline.mappings import build_mappings
 from pg2edge.pipeline.metrics import Metrics
 from pg2edge.pipeline.publication import resolve_tables
 from pg2edge.pipeline.remote.http import RetryPolicy as HttpRetry
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
-from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.d1 import D1Sink
 from pg2edge.pipeline.sinks.libsql import staging_path
 from pg2edge.pipeline.sinks.retry import QueuedChange, QueueError, RetryPolicy, list_queue
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
+from pg2edge.pipeline.sinks.statements import TableMapping
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 from pg2edge.translators.codec import row_codec
 from pg2edge.translators.introspect import introspect
@@ -137,47 +136,33 @@ def run_sync_d1(*, dsn: str, target: str | RemoteTarget, config_token: str | Non
                 on_batch: Callable[[ApplyResult], None] | None = None, metrics: Metrics | None = None,
                 policy: RetryPolicy | None = None, limits: D1Limits = DEFAULT_LIMITS,
                 http: HttpRetry | None = None) -> SyncReport:
-    """Snapshot into D1 if needed, then stream until stopped (or caught up with ``until_caught_up``)."""
+    """Snapshot into D1 if needed, then stream until stopped (or caught up with ``until_caught_up``); the
+    steps every remote target shares: ``pipeline.daemon.sync_remote``."""
     options = options or TranslateConfig()
     parsed = target if isinstance(target, RemoteTarget) else parse_target(target, config_token=config_token)
     if parsed.kind != "d1":
         raise D1Error(f"target {parsed.label} is not a D1 Worker URL (d1+https://HOST)")
-    report = SyncReport()
     client = D1Client(parsed, policy=http, limits=limits)
-    conn = D1Connection(client)
-    flag = StopFlag(stop)
-    restore = flag.install()  # a signal never kills the process half-way through a request
-    try:
-        if state.read_position(for_state(conn)) is None:
-            flag.interrupt_now = True
-            try:
-                report.snapshot = snapshot_into_d1(
-                    dsn=dsn, client=client, staging=staging, limits=limits, say=say, tables=tables, jobs=jobs,
-                    options=options, allow_replica_identity_full=allow_replica_identity_full)
-            except SnapshotInterrupted as exc:
-                report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
-                return report
-            finally:
-                flag.interrupt_now = False
-        names = state.read_stream(for_state(conn))
-        pos = state.read_position(for_state(conn))
-        if names is None or pos is None:
-            raise D1Error(f"target {parsed.label} holds no finished pg2edge snapshot")
+    db = for_state(D1Connection(client))
+
+    def snapshot() -> SnapshotReport | None:
+        if state.read_position(db) is not None:
+            return None
+        return snapshot_into_d1(dsn=dsn, client=client, staging=staging, limits=limits, say=say, tables=tables,
+                                jobs=jobs, options=options, allow_replica_identity_full=allow_replica_identity_full)
+
+    def mappings(publication: str) -> dict[tuple[str, str], TableMapping]:
         shapes = apsw.Connection(":memory:")  # the translated tables, to build the codec mappings with
-        mappings = build_mappings(dsn, shapes, names.publication, options)
-        shapes.close()
-        # names and shapes at the replica's position; the baselines' attribute numbers tell a RENAME from a
-        # DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
-        mappings = align_mappings(dsn, for_state(conn), mappings)
-        sink = D1Sink(client, mappings, policy=policy, limits=limits, options=options)
-        _record_pid(for_state(conn), running=True)  # `pg2edge cutover promote` stops this daemon by its pid
         try:
-            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
-                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                               retained_wal_warn_bytes=retained_wal_warn_bytes, max_wait=max_wait,
-                               metrics=metrics, say=say, on_batch=on_batch)
+            return build_mappings(dsn, shapes, publication, options)
         finally:
-            _record_pid(for_state(conn), running=False)
-    finally:
-        restore()
-        client.close()
+            shapes.close()
+
+    return sync_remote(RemoteSyncTarget(
+        db=db, snapshot=snapshot, mappings=mappings,
+        sink=lambda built: D1Sink(client, built, policy=policy, limits=limits, options=options),
+        no_replica=lambda: D1Error(f"target {parsed.label} holds no finished pg2edge snapshot"),
+        close=client.close),
+        dsn=dsn, until_caught_up=until_caught_up, heartbeat_interval=heartbeat_interval,
+        retained_wal_warn_bytes=retained_wal_warn_bytes, stop=stop, say=say, max_wait=max_wait, metrics=metrics,
+        on_batch=on_batch)

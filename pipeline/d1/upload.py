@@ -9,7 +9,8 @@ file into D1, checked first and batched:
    :class:`D1LimitError` naming the table (and key, and size).
 2. **Tables**, parents before children (``CREATE TABLE IF NOT EXISTS``).
 3. **Rows** in multi-row INSERTs of at most 100 bound values each, many
-   statements per request. Each request also records the table's progress in
+   statements per request (the loop every remote upload shares:
+   :func:`pipeline.remote.upload.send_rows`). Each request also records the table's progress in
    D1 (``d1_upload/<table>``), in the same batch, so an interrupted load
    resumes after the last batch D1 holds and never loads a row twice.
 4. **Indexes, views, triggers**, then the staging file's state records
@@ -36,6 +37,7 @@ from pg2edge.pipeline.d1.errors import D1Error, D1LimitError
 from pg2edge.pipeline.d1.guards import position_guard, schema_statements
 from pg2edge.pipeline.d1.limits import DEFAULT_LIMITS, D1Limits, Stmt, check_columns
 from pg2edge.pipeline.exports.schema import Schema, Table, read_schema
+from pg2edge.pipeline.remote.upload import Packing, check_target, send_rows
 from pg2edge.translators.quoting import quote_ident
 
 log = logging.getLogger(__name__)
@@ -115,19 +117,12 @@ def check_schema(db: apsw.Connection, schema: Schema, *, limits: D1Limits = DEFA
 
 def _check_target(conn: D1Connection, db: apsw.Connection) -> None:
     """Refuse a D1 database that holds another source's replica, or tables pg2edge did not write."""
-    ours = state.read_source(db)
     known = state.read_source(for_state(conn))
-    if known is not None and ours is not None and known != ours:
-        raise D1Error(f"target {conn.label} holds a pg2edge replica of database {known.database!r} (cluster "
-                      f"{known.system_identifier}), not of {ours.database!r}")
-    if state.read_scope(for_state(conn), PROGRESS_SCOPE) or known is not None:
-        return
-    user = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_pg2edge\\_%' ESCAPE '\\'")]
-    if user:
-        raise D1Error(f"target {conn.label} is not empty and is not a pg2edge replica (it has table(s) "
-                      f"{', '.join(sorted(user)[:5])}); use an empty D1 database")
+    check_target(conn.label, state.read_source(db), known, error=D1Error, empty="an empty D1 database",
+                 ours=known is not None or bool(state.read_scope(for_state(conn), PROGRESS_SCOPE)),
+                 user_tables=lambda: [str(r[0]) for r in conn.execute(
+                     "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                     "AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_pg2edge\\_%' ESCAPE '\\'")])
 
 
 def _rows(db: apsw.Connection, table: Table, offset: int) -> Iterator[Sequence[Any]]:
@@ -139,49 +134,33 @@ def _rows(db: apsw.Connection, table: Table, offset: int) -> Iterator[Sequence[A
 
 def _upload_table(db: apsw.Connection, client: D1Client, schema: Schema, table: Table, sent: int, *,
                   limits: D1Limits, report: UploadReport) -> int:
-    """Send the table's rows after the first ``sent``; each request records the new count with its rows."""
+    """Send the table's rows after the first ``sent``; each request records the new count with its rows
+    (the loop: ``remote.upload.send_rows``; D1's limits: 100 bound values a statement, statements and bytes
+    a request)."""
     if not table.columns or table.virtual:
         return 0
-    per = max(1, limits.params // len(table.columns))
-    head = f"INSERT INTO {quote_ident(table.name)} ({', '.join(quote_ident(c) for c in table.columns)}) VALUES "
-    one = "(" + ", ".join("?" * len(table.columns)) + ")"
-
-    def statements() -> Iterator[tuple[int, Stmt]]:
-        buf: list[Any] = []
-        n = 0
-        for values in _rows(db, table, sent):
-            buf.extend(values)
-            n += 1
-            if n == per:
-                yield n, (head + ", ".join([one] * n), buf)
-                buf, n = [], 0
-        if n:
-            yield n, (head + ", ".join([one] * n), buf)
-
     loaded = 0
     prefix: list[Stmt] = [("PRAGMA defer_foreign_keys = on", [])] if schema.cyclic else []
-    pending: list[tuple[int, Stmt]] = []
     budget = limits.batch_statements - 2 - len(prefix)
 
-    def flush() -> None:
-        nonlocal loaded, pending
-        if not pending:
+    def send(stmts: list[Stmt], rows: int, _key: Any, _final: bool) -> None:
+        nonlocal loaded
+        if not stmts:
             return
-        rows = sum(n for n, _ in pending)
         progress = Recorder()
         state.write_record(for_state(progress), PROGRESS_SCOPE, table.name, {"rows": sent + loaded + rows})
-        client.batch([*prefix, *[s for _, s in pending], *progress.stmts])
+        client.batch([*prefix, *stmts, *progress.stmts])
         report.requests += 1
         loaded += rows
-        pending = []
 
-    size = 0
-    for n, stmt in statements():
-        stmt_bytes = sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in stmt[1]) + len(stmt[0])
-        if pending and (len(pending) >= budget or (size + stmt_bytes) * 2 > limits.request_bytes):
-            flush()
-            size = 0
-        pending.append((n, stmt))
-        size += stmt_bytes
-    flush()
+    def encode(values: Sequence[Any]) -> tuple[Sequence[Any], int]:  # D1's values go as they are
+        size = 0
+        for v in values:
+            size += len(v) if isinstance(v, (str, bytes)) else 8
+        return values, size
+
+    send_rows(((None, values) for values in _rows(db, table, sent)), table=table.name, columns=table.columns,
+              send=send, packing=Packing(
+                  rows_per_statement=max(1, limits.params // len(table.columns)), encode=encode,
+                  fits=lambda stmts, nbytes: stmts <= budget and nbytes * 2 <= limits.request_bytes))
     return loaded

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,19 +110,94 @@ def _remote_state(client: HranaClient) -> dict[tuple[str, str], Any]:
     return {(r[0], r[1]): json.loads(r[2]) for r in rows}
 
 
+def check_target(label: str, staged: state.SourceIdentity | None, known: state.SourceIdentity | None, *,
+                 ours: bool, user_tables: Callable[[], list[str]], error: type[Exception] = RemoteError,
+                 empty: str = "an empty database") -> None:
+    """Before an upload writes: refuse, as ``error``, a target that holds another source's replica (``known``
+    is not ``staged``), or that is not ``ours`` (no pg2edge record) and has tables pg2edge did not write
+    (``user_tables()``, asked only then). Every remote target's upload (libSQL here, D1) checks this way."""
+    if known is not None and staged is not None and known != staged:
+        raise error(f"target {label} holds a pg2edge replica of database {known.database!r} "
+                    f"(cluster {known.system_identifier}), not of {staged.database!r}")
+    if ours:
+        return
+    user = user_tables()
+    if user:
+        raise error(f"target {label} is not empty and is not a pg2edge replica (it has table(s) "
+                    f"{', '.join(sorted(user)[:5])}); use {empty}")
+
+
 def _check_remote(client: HranaClient, local: apsw.Connection, remote: dict[tuple[str, str], Any]) -> None:
-    ident = state.read_source(local)
     known = remote.get(("source", "identity"))
-    if known is not None and ident is not None and state.SourceIdentity(**known) != ident:
-        raise RemoteError(f"target {client.label} holds a pg2edge replica of database {known.get('database')!r} "
-                          f"(cluster {known.get('system_identifier')}), not of {ident.database!r}")
-    if not remote:
-        user = [r[0] for r in client.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'").rows]
-        if user:
-            raise RemoteError(f"target {client.label} is not empty and is not a pg2edge replica (it has table(s) "
-                              f"{', '.join(sorted(user)[:5])}); use an empty database")
+    check_target(client.label, state.read_source(local), None if known is None else state.SourceIdentity(**known),
+                 ours=bool(remote), user_tables=lambda: [str(r[0]) for r in client.execute(
+                     "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                     "AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'libsql\\_%' ESCAPE '\\'").rows])
+
+
+Sender = Callable[[list[Stmt], int, Any, bool], None]  # statements, rows in them, last row's key, final
+
+
+@dataclass(frozen=True)
+class Packing:
+    """What one transport allows in a request of an upload: the part of the loop that differs per target."""
+
+    rows_per_statement: int  # rows in one multi-row INSERT (its bound-value limit over the column count)
+    fits: Callable[[int, int], bool]  # (statements, estimated bytes) of a request -> it may be sent
+    encode: Callable[[Sequence[Any]], tuple[Sequence[Any], int]]  # a row's values -> (arguments, estimated bytes)
+    too_large: Callable[[Any, int], None] | None = None  # (key, bytes) of a row no request holds: raise; None: send it alone
+    new_args: Callable[[], list[Any]] = list
+
+
+def send_rows(rows: Iterable[tuple[Any, Sequence[Any]]], *, table: str, columns: Sequence[str], packing: Packing,
+              send: Sender) -> None:
+    """The upload loop of every remote target (libSQL below, D1: ``pipeline.d1.upload``): a table's rows
+    (``(key, values)`` in resume order) as multi-row INSERTs, as many per request as ``packing.fits``;
+    ``send(statements, rows, key of the last row, final)`` sends each request with its progress record,
+    and is called once more at the end with ``final`` (maybe with no statements)."""
+    head = f"INSERT INTO {quote_ident(table)} ({', '.join(map(quote_ident, columns))}) VALUES "
+    marks = "(" + ", ".join("?" * len(columns)) + ")"
+    overhead = len(head) + 64
+    stmts: list[Stmt] = []
+    closed = size = nrows = stmt_size = 0  # rows and bytes of the closed statements; of the open one
+    args = packing.new_args()
+    last: Any = None
+
+    def close_statement() -> None:
+        nonlocal args, closed, size, nrows, stmt_size
+        if nrows:
+            stmts.append((head + ", ".join([marks] * nrows), args))
+            closed += nrows
+            size += stmt_size + overhead + nrows * (len(marks) + 2)
+            args, nrows, stmt_size = packing.new_args(), 0, 0
+
+    def flush(final: bool) -> None:
+        nonlocal stmts, closed, size
+        close_statement()
+        if stmts or final:
+            send(stmts, closed, last, final)
+        stmts, closed, size = [], 0, 0
+
+    encode, fits, too_large, per = packing.encode, packing.fits, packing.too_large, packing.rows_per_statement
+    for key, values in rows:  # the hot loop of an upload: locals only
+        encoded, est = encode(values)
+        if not fits(len(stmts) + 1, size + stmt_size + est + overhead):
+            if too_large is not None and not fits(1, est + overhead):
+                too_large(key, est)
+            if stmts or nrows:
+                flush(False)
+        args.extend(encoded)
+        nrows += 1
+        stmt_size += est
+        last = key
+        if nrows >= per:
+            close_statement()
+    flush(True)
+
+
+def _hrana_row(values: Sequence[Any]) -> tuple[list[Any], int]:
+    encoded = [value_text(v) for v in values]
+    return encoded, sum(map(len, encoded)) + len(encoded)
 
 
 def upload_replica(local_path: str | Path, client: HranaClient, *, rows_per_statement: int = ROWS_PER_STATEMENT,
@@ -196,29 +271,15 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
     now = 0
     started_table = bool(done)
     budget = int(client.max_request_bytes * 0.95) - 4096
-    stmts: list[Stmt] = []
-    counts: list[int] = []
-    size = 0
-    args: Encoded = Encoded()
-    nrows = 0
-    stmt_size = 0
-    head = len(f"INSERT INTO {q} ({col_list}) VALUES ") + 64
-    marks = "(" + ", ".join("?" * len(cols)) + ")"
 
-    def flush_stmt() -> None:
-        nonlocal args, nrows, stmt_size, size
-        if nrows:
-            stmts.append((f"INSERT INTO {q} ({col_list}) VALUES " + ", ".join([marks] * nrows), args))
-            counts.append(nrows)
-            size += stmt_size + head + nrows * (len(marks) + 2)
-            args, nrows, stmt_size = Encoded(), 0, 0
+    def too_large(key: Any, est: int) -> None:
+        raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {key}) is {est} bytes as "
+                             f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
 
-    def flush_request(final: bool) -> None:
-        nonlocal stmts, counts, size, sent, now, started_table
-        flush_stmt()
-        if not stmts and not final:
-            return
-        count = sum(counts)
+    def send(stmts: list[Stmt], count: int, key: Any, final: bool) -> None:
+        nonlocal sent, now, started_table, last
+        if not without_rowid and key is not None:
+            last = key
         progress = {"rows": sent + count, "last_rowid": last, "done": final}
         # the guard makes a re-sent request (its answer lost, the session retried) fail instead of
         # inserting the rows twice; the stored progress then says whether it landed
@@ -239,28 +300,15 @@ def _upload_table(client: HranaClient, local: apsw.Connection, table: str, done:
         sent += count
         now += count
         started_table = True
-        stmts, counts, size = [], [], 0
         if on_progress:
             on_progress(table, sent, total)
 
-    for row in cursor:
-        encoded = [value_text(v) for v in row[1:]]
-        est = sum(map(len, encoded)) + len(encoded)
-        if est + head > budget:
-            raise RemoteTooLarge(f"target {client.label}: a row of {table} (rowid {row[0]}) is {est} bytes as "
-                                 f"Hrana JSON, over the {client.max_request_bytes}-byte request limit")
-        if size + stmt_size + est + head > budget:
-            flush_request(False)
-        args.extend(encoded)
-        nrows += 1
-        stmt_size += est
-        if not without_rowid:
-            last = row[0]
-        if nrows >= per_stmt:
-            flush_stmt()
-    flush_request(True)
+    send_rows(((row[0], row[1:]) for row in cursor), table=table, columns=cols, send=send, packing=Packing(
+        rows_per_statement=per_stmt, fits=lambda _stmts, nbytes: nbytes <= budget, encode=_hrana_row,
+        too_large=too_large, new_args=Encoded))
     return now
 
 
-__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "encode_value", "if_not_exists", "state_upsert",
+__all__ = ["REMOTE_STATE_DDL", "UPLOAD_SCOPE", "UploadReport", "Packing", "check_target", "encode_value", "if_not_exists",
+           "send_rows", "state_upsert",
            "upload_replica"]

@@ -43,7 +43,6 @@ from typing import Any
 from pg2edge.config import TranslateConfig
 from pg2edge.errors import ConfigError
 from pg2edge.pipeline import drift, schema_apply, schema_model, state
-from pg2edge.pipeline.engine import SnapshotInterrupted, StopFlag
 from pg2edge.pipeline.errors import ApplyError, StateError
 from pg2edge.pipeline.events import ChangeEvent, Control, Op, SchemaChange, Transaction, Watermark
 from pg2edge.pipeline.lsn import format_lsn
@@ -53,13 +52,12 @@ from pg2edge.pipeline.remote.errors import RemoteSQLError, RemoteTooLarge
 from pg2edge.pipeline.remote.hrana import HranaClient, Stmt
 from pg2edge.pipeline.remote.upload import FOREIGN_KEYS_OFF, REMOTE_STATE_DDL, state_upsert, upload_replica
 from pg2edge.pipeline.remote.url import RemoteTarget, parse_target
-from pg2edge.pipeline.schema_model import align_mappings
 from pg2edge.pipeline.schema_sql import RecordingFollower, SchemaRecorder
 from pg2edge.pipeline.sinks.base import ApplyResult
 from pg2edge.pipeline.sinks.retry import DDL as QUEUE_DDL
 from pg2edge.pipeline.sinks.retry import QUEUE_TABLE, QueueError, QueueStatus, RetryPolicy, event_keys
 from pg2edge.pipeline.sinks.statements import Planner, TableMapping, TargetTable, target_from_table_info
-from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES, stream_slot
+from pg2edge.pipeline.sources.cdc import RETAINED_WAL_WARN_BYTES
 from pg2edge.pipeline.sources.pgoutput import Relation
 from pg2edge.pipeline.sources.snapshot import SnapshotReport, run_snapshot
 from pg2edge.translators.findings import Level
@@ -679,48 +677,33 @@ def run_remote_sync(*, dsn: str, target: RemoteTarget, tables: Any = None, jobs:
                     on_batch: Any = None, metrics: Any = None, policy: RetryPolicy | None = None,
                     staging: Path | None = None, max_request_bytes: int | None = None,
                     snapshot_path: str | None = None, on_progress: Any = None) -> Any:
-    """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink."""
-    from pg2edge.pipeline.daemon import SyncReport, _record_pid  # inside: daemon dispatches URLs here (cycle)
+    """``pg2edge sync --target URL``: snapshot into the remote if needed, then stream into it with LibsqlSink
+    (the steps every remote target shares: ``pipeline.daemon.sync_remote``)."""
+    from pg2edge.pipeline.daemon import RemoteSyncTarget, sync_remote  # inside: daemon dispatches URLs here (cycle)
 
     options = options or TranslateConfig()
-    report = SyncReport()
     client = HranaClient(target)
     if max_request_bytes:
         client.max_request_bytes = max_request_bytes
-    flag = StopFlag(stop)
-    restore = flag.install()
-    try:
-        flag.interrupt_now = True
-        try:
-            report.snapshot = snapshot_into_remote(
-                dsn=dsn, target=target, client=client, say=say, staging=staging, tables=tables, jobs=jobs,
-                options=options, allow_replica_identity_full=allow_replica_identity_full, path=snapshot_path,
-                on_progress=on_progress)
-        except SnapshotInterrupted as exc:
-            report.stopped_by = f"{exc} during the snapshot (a rerun resumes it)"
-            return report
-        finally:
-            flag.interrupt_now = False
-        if not report.snapshot.already_complete:
-            say(f"snapshot: {report.snapshot.rows} rows in {len(report.snapshot.tables)} tables; streaming from "
-                f"{format_lsn(report.snapshot.consistent_lsn)}")
-        db = RemoteConnection(target, client=client)
-        names = state.read_stream(db)  # type: ignore[arg-type]
-        pos = state.read_position(db)  # type: ignore[arg-type]
-        if names is None or pos is None:
-            raise StateError(f"target {target.label} holds no complete pg2edge replica (no stream or position)")
-        _record_pid(db, running=True)  # type: ignore[arg-type]
-        try:
-            # names and shapes at the replica's position; the baselines' attribute numbers tell a RENAME
-            # from a DROP + ADD (schema changes while syncing: pipeline/schema_apply.py)
-            mappings = align_mappings(dsn, db, build_mappings(dsn, db, names.publication, options))  # type: ignore[arg-type]
-            sink = LibsqlSink(client, mappings, label=target.label, policy=policy, options=options)
-            return stream_slot(dsn, names, pos.end_lsn, sink, flag=flag, report=report,
-                               heartbeat_interval=heartbeat_interval, until_caught_up=until_caught_up,
-                               retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES,
-                               max_wait=max_wait, metrics=metrics, say=say, on_batch=on_batch)
-        finally:
-            _record_pid(db, running=False)  # type: ignore[arg-type]
-    finally:
-        restore()
-        client.close()
+    db: Any = RemoteConnection(target, client=client)
+
+    def snapshot() -> SnapshotReport:
+        report: SnapshotReport = snapshot_into_remote(
+            dsn=dsn, target=target, client=client, say=say, staging=staging, tables=tables, jobs=jobs,
+            options=options, allow_replica_identity_full=allow_replica_identity_full, path=snapshot_path,
+            on_progress=on_progress)
+        if not report.already_complete:
+            say(f"snapshot: {report.rows} rows in {len(report.tables)} tables; streaming from "
+                f"{format_lsn(report.consistent_lsn)}")
+        return report
+
+    return sync_remote(RemoteSyncTarget(
+        db=db, snapshot=snapshot,
+        mappings=lambda publication: build_mappings(dsn, db, publication, options),
+        sink=lambda mappings: LibsqlSink(client, mappings, label=target.label, policy=policy, options=options),
+        no_replica=lambda: StateError(f"target {target.label} holds no complete pg2edge replica "
+                                      "(no stream or position)"),
+        close=client.close),
+        dsn=dsn, until_caught_up=until_caught_up, heartbeat_interval=heartbeat_interval,
+        retained_wal_warn_bytes=retained_wal_warn_bytes or RETAINED_WAL_WARN_BYTES, stop=stop, say=say,
+        max_wait=max_wait, metrics=metrics, on_batch=on_batch)
