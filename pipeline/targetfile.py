@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -122,6 +123,22 @@ def sqlite_error(path: str | Path, exc: BaseException) -> TargetError:
     return TargetFileError(f"replica {path}: SQLite error {type(cause).__name__}: {cause}")
 
 
+def _check_header_settled(path: Path, size: int) -> None:
+    """:func:`_check_header`, read again for up to a second while the file has a WAL: a checkpoint in another
+    connection (the daemon's sync thread) writes page 1, with the new page count, before the last page that
+    extends the file, so a database in WAL mode can look truncated for the few milliseconds that takes."""
+    wal = Path(f"{path}-wal")
+    for attempt in range(20):
+        try:
+            _check_header(path, size)
+            return
+        except TargetFileError:
+            if attempt == 19 or not (wal.exists() and wal.stat().st_size > 0):
+                raise
+        time.sleep(0.05)
+        size = path.stat().st_size
+
+
 def _check_header(path: Path, size: int) -> None:
     with open(path, "rb") as fh:
         head = fh.read(100)
@@ -153,7 +170,7 @@ def inspect_target(target: str | Path) -> TargetInfo:
     if st.st_size == 0:
         return TargetInfo(path=path, kind="empty")
     try:
-        _check_header(path, st.st_size)
+        _check_header_settled(path, st.st_size)
     except PermissionError:
         raise TargetFileError(f"replica {path} cannot be read (permission denied)") from None
     try:

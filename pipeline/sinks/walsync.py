@@ -73,16 +73,20 @@ class WalSync:
         return apsw.SQLITE_OK
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database (PASSIVE: as far as readers allow, never waiting) once it is long."""
+        """Copy the WAL into the database (PASSIVE: as far as readers allow, never waiting) once it is long.
+        Never fatal: a checkpoint that fails (another process's checkpoint, a table swap under way) leaves the
+        WAL longer, and the next round tries again; durability does not depend on it (the WAL is synced)."""
         pages = self._pages
         if pages < CHECKPOINT_PAGES or pages == self._checkpointed_at:
             return
-        if self._checkpointer is None:
-            self._checkpointer = apsw.Connection(str(self.path))
-            self._checkpointer.execute("PRAGMA synchronous=NORMAL")
         try:
+            if self._checkpointer is None:
+                self._checkpointer = apsw.Connection(str(self.path))
+                self._checkpointer.execute("PRAGMA synchronous=NORMAL")
             self._checkpointer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
-        except apsw.BusyError:  # another checkpoint (a second process) runs: the next round tries again
+        except apsw.Error as exc:
+            log.debug("checkpoint of %s not done this round: %s", self.path, exc)
+            self._close_checkpointer()
             return
         self._checkpointed_at = pages
 
@@ -121,14 +125,14 @@ class WalSync:
                 target = self._committed
             try:
                 self._sync()
-                self._checkpoint()
-            except (OSError, apsw.Error) as exc:  # surfaced by durable(): the sync stops acknowledging
+            except OSError as exc:  # surfaced by durable(): the sync stops acknowledging
                 log.error("cannot sync %s: %s", self.wal, exc)
                 self._error = exc
                 self._close_checkpointer()
                 return
             with self._cond:
                 self._durable = target
+            self._checkpoint()
             time.sleep(self.interval)
 
     def _sync(self) -> None:
