@@ -183,7 +183,6 @@ class KafkaSink:
             self._everywhere(records.control_record("heartbeat", lsn=item.lsn))
             self._flush()
             state.advance_watermark(self.db, item.lsn)
-
         elif isinstance(item, SnapshotBegin):
             if self.schema is not None:
                 self._schema(self.schema.snapshot_record([(s, t) for s, _, t in (q.partition(".")
